@@ -1,0 +1,87 @@
+//! Durable, atomic file writes: a temp file in the root's `tmp/`, fsync, rename into place,
+//! fsync of the directory. A crash leaves the old file or the new one, never a torn one, and
+//! once `write_atomic` returns the new file survives power loss.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::crypto;
+
+/// A file written and fsynced in the staging directory, not yet in place. Dropping it
+/// without `install` deletes it.
+pub struct Staged(Option<PathBuf>);
+
+impl Staged {
+    /// Writes and fsyncs `bytes` to a fresh temp file in `tmp_dir`.
+    pub fn new(tmp_dir: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+        let path = tmp_dir.join(hex::encode(crypto::random_bytes::<12>()));
+        let staged = Self(Some(path.clone()));
+        let mut file = File::create(&path)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        Ok(staged)
+    }
+
+    /// Renames the file to `dest` (atomic). Durable once `dest`'s directory is synced.
+    pub fn install(mut self, dest: &Path) -> std::io::Result<()> {
+        let path = self.0.take().expect("a staged file is installed once");
+        fs::rename(&path, dest).inspect_err(|_| {
+            let _ = fs::remove_file(&path);
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes `bytes` to `dest` atomically and durably, staging in `tmp_dir` (same file system).
+pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let parent = dest.parent().expect("object paths have a parent");
+    create_dir_durable(parent)?;
+    Staged::new(tmp_dir, bytes)?.install(dest)?;
+    sync_dir(parent)
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent that gained an entry, so a new
+/// directory is as durable as a file written into it.
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(dir.parent().unwrap_or(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Every regular file below `dir`, for the scans made when a root is opened.
+pub fn walk_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,36 @@
+//! dstore-core: a content-addressed, encrypted store. This crate is the node; the C library
+//! (`dstore-ffi`), the Python module (`dstore-py`) and the `dstore` command are thin layers
+//! over [`Node`].
+//!
+//! ```no_run
+//! # async fn demo() -> dstore_core::Result<()> {
+//! use dstore_core::{Config, Node, StoreOptions};
+//! let node = Node::open(Config::new("./data")).await?;
+//! node.store("hello.txt", b"hello", StoreOptions::default()).await?;
+//! assert_eq!(node.get("hello.txt").await?, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! The design, and why, is in DESIGN.md at the top of the repository.
+
+mod codec;
+pub mod crypto;
+mod error;
+mod fsutil;
+mod ids;
+mod manifest;
+mod node;
+pub mod path;
+mod store;
+mod version;
+
+pub use error::{Error, Result};
+pub use ids::{ChunkId, KeyId, NodeId};
+pub use manifest::{validate_key, MAX_KEY_LEN};
+pub use node::{
+    Config, Node, Stats, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+};
+pub use path::{PathTransform, SeedSha1, Sharded};
+
+/// The version of this crate, as in Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,516 @@
+//! `Node`: the public, async face of dstore. It cuts values into chunks, encrypts and hashes
+//! them on the blocking pool (several chunks at once, so large values use every core while
+//! memory stays bounded by a few chunks), and commits a manifest once every chunk is durable.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
+use crate::error::{Error, IoContext, Result};
+use crate::ids::{ChunkId, NodeId};
+use crate::manifest::{validate_key, Manifest, ManifestBody, Policy};
+use crate::path::{PathTransform, Sharded};
+use crate::store::Store;
+use crate::version::{Clock, Version};
+
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+pub const MIN_CHUNK_SIZE: usize = 64;
+/// Large enough for throughput, small enough that a chunk (plus IV) always fits in one
+/// network frame later.
+pub const MAX_CHUNK_SIZE: usize = 8 << 20;
+
+/// How a node is set up. Build with `Config::new(root)` and change fields; new options get
+/// defaults, so code written against this struct keeps compiling.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The storage root; created if missing. One node per root at a time.
+    pub root: PathBuf,
+    /// The 32-byte data key. `None`: use the one kept in the root, made on first open, so
+    /// only this node can read what it encrypts.
+    pub data_key: Option<[u8; KEY_LEN]>,
+    /// The cluster secret. `None`: use the one kept in the root (a cluster of one).
+    pub secret: Option<Vec<u8>>,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: usize,
+    /// Where objects go under the root.
+    pub transform: Arc<dyn PathTransform>,
+}
+
+impl Config {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            data_key: None,
+            secret: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            transform: Arc::new(Sharded),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("Config")
+            .field("root", &self.root)
+            .field("data_key", &self.data_key.map(|_| "<set>"))
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("chunk_size", &self.chunk_size)
+            .field("transform", &self.transform)
+            .finish()
+    }
+}
+
+/// Options of one `store` call.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Encrypt the value under the data key (default). Plaintext values are still
+    /// authenticated and checked by hash.
+    pub encrypt: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { encrypt: true }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live keys held by this node.
+    pub keys: u64,
+    /// Distinct chunks held by this node (after deduplication).
+    pub chunks: u64,
+    /// Plaintext bytes stored and read through this handle since it was opened.
+    pub bytes_stored: u64,
+    pub bytes_read: u64,
+}
+
+/// A dstore node. Cheap to clone; all clones share one store. Every method must be called
+/// from within a tokio runtime.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    chunk_size: usize,
+    data_key: DataKey,
+    cluster: ClusterKey,
+    clock: Clock,
+    /// `None` once closed; operations in flight keep their own `Arc` and finish.
+    store: RwLock<Option<Arc<Store>>>,
+    bytes_stored: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+/// Chunks pinned by a write in flight; released on drop unless a manifest took them over.
+struct Pins {
+    store: Arc<Store>,
+    ids: Vec<ChunkId>,
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            self.store.unpin(&self.ids);
+        }
+    }
+}
+
+/// How many chunks are hashed, sealed and written (or read) at once.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
+    handle
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Reads up to `n` bytes, fewer only at end of input.
+async fn read_up_to<R: AsyncRead + Unpin>(reader: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match reader.read(&mut buf[filled..]).await? {
+            0 => break,
+            k => filled += k,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+impl Node {
+    /// Opens (or creates) the node at `config.root`. Fails with `Error::Locked` if another
+    /// node has the root open.
+    pub async fn open(config: Config) -> Result<Node> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&config.chunk_size) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes, not {}",
+                config.chunk_size
+            )));
+        }
+        if config.secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(Error::InvalidArgument("the cluster secret is empty".into()));
+        }
+        blocking(move || Self::open_blocking(config)).await
+    }
+
+    fn open_blocking(config: Config) -> Result<Node> {
+        // The store needs the cluster key to check manifests as it loads them, and the
+        // generated secret lives in the root, so read it before the store is opened: the lock
+        // taken by `Store::open` then covers everything that follows.
+        let root = &config.root;
+        let secret_path = root.join("cluster.secret");
+        let stored_secret = match std::fs::read_to_string(&secret_path) {
+            Ok(s) => Some(s.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).context(|| format!("reading {}", secret_path.display())),
+        };
+        let generated_secret = hex::encode(crypto::random_bytes::<32>());
+        let secret = match (&config.secret, &stored_secret) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => s.as_bytes().to_vec(),
+            (None, None) => generated_secret.as_bytes().to_vec(),
+        };
+        let store = Store::open(root, config.transform.clone(), ClusterKey::new(&secret))?;
+        if config.secret.is_none() {
+            store.persistent_file("cluster.secret", || generated_secret)?;
+        }
+        let id_hex = store.persistent_file("node_id", || NodeId::random().to_hex())?;
+        let id = NodeId::from_hex(&id_hex).ok_or_else(|| {
+            Error::Integrity(format!("{}/node_id is not 64 hex digits", root.display()))
+        })?;
+        let raw_key = match config.data_key {
+            Some(k) => k,
+            None => {
+                let hex_key = store.persistent_file("data.key", || {
+                    hex::encode(crypto::random_bytes::<KEY_LEN>())
+                })?;
+                let mut k = [0u8; KEY_LEN];
+                hex::decode_to_slice(&hex_key, &mut k).map_err(|_| {
+                    Error::Integrity(format!("{}/data.key is not 64 hex digits", root.display()))
+                })?;
+                k
+            }
+        };
+        Ok(Node {
+            inner: Arc::new(Inner {
+                id,
+                chunk_size: config.chunk_size,
+                data_key: DataKey::new(&raw_key),
+                cluster: ClusterKey::new(&secret),
+                clock: Clock::default(),
+                store: RwLock::new(Some(Arc::new(store))),
+                bytes_stored: AtomicU64::new(0),
+                bytes_read: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    fn local(&self) -> Result<Arc<Store>> {
+        let guard = self.inner.store.read().unwrap_or_else(|e| e.into_inner());
+        guard.clone().ok_or(Error::Closed)
+    }
+
+    /// Stops accepting calls. Calls in flight finish; the root is unlocked when the last of
+    /// them has.
+    pub fn close(&self) {
+        self.inner
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    pub async fn store(&self, key: &str, data: &[u8], opts: StoreOptions) -> Result<()> {
+        self.store_reader(key, data, opts).await.map(|_| ())
+    }
+
+    pub async fn store_file(
+        &self,
+        key: &str,
+        path: impl AsRef<Path>,
+        opts: StoreOptions,
+    ) -> Result<u64> {
+        let path = path.as_ref();
+        let file = tokio::fs::File::open(path)
+            .await
+            .context(|| format!("opening {}", path.display()))?;
+        self.store_reader(key, file, opts).await
+    }
+
+    /// Stores everything `reader` yields under `key`, replacing any older version. Returns
+    /// once the value is durable. Memory use is a few chunks, whatever the size.
+    pub async fn store_reader<R: AsyncRead + Unpin>(
+        &self,
+        key: &str,
+        mut reader: R,
+        opts: StoreOptions,
+    ) -> Result<u64> {
+        validate_key(key)?;
+        let store = self.local()?;
+        let mut pins = Pins {
+            store: store.clone(),
+            ids: Vec::new(),
+        };
+        let mut inflight: VecDeque<JoinHandle<Result<ChunkId>>> = VecDeque::new();
+        let mut size = 0u64;
+        let chunk_size = self.inner.chunk_size;
+        let streamed: Result<()> = async {
+            loop {
+                let chunk = read_up_to(&mut reader, chunk_size)
+                    .await
+                    .context(|| format!("reading the value of {key:?}"))?;
+                if chunk.is_empty() {
+                    break;
+                }
+                size += chunk.len() as u64;
+                let at_end = chunk.len() < chunk_size;
+                let (store, data_key) = (store.clone(), self.inner.data_key.clone());
+                inflight.push_back(tokio::task::spawn_blocking(move || {
+                    let stored = if opts.encrypt {
+                        data_key.seal(&chunk)
+                    } else {
+                        chunk
+                    };
+                    let id = ChunkId::of(&stored);
+                    store.put_chunk(id, &stored)?;
+                    Ok(id)
+                }));
+                if inflight.len() >= parallelism() {
+                    let front = inflight.pop_front().expect("not empty");
+                    pins.ids.push(join(front).await?);
+                }
+                if at_end {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        // Collect every chunk write, even after a failure, so that each pin is released.
+        let mut first_error = streamed.err();
+        for handle in inflight {
+            match join(handle).await {
+                Ok(id) => pins.ids.push(id),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+
+        if let Some(held) = store.version_of(key) {
+            // Never let a clock that went backwards lose this write to an older one.
+            self.inner.clock.observe(held.time);
+        }
+        let body = ManifestBody {
+            key: key.to_owned(),
+            version: Version {
+                time: self.inner.clock.now(),
+                node: self.inner.id,
+            },
+            size,
+            chunk_size: chunk_size as u32,
+            encrypted: opts.encrypt,
+            policy: Policy::Replicas(1),
+            chunks: pins.ids.clone(),
+            deleted: false,
+        };
+        let manifest = Manifest::new(body, Some(&self.inner.data_key), &self.inner.cluster);
+        let committed = {
+            let store = store.clone();
+            blocking(move || store.commit(&manifest)).await?
+        };
+        if committed {
+            pins.ids.clear(); // the manifest holds them now
+        }
+        self.inner.bytes_stored.fetch_add(size, Ordering::Relaxed);
+        Ok(size)
+    }
+
+    /// Loads and checks the manifest of a live key.
+    async fn live_manifest(&self, key: &str) -> Result<(Arc<Store>, Manifest)> {
+        validate_key(key)?;
+        let store = self.local()?;
+        let (s, k) = (store.clone(), key.to_owned());
+        let manifest = blocking(move || s.manifest(&k)).await?;
+        if manifest.body.deleted {
+            return Err(Error::NotFound(key.to_owned()));
+        }
+        manifest.check_seal(&self.inner.data_key)?;
+        Ok((store, manifest))
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let (store, manifest) = self.live_manifest(key).await?;
+        let size = usize::try_from(manifest.body.size).map_err(|_| {
+            Error::InvalidArgument(format!("{key:?} is too large for memory; use get_file"))
+        })?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(size).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "{key:?} ({size} bytes) does not fit in memory; use get_file"
+            ))
+        })?;
+        self.read_chunks(store, &manifest, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Writes the value of `key` to `path`, via a temp file renamed into place, so the path
+    /// never holds a partial or unverified value.
+    pub async fn get_file(&self, key: &str, path: impl AsRef<Path>) -> Result<u64> {
+        let path = path.as_ref();
+        let (store, manifest) = self.live_manifest(key).await?;
+        let name = path.file_name().ok_or_else(|| {
+            Error::InvalidArgument(format!("{} is not a file path", path.display()))
+        })?;
+        let partial = path.with_file_name(format!(
+            ".{}.dstore-{}",
+            name.to_string_lossy(),
+            hex::encode(crypto::random_bytes::<6>())
+        ));
+        let result = async {
+            let mut file = tokio::fs::File::create(&partial)
+                .await
+                .context(|| format!("creating {}", partial.display()))?;
+            let n = self.read_chunks(store, &manifest, &mut file).await?;
+            file.sync_all()
+                .await
+                .context(|| format!("syncing {}", partial.display()))?;
+            tokio::fs::rename(&partial, path)
+                .await
+                .context(|| format!("renaming into {}", path.display()))?;
+            Ok(n)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        result
+    }
+
+    /// Writes the value of `key` into `writer`. A failure part way leaves a prefix of the
+    /// value in `writer` (each chunk is verified before it is written).
+    pub async fn get_writer<W: AsyncWrite + Unpin>(&self, key: &str, mut writer: W) -> Result<u64> {
+        let (store, manifest) = self.live_manifest(key).await?;
+        self.read_chunks(store, &manifest, &mut writer).await
+    }
+
+    /// Reads, verifies and decrypts the chunks of `manifest`, several at once, writing them
+    /// to `out` in order.
+    async fn read_chunks<W: AsyncWrite + Unpin>(
+        &self,
+        store: Arc<Store>,
+        manifest: &Manifest,
+        out: &mut W,
+    ) -> Result<u64> {
+        let mut inflight: VecDeque<JoinHandle<Result<Vec<u8>>>> = VecDeque::new();
+        let mut next = 0;
+        let mut written = 0u64;
+        let chunks = &manifest.body.chunks;
+        loop {
+            while inflight.len() < parallelism() && next < chunks.len() {
+                let (store, data_key, id) =
+                    (store.clone(), self.inner.data_key.clone(), chunks[next]);
+                let (expected_len, encrypted) = (manifest.chunk_len(next), manifest.body.encrypted);
+                inflight.push_back(tokio::task::spawn_blocking(move || {
+                    let stored = store.chunk(&id)?;
+                    let plain = if encrypted {
+                        data_key.open(&stored)?
+                    } else {
+                        stored
+                    };
+                    if plain.len() as u64 != expected_len {
+                        return Err(Error::Integrity(format!(
+                            "chunk {id} holds {} bytes, the manifest says {expected_len}",
+                            plain.len()
+                        )));
+                    }
+                    Ok(plain)
+                }));
+                next += 1;
+            }
+            let Some(handle) = inflight.pop_front() else {
+                break;
+            };
+            let plain = join(handle).await?;
+            out.write_all(&plain)
+                .await
+                .context(|| "writing the value out".to_owned())?;
+            written += plain.len() as u64;
+        }
+        out.flush()
+            .await
+            .context(|| "writing the value out".to_owned())?;
+        self.inner.bytes_read.fetch_add(written, Ordering::Relaxed);
+        Ok(written)
+    }
+
+    /// Deletes `key` (writes a tombstone); its chunks go once nothing else names them.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        let store = self.local()?;
+        let Some(held) = store.version_of(key).filter(|_| store.has(key)) else {
+            return Err(Error::NotFound(key.to_owned()));
+        };
+        self.inner.clock.observe(held.time);
+        let version = Version {
+            time: self.inner.clock.now(),
+            node: self.inner.id,
+        };
+        let tombstone = Manifest::tombstone(key, version, &self.inner.cluster);
+        blocking(move || store.commit(&tombstone)).await?;
+        Ok(())
+    }
+
+    pub async fn has(&self, key: &str) -> Result<bool> {
+        validate_key(key)?;
+        Ok(self.local()?.has(key))
+    }
+
+    /// Live keys, in byte order.
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        Ok(self.local()?.keys())
+    }
+
+    /// Size in bytes of the live value of `key`.
+    pub async fn size(&self, key: &str) -> Result<u64> {
+        validate_key(key)?;
+        self.local()?
+            .size_of(key)
+            .ok_or_else(|| Error::NotFound(key.to_owned()))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let s = self.local()?.stats();
+        Ok(Stats {
+            keys: s.keys,
+            chunks: s.chunks,
+            bytes_stored: self.inner.bytes_stored.load(Ordering::Relaxed),
+            bytes_read: self.inner.bytes_read.load(Ordering::Relaxed),
+        })
+    }
+}

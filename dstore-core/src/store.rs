@@ -1,0 +1,382 @@
+//! The local content-addressed store of one node: chunks and manifests under one root, with
+//! reference counts so that a chunk lives exactly as long as something names it.
+//!
+//! ```text
+//! root/
+//!   LOCK          held (flock) while a node has the root open
+//!   node_id       hex, made once
+//!   data.key      hex, made once if the node was given no data key (mode 0600)
+//!   cluster.secret                    likewise for the cluster secret
+//!   chunks/<transform(chunk id)>      a chunk's stored bytes (ciphertext when encrypted)
+//!   manifests/<transform(key id)>     the newest manifest this node has of a key
+//!   tmp/          staging for atomic writes; emptied at open
+//!   quarantine/   corrupt files set aside, never served
+//! ```
+//!
+//! All methods block on disk I/O; the async `Node` calls them from `spawn_blocking`.
+//!
+//! Reference counting: `refs[chunk]` counts the manifests that name a chunk plus the writes in
+//! flight that have pinned it. A writer pins every chunk before checking whether its file
+//! exists, and a chunk file is deleted only under the index lock when its count is zero, so a
+//! delete can never remove a chunk out from under a concurrent write, and a manifest never
+//! names a chunk that is not on disk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::crypto::ClusterKey;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, write_atomic, Staged};
+use crate::ids::{ChunkId, KeyId};
+use crate::manifest::Manifest;
+use crate::path::{self, PathTransform};
+use crate::version::Version;
+
+pub(crate) struct Store {
+    chunks_dir: PathBuf,
+    manifests_dir: PathBuf,
+    tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    root: PathBuf,
+    transform: Arc<dyn PathTransform>,
+    cluster: ClusterKey,
+    index: Mutex<Index>,
+    /// Held open for its flock; dropping the store releases the root.
+    _lock: File,
+}
+
+/// What the store knows of its manifests, kept in memory so `has`, `keys` and reference
+/// counts need no disk access. Reads still load the manifest from disk, to notice corruption.
+#[derive(Default)]
+struct Index {
+    keys: BTreeMap<String, Entry>,
+    refs: HashMap<ChunkId, u32>,
+}
+
+struct Entry {
+    version: Version,
+    deleted: bool,
+    chunks: Vec<ChunkId>,
+    size: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub keys: u64,
+    pub chunks: u64,
+}
+
+impl Store {
+    pub fn open(
+        root: &Path,
+        transform: Arc<dyn PathTransform>,
+        cluster: ClusterKey,
+    ) -> Result<Self> {
+        fsutil::create_dir_durable(root).context(|| format!("creating {}", root.display()))?;
+        let lock_path = root.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(root.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).context(|| format!("locking {}", lock_path.display()))
+            }
+        }
+        let store = Self {
+            chunks_dir: root.join("chunks"),
+            manifests_dir: root.join("manifests"),
+            tmp_dir: root.join("tmp"),
+            quarantine_dir: root.join("quarantine"),
+            root: root.to_path_buf(),
+            transform,
+            cluster,
+            index: Mutex::new(Index::default()),
+            _lock: lock,
+        };
+        for dir in [
+            &store.chunks_dir,
+            &store.manifests_dir,
+            &store.tmp_dir,
+            &store.quarantine_dir,
+        ] {
+            fsutil::create_dir_durable(dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Rebuilds the index after a clean stop or a crash: drops staged temp files, loads every
+    /// manifest (setting corrupt ones aside), and removes chunks that no manifest names
+    /// (left by writes that crashed before their manifest was committed, or by deletes that
+    /// crashed before their chunks were removed).
+    fn recover(&self) -> Result<()> {
+        let ctx = |p: &Path| format!("scanning {}", p.display());
+        for f in fsutil::walk_files(&self.tmp_dir).context(|| ctx(&self.tmp_dir))? {
+            let _ = fs::remove_file(f);
+        }
+        let mut index = self.lock_index();
+        for file in fsutil::walk_files(&self.manifests_dir).context(|| ctx(&self.manifests_dir))? {
+            let loaded = fs::read(&file)
+                .context(|| format!("reading {}", file.display()))
+                .and_then(|bytes| Manifest::from_bytes(&bytes, &self.cluster));
+            let manifest = match loaded {
+                Ok(m) if self.manifest_path(&m.body.key).ok().as_ref() == Some(&file) => m,
+                Ok(_) | Err(Error::Integrity(_)) => {
+                    tracing::warn!(file = %file.display(), "manifest is corrupt or misplaced; set aside");
+                    self.set_aside(&file);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for c in &manifest.body.chunks {
+                *index.refs.entry(*c).or_insert(0) += 1;
+            }
+            index
+                .keys
+                .insert(manifest.body.key.clone(), Entry::of(&manifest));
+        }
+        let named: HashSet<PathBuf> = index
+            .refs
+            .keys()
+            .map(|c| self.chunk_path(c))
+            .collect::<Result<_>>()?;
+        for file in fsutil::walk_files(&self.chunks_dir).context(|| ctx(&self.chunks_dir))? {
+            if !named.contains(&file) {
+                tracing::debug!(file = %file.display(), "removing unreferenced chunk");
+                let _ = fs::remove_file(&file);
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_index(&self) -> MutexGuard<'_, Index> {
+        // A panic while holding the lock leaves the index as consistent as any single step
+        // leaves it (every mutation is a few in-memory map updates), so poisoning is ignored.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn chunk_path(&self, id: &ChunkId) -> Result<PathBuf> {
+        path::resolve(self.transform.as_ref(), &self.chunks_dir, &id.to_hex())
+    }
+
+    fn manifest_path(&self, key: &str) -> Result<PathBuf> {
+        path::resolve(
+            self.transform.as_ref(),
+            &self.manifests_dir,
+            &KeyId::of(key).to_hex(),
+        )
+    }
+
+    /// Reads `root/name`, or creates it with `make()` (durably, owner-only) if absent: the
+    /// node id and generated keys, made once and kept for the life of the root.
+    pub fn persistent_file(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
+        let path = self.root.join(name);
+        match fs::read_to_string(&path) {
+            Ok(s) => return Ok(s.trim().to_owned()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).context(|| format!("reading {}", path.display()))
+            }
+            Err(_) => {}
+        }
+        let value = make();
+        write_atomic(&self.tmp_dir, &path, format!("{value}\n").as_bytes())
+            .context(|| format!("writing {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .context(|| format!("restricting {}", path.display()))?;
+        }
+        Ok(value)
+    }
+
+    /// Pins `id` for a write in flight and makes sure its bytes are on disk, durably. The
+    /// caller owns one pin per call and must either hand it to a manifest (`commit`) or
+    /// release it (`unpin`).
+    pub fn put_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
+        let path = self.chunk_path(&id)?;
+        *self.lock_index().refs.entry(id).or_insert(0) += 1;
+        if path.is_file() {
+            return Ok(()); // deduplicated: pinned, so nobody deletes it now
+        }
+        write_atomic(&self.tmp_dir, &path, stored).or_else(|e| {
+            self.unpin(&[id]);
+            Err(e).context(|| format!("writing chunk {id}"))
+        })
+    }
+
+    /// Releases pins (or manifest references), deleting chunks nobody names any more.
+    pub fn unpin(&self, ids: &[ChunkId]) {
+        let mut index = self.lock_index();
+        let mut doomed = Vec::new();
+        for id in ids {
+            if let Some(n) = index.refs.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    doomed.push(*id);
+                }
+            }
+        }
+        self.delete_unreferenced(&mut index, &doomed);
+    }
+
+    /// Deletes those of `ids` whose count is still zero; the caller holds the index lock, so
+    /// no writer can pin one between the check and the unlink.
+    fn delete_unreferenced(&self, index: &mut Index, ids: &[ChunkId]) {
+        for id in ids {
+            if index.refs.get(id) == Some(&0) {
+                index.refs.remove(id);
+                if let Ok(path) = self.chunk_path(id) {
+                    if let Err(e) = fs::remove_file(&path) {
+                        tracing::warn!(chunk = %id, error = %e, "could not remove unreferenced chunk");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `manifest` the key's current version if it is newer than what is held, durably.
+    /// On `Ok(true)` the manifest has taken over the caller's pins on its chunks; on
+    /// `Ok(false)` (an equal or newer version was already here) the caller keeps them.
+    pub fn commit(&self, manifest: &Manifest) -> Result<bool> {
+        let key = &manifest.body.key;
+        let dest = self.manifest_path(key)?;
+        // Stage and fsync outside the lock; only the rename and map updates are inside it.
+        let bytes = manifest.to_bytes();
+        let parent = dest
+            .parent()
+            .expect("manifest paths have a parent")
+            .to_path_buf();
+        fsutil::create_dir_durable(&parent).context(|| format!("creating {}", parent.display()))?;
+        let staged = Staged::new(&self.tmp_dir, &bytes)
+            .context(|| format!("writing manifest of {key:?}"))?;
+        let released = {
+            let mut index = self.lock_index();
+            if index
+                .keys
+                .get(key)
+                .is_some_and(|e| e.version >= manifest.body.version)
+            {
+                return Ok(false); // dropping `staged` deletes it
+            }
+            staged
+                .install(&dest)
+                .context(|| format!("installing manifest of {key:?}"))?;
+            index
+                .keys
+                .insert(key.clone(), Entry::of(manifest))
+                .map(|old| old.chunks)
+                .unwrap_or_default()
+        };
+        // The rename must be durable before the old version's chunks go: a crash in between
+        // would otherwise bring back a manifest whose chunks were deleted.
+        fsutil::sync_dir(&parent).context(|| format!("syncing {}", parent.display()))?;
+        self.unpin(&released);
+        Ok(true)
+    }
+
+    /// Loads the current manifest of `key` from disk and checks its cluster MAC.
+    pub fn manifest(&self, key: &str) -> Result<Manifest> {
+        let path = self.manifest_path(key)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(key.to_owned()))
+            }
+            Err(e) => return Err(e).context(|| format!("reading manifest of {key:?}")),
+        };
+        let m = Manifest::from_bytes(&bytes, &self.cluster)?;
+        if m.body.key != key {
+            return Err(Error::Integrity(format!(
+                "the manifest stored for {key:?} names {:?}",
+                m.body.key
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Reads a chunk and checks it against its id. A chunk that fails is moved to quarantine
+    /// (never served again) and reported as an integrity error.
+    pub fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let path = self.chunk_path(id)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Integrity(format!("chunk {id} is missing")))
+            }
+            Err(e) => return Err(e).context(|| format!("reading chunk {id}")),
+        };
+        if ChunkId::of(&bytes) != *id {
+            self.set_aside(&path);
+            return Err(Error::Integrity(format!(
+                "chunk {id} does not match its hash"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    fn set_aside(&self, file: &Path) {
+        let name = format!(
+            "{}-{}",
+            file.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+            hex::encode(crate::crypto::random_bytes::<4>())
+        );
+        if let Err(e) = fs::rename(file, self.quarantine_dir.join(name)) {
+            tracing::warn!(file = %file.display(), error = %e, "could not quarantine corrupt file");
+        }
+    }
+
+    /// The newest version held of `key`, tombstones included.
+    pub fn version_of(&self, key: &str) -> Option<Version> {
+        self.lock_index().keys.get(key).map(|e| e.version)
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.lock_index().keys.get(key).is_some_and(|e| !e.deleted)
+    }
+
+    /// Live keys in byte order.
+    pub fn keys(&self) -> Vec<String> {
+        let index = self.lock_index();
+        index
+            .keys
+            .iter()
+            .filter(|(_, e)| !e.deleted)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn size_of(&self, key: &str) -> Option<u64> {
+        self.lock_index()
+            .keys
+            .get(key)
+            .filter(|e| !e.deleted)
+            .map(|e| e.size)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let index = self.lock_index();
+        StoreStats {
+            keys: index.keys.values().filter(|e| !e.deleted).count() as u64,
+            chunks: index.refs.len() as u64,
+        }
+    }
+}
+
+impl Entry {
+    fn of(m: &Manifest) -> Self {
+        Self {
+            version: m.body.version,
+            deleted: m.body.deleted,
+            chunks: m.body.chunks.clone(),
+            size: m.body.size,
+        }
+    }
+}

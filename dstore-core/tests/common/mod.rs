@@ -1,0 +1,54 @@
+//! Helpers shared by the core's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use dstore_core::{Config, Node};
+
+/// The interesting sizes for a chunk size of `c`: empty, one byte, around one chunk, many.
+pub fn interesting_sizes(c: usize) -> Vec<usize> {
+    vec![0, 1, c - 1, c, c + 1, 2 * c, 7 * c + 3]
+}
+
+/// Deterministic, incompressible-looking bytes derived from a seed.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub async fn open(root: &Path, chunk_size: usize) -> Node {
+    let mut config = Config::new(root);
+    config.chunk_size = chunk_size;
+    Node::open(config).await.expect("open node")
+}
+
+/// Every regular file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn flip_byte(file: &Path, at: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let i = at % bytes.len();
+    bytes[i] ^= 0x40;
+    std::fs::write(file, bytes).unwrap();
+}

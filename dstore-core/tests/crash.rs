@@ -1,0 +1,140 @@
+//! Crash safety: a writer process is killed with SIGKILL in the middle of a stream of stores,
+//! overwrites and deletes, several times over the same root. After each kill the root must
+//! reopen with every acknowledged value intact, no value torn, and no chunk file left that no
+//! manifest names.
+//!
+//! The writer is this same test binary re-run with `DSTORE_CRASH_ROOT` set, filtered to the
+//! `crash_writer_child` test; run without that variable, that test only checks that the
+//! variable is absent.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{files_under, open, pattern};
+use dstore_core::{Error, StoreOptions};
+
+const CHUNK: usize = 4096;
+
+fn value_for(key_index: u64, generation: u64) -> Vec<u8> {
+    // Sizes from 0 to 5 chunks, varying with the generation so overwrites change shape.
+    let seed = key_index * 1_000_003 + generation;
+    pattern(
+        seed,
+        ((seed * 2654435761) % (5 * CHUNK as u64 + 1)) as usize,
+    )
+}
+
+/// The child: stores generation `g` of key `k{g % 40}` for g = start.., deleting every
+/// seventh, printing `ack <g>` after each call returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_writer_child() {
+    let Ok(root) = std::env::var("DSTORE_CRASH_ROOT") else {
+        return;
+    };
+    let start: u64 = std::env::var("DSTORE_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let node = open(std::path::Path::new(&root), CHUNK).await;
+    for g in start.. {
+        let key = format!("k{}", g % 40);
+        if g.is_multiple_of(7) {
+            match node.delete(&key).await {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        } else {
+            node.store(
+                &key,
+                &value_for(g % 40, g),
+                StoreOptions {
+                    encrypt: g % 2 == 0,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        println!("ack {g}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_writes_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // The latest acknowledged generation of each key: Some(g) stored, None deleted.
+    let mut expected: std::collections::HashMap<u64, Option<u64>> = Default::default();
+    let mut next = 1u64;
+    for round in 0..4 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "crash_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("DSTORE_CRASH_ROOT", dir.path())
+            .env("DSTORE_CRASH_START", next.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Let it acknowledge a varying number of operations, then kill it mid-stream.
+        let target = 60 + round * 37;
+        let mut record = |line: String| {
+            let g: u64 = line.strip_prefix("ack ")?.parse().ok()?;
+            expected.insert(g % 40, (!g.is_multiple_of(7)).then_some(g));
+            next = g + 1;
+            Some(())
+        };
+        let mut acked = 0;
+        while acked < target {
+            let line = lines.next().expect("writer exited early").unwrap();
+            acked += u64::from(record(line).is_some());
+        }
+        // SIGKILL; anything acknowledged between our last read and the kill counts too.
+        child.kill().unwrap();
+        for line in lines.map_while(Result::ok) {
+            record(line);
+        }
+        child.wait().unwrap();
+        // One operation may have been in flight (not acknowledged) when it died: its key may
+        // show either its previous or its new state, never anything else.
+        let in_flight = next;
+
+        let node = open(dir.path(), CHUNK).await;
+        for (k, state) in &expected {
+            let key = format!("k{k}");
+            let got = node.get(&key).await;
+            let ok_old = match (state, &got) {
+                (Some(g), Ok(v)) => *v == value_for(*k, *g),
+                (None, Err(Error::NotFound(_))) => true,
+                _ => false,
+            };
+            let ok_new = in_flight % 40 == *k
+                && match &got {
+                    Ok(v) => *v == value_for(*k, in_flight),
+                    Err(Error::NotFound(_)) => in_flight.is_multiple_of(7),
+                    Err(_) => false,
+                };
+            assert!(
+                ok_old || ok_new,
+                "round {round}: {key} expected {state:?}, got {:?}",
+                got.map(|v| v.len())
+            );
+        }
+        let named = node.stats().unwrap().chunks;
+        assert_eq!(
+            files_under(&dir.path().join("chunks")).len() as u64,
+            named,
+            "orphan chunks after crash"
+        );
+        assert!(files_under(&dir.path().join("tmp")).is_empty());
+        println!(
+            "round {round}: {} keys checked after kill -9 at generation {in_flight}",
+            expected.len()
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The local store through the public `Node` API: round trips, deduplication, deletion and
+//! garbage collection, corruption, keys, persistence, locking and concurrency.
+
+mod common;
+
+use common::{files_under, flip_byte, interesting_sizes, open, pattern};
+use dstore_core::{Config, Error, Node, StoreOptions};
+
+const CHUNK: usize = 4096;
+const ENC: StoreOptions = StoreOptions { encrypt: true };
+const PLAIN: StoreOptions = StoreOptions { encrypt: false };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_at_interesting_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    for (i, size) in interesting_sizes(CHUNK).into_iter().enumerate() {
+        for opts in [ENC, PLAIN] {
+            let key = format!("v{i}-{}", opts.encrypt);
+            let data = pattern(i as u64, size);
+            node.store(&key, &data, opts).await.unwrap();
+            assert_eq!(node.get(&key).await.unwrap(), data, "{key} ({size} bytes)");
+            assert_eq!(node.size(&key).await.unwrap(), size as u64);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_chunk_size_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(Config::new(dir.path())).await.unwrap();
+    let c = dstore_core::DEFAULT_CHUNK_SIZE;
+    for size in [c - 1, c, c + 1, 3 * c + 17] {
+        let data = pattern(size as u64, size);
+        node.store("big", &data, ENC).await.unwrap();
+        assert_eq!(node.get("big").await.unwrap(), data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_replaces_and_frees_old_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    node.store("k", &pattern(1, 3 * CHUNK), ENC).await.unwrap();
+    node.store("k", &pattern(2, 2 * CHUNK), ENC).await.unwrap();
+    assert_eq!(node.get("k").await.unwrap(), pattern(2, 2 * CHUNK));
+    assert_eq!(node.stats().unwrap().chunks, 2);
+    assert_eq!(files_under(&dir.path().join("chunks")).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_chunks_are_stored_once_also_when_encrypted() {
+    for opts in [ENC, PLAIN] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path(), CHUNK).await;
+        let block = pattern(7, CHUNK);
+        // Four identical chunks in one value, and the same value under a second key.
+        let data = block.repeat(4);
+        node.store("a", &data, opts).await.unwrap();
+        node.store("b", &data, opts).await.unwrap();
+        assert_eq!(node.stats().unwrap().chunks, 1);
+        assert_eq!(files_under(&dir.path().join("chunks")).len(), 1);
+
+        // Deleting one key keeps the chunk the other still names.
+        node.delete("a").await.unwrap();
+        assert_eq!(node.get("b").await.unwrap(), data);
+        assert!(matches!(node.get("a").await, Err(Error::NotFound(_))));
+        // Deleting the last one removes it from disk.
+        node.delete("b").await.unwrap();
+        assert_eq!(node.stats().unwrap().chunks, 0);
+        assert!(files_under(&dir.path().join("chunks")).is_empty());
+    }
+}
+
+/// Two different 320-byte inputs with the same SHA-1 (the SHAttered prefixes). Content
+/// addressing by SHA-1 would store them as one chunk; dstore's BLAKE3 ids keep them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sha1_collision_pair_keeps_both_values() {
+    const PREFIX: &str = "255044462d312e330a25e2e3cfd30a0a0a312030206f626a0a3c3c2f57696474682032203020522f4865696768742033203020522f547970652034203020522f537562747970652035203020522f46696c7465722036203020522f436f6c6f7253706163652037203020522f4c656e6774682038203020522f42697473506572436f6d706f6e656e7420383e3e0a73747265616d0affd8fffe00245348412d3120697320646561642121212121852fec092339759c39b1a1c63c4c97e1fffe01";
+    const BLOCK_1: &str = "7f46dc93a6b67e013b029aaa1db2560b45ca67d688c7f84b8c4c791fe02b3df614f86db1690901c56b45c1530afedfb76038e972722fe7ad728f0e4904e046c230570fe9d41398abe12ef5bc942be33542a4802d98b5d70f2a332ec37fac3514e74ddc0f2cc1a874cd0c78305a21566461309789606bd0bf3f98cda8044629a1";
+    const BLOCK_2: &str = "7346dc9166b67e118f029ab621b2560ff9ca67cca8c7f85ba84c79030c2b3de218f86db3a90901d5df45c14f26fedfb3dc38e96ac22fe7bd728f0e45bce046d23c570feb141398bb552ef5a0a82be331fea48037b8b5d71f0e332edf93ac3500eb4ddc0decc1a864790c782c76215660dd309791d06bd0af3f98cda4bc4629b1";
+    let one = hex::decode(format!("{PREFIX}{BLOCK_1}")).unwrap();
+    let two = hex::decode(format!("{PREFIX}{BLOCK_2}")).unwrap();
+    assert_ne!(one, two);
+    let sha1 = dstore_core::crypto::sha1_hex;
+    assert_eq!(
+        sha1(&one),
+        sha1(&two),
+        "the test vector must be a real SHA-1 collision"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    for opts in [PLAIN, ENC] {
+        node.store("shattered-1", &one, opts).await.unwrap();
+        node.store("shattered-2", &two, opts).await.unwrap();
+        assert_eq!(node.get("shattered-1").await.unwrap(), one);
+        assert_eq!(node.get("shattered-2").await.unwrap(), two);
+    }
+    assert_eq!(node.stats().unwrap().chunks, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_chunk_is_an_integrity_error() {
+    for opts in [ENC, PLAIN] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path(), CHUNK).await;
+        let data = pattern(3, 3 * CHUNK);
+        node.store("k", &data, opts).await.unwrap();
+        let chunks = files_under(&dir.path().join("chunks"));
+        flip_byte(&chunks[1], 100);
+        assert!(matches!(node.get("k").await, Err(Error::Integrity(_))));
+        // The bad copy was set aside, not left to be served again...
+        assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
+        // ...and storing the value again heals it.
+        node.store("k2", &data, opts).await.unwrap();
+        assert_eq!(node.get("k").await.unwrap(), data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_manifest_is_an_integrity_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    node.store("k", b"hello", ENC).await.unwrap();
+    let manifests = files_under(&dir.path().join("manifests"));
+    assert_eq!(manifests.len(), 1);
+    let len = std::fs::metadata(&manifests[0]).unwrap().len() as usize;
+    for at in [0, len / 2, len - 1] {
+        let original = std::fs::read(&manifests[0]).unwrap();
+        flip_byte(&manifests[0], at);
+        assert!(
+            matches!(node.get("k").await, Err(Error::Integrity(_))),
+            "byte {at}"
+        );
+        std::fs::write(&manifests[0], original).unwrap();
+    }
+    assert_eq!(node.get("k").await.unwrap(), b"hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_data_key_cannot_read_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = b"cluster secret".to_vec();
+    let mut config = Config::new(dir.path());
+    config.data_key = Some([1; 32]);
+    config.secret = Some(secret.clone());
+    let node = Node::open(config.clone()).await.unwrap();
+    node.store("enc", b"top secret", ENC).await.unwrap();
+    node.store("plain", b"public", PLAIN).await.unwrap();
+    drop(node);
+
+    config.data_key = Some([2; 32]);
+    let other = Node::open(config).await.unwrap();
+    assert!(matches!(other.get("enc").await, Err(Error::WrongKey(_))));
+    assert_eq!(other.get("plain").await.unwrap(), b"public");
+    // The ciphertext on disk does not contain the plaintext.
+    for f in files_under(&dir.path().join("chunks")) {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(!bytes.windows(10).any(|w| w == b"top secret"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_values_node_id_and_data_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    let id = node.id();
+    for i in 0..20u64 {
+        node.store(&format!("k{i}"), &pattern(i, i as usize * 700), ENC)
+            .await
+            .unwrap();
+    }
+    node.delete("k3").await.unwrap();
+    drop(node);
+
+    let node = open(dir.path(), CHUNK).await;
+    assert_eq!(node.id(), id);
+    assert_eq!(node.keys().await.unwrap().len(), 19);
+    assert!(!node.has("k3").await.unwrap());
+    for i in (0..20u64).filter(|i| *i != 3) {
+        assert_eq!(
+            node.get(&format!("k{i}")).await.unwrap(),
+            pattern(i, i as usize * 700)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_the_same_root_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    let second = Node::open(Config::new(dir.path())).await;
+    assert!(
+        matches!(second, Err(Error::Locked(_))),
+        "{:?}",
+        second.err()
+    );
+    node.close();
+    assert!(matches!(node.get("x").await, Err(Error::Closed)));
+    Node::open(Config::new(dir.path())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_names_never_paths() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("root");
+    let node = open(&root, CHUNK).await;
+    let hostile = [
+        "../x",
+        "/abs",
+        "../../etc/passwd",
+        ".",
+        "..",
+        "a/../../b",
+        "C:\\x",
+        "é ✓ \u{202e}",
+    ];
+    for key in hostile {
+        node.store(key, key.as_bytes(), PLAIN).await.unwrap();
+        assert_eq!(node.get(key).await.unwrap(), key.as_bytes());
+    }
+    let mut keys = node.keys().await.unwrap();
+    keys.sort();
+    let mut expected: Vec<_> = hostile.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    // Nothing was written beside the root.
+    let beside: Vec<_> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("root")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    for key in [String::new(), "a\0b".into(), "x".repeat(1025)] {
+        assert!(matches!(
+            node.store(&key, b"v", ENC).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            node.get(&key).await,
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    node.store(&"x".repeat(1024), b"v", ENC).await.unwrap();
+    assert!(matches!(
+        node.delete("missing").await,
+        Err(Error::NotFound(_))
+    ));
+    let mut config = Config::new(dir.path().join("other"));
+    config.chunk_size = 1;
+    assert!(matches!(
+        Node::open(config).await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_stream_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    let data = pattern(11, 50 * CHUNK + 5);
+    let input = dir.path().join("in.bin");
+    std::fs::write(&input, &data).unwrap();
+    assert_eq!(
+        node.store_file("f", &input, ENC).await.unwrap(),
+        data.len() as u64
+    );
+    let output = dir.path().join("out.bin");
+    node.get_file("f", &output).await.unwrap();
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+
+    // A failed read leaves nothing at the destination.
+    let missing = dir.path().join("missing.bin");
+    assert!(matches!(
+        node.get_file("nope", &missing).await,
+        Err(Error::NotFound(_))
+    ));
+    flip_byte(&files_under(&dir.path().join("chunks"))[0], 9);
+    assert!(node.get_file("f", &missing).await.is_err());
+    assert!(!missing.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("dstore-"))
+        .collect();
+    assert!(leftovers.is_empty());
+    assert!(matches!(
+        node.store_file("g", dir.path().join("absent"), ENC).await,
+        Err(Error::Io { .. })
+    ));
+}
+
+/// Many tasks store, read and delete overlapping keys whose values share chunks. Afterwards
+/// every surviving key reads back right, and the chunk files on disk are exactly those named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_readers_and_deleters() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    // Every value begins with the same chunk, so deletes and stores race on its count.
+    fn value(t: u64, i: u64) -> Vec<u8> {
+        [
+            pattern(99, CHUNK),
+            pattern(t * 1000 + i, (i as usize % 3) * CHUNK + 10),
+        ]
+        .concat()
+    }
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..30u64 {
+                let key = format!("t{t}-k{}", i % 10);
+                node.store(&key, &value(t, i), if i % 2 == 0 { ENC } else { PLAIN })
+                    .await
+                    .unwrap();
+                assert_eq!(node.get(&key).await.unwrap(), value(t, i));
+                if i % 4 == 0 {
+                    node.delete(&key).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for t in 0..8u64 {
+        for i in 20..30u64 {
+            let key = format!("t{t}-k{}", i % 10);
+            match node.get(&key).await {
+                Ok(v) => assert_eq!(v, value(t, i)),
+                Err(Error::NotFound(_)) => assert_eq!(i % 4, 0),
+                Err(e) => panic!("{key}: {e}"),
+            }
+        }
+    }
+    let stats = node.stats().unwrap();
+    drop(node);
+    // Reopening recounts from the manifests; the in-memory count must have been the same.
+    let node = open(dir.path(), CHUNK).await;
+    assert_eq!(node.stats().unwrap().chunks, stats.chunks);
+    assert_eq!(
+        files_under(&dir.path().join("chunks")).len() as u64,
+        stats.chunks
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_path_transform_is_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.transform = std::sync::Arc::new(dstore_core::SeedSha1);
+    config.chunk_size = CHUNK;
+    let node = Node::open(config.clone()).await.unwrap();
+    node.store("momsbestpicture", &pattern(5, 3 * CHUNK), ENC)
+        .await
+        .unwrap();
+    drop(node);
+    let node = Node::open(config).await.unwrap();
+    assert_eq!(
+        node.get("momsbestpicture").await.unwrap(),
+        pattern(5, 3 * CHUNK)
+    );
+    // Paths are 8 blocks of 5 hex digits, then the 40-digit hash.
+    for f in files_under(&dir.path().join("chunks")) {
+        let rel = f.strip_prefix(dir.path().join("chunks")).unwrap();
+        let parts: Vec<_> = rel.iter().map(|p| p.len()).collect();
+        assert_eq!(parts, [5, 5, 5, 5, 5, 5, 5, 5, 40]);
+    }
+}
