@@ -1,0 +1,349 @@
+//! `dstore bench`: throughput of one node's local store, next to the speed of the same hashing
+//! and encryption measured in the same run on one core, so that the figures read as ratios
+//! that survive a noisy, shared machine. Every figure is the median of `--reps` runs.
+
+use std::io::Write;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use dstore_core::crypto::{self, DataKey};
+use dstore_core::{Config, Node, StoreOptions};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::AnyResult;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Size of the large value, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    large_mib: u64,
+    /// How many small values.
+    #[arg(long, default_value_t = 10_000)]
+    small_count: usize,
+    /// Size of each small value, in bytes.
+    #[arg(long, default_value_t = 4096)]
+    small_size: usize,
+    /// Concurrent callers for the small values.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Where to put the store (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Single-core speed (MB/s) of `f` applied to 1 MiB buffers, median of `reps`.
+fn single_core(reps: usize, f: impl Fn(&[u8])) -> f64 {
+    let buf: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let rounds = 256;
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..rounds {
+                    f(std::hint::black_box(&buf));
+                }
+                rounds as f64 / t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// Yields `len` bytes of distinct 1 MiB blocks (each starts with its index, so no two
+/// chunks deduplicate) at memcpy speed, so the source is never the bottleneck.
+struct Source {
+    block: Vec<u8>,
+    pos: u64,
+    len: u64,
+}
+
+impl Source {
+    fn new(len: u64) -> Self {
+        Self {
+            block: (0..1u32 << 20)
+                .map(|i| (i.wrapping_mul(2246822519) >> 9) as u8)
+                .collect(),
+            pos: 0,
+            len,
+        }
+    }
+}
+
+impl AsyncRead for Source {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let block_len = self.block.len() as u64;
+        let n = (self.len - self.pos)
+            .min(buf.remaining() as u64)
+            .min(block_len - self.pos % block_len) as usize;
+        let start = (self.pos % block_len) as usize;
+        let index = (self.pos / block_len).to_le_bytes();
+        let mut piece = self.block[start..start + n].to_vec();
+        for (i, b) in piece
+            .iter_mut()
+            .enumerate()
+            .take(8usize.saturating_sub(start))
+        {
+            *b = index[start + i];
+        }
+        buf.put_slice(&piece);
+        self.pos += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Peak resident memory of this process since the last reset, in MiB (Linux).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn row(what: &str, value: String, note: String) {
+    println!("  {what:<44} {value:>14}   {note}");
+    let _ = std::io::stdout().flush();
+}
+
+pub async fn run(args: Args) -> AnyResult {
+    let reps = args.reps.max(1);
+    println!("dstore bench: one node, local store, medians of {reps} runs\n");
+
+    println!("Machine limits, one core, 1 MiB buffers (measured now):");
+    let key = DataKey::new(&[7; 32]);
+    let sealed = key.seal(&[0u8; 1 << 20]);
+    let aes_hmac = single_core(reps, |b| drop(std::hint::black_box(key.seal(b))));
+    let blake3 = single_core(reps, |b| {
+        std::hint::black_box(crypto::chunk_hash(b));
+    });
+    let hmac = single_core(reps, |b| {
+        std::hint::black_box(crypto::hmac(&[1; 32], &[b]));
+    });
+    let store_pipe = single_core(reps, |b| {
+        let s = key.seal(b);
+        std::hint::black_box(crypto::chunk_hash(&s));
+    });
+    let get_pipe = single_core(reps, |_| {
+        std::hint::black_box(crypto::chunk_hash(&sealed));
+        drop(std::hint::black_box(key.open(&sealed)));
+    });
+    let plain_pipe = blake3; // a plain get only hashes
+    row(
+        "BLAKE3 (chunk ids)",
+        format!("{blake3:.0} MB/s"),
+        String::new(),
+    );
+    row(
+        "HMAC-SHA256 (synthetic IV)",
+        format!("{hmac:.0} MB/s"),
+        String::new(),
+    );
+    row(
+        "seal = HMAC-SHA256 + AES-256-CTR",
+        format!("{aes_hmac:.0} MB/s"),
+        String::new(),
+    );
+    row(
+        "store pipeline: seal + BLAKE3",
+        format!("{store_pipe:.0} MB/s"),
+        "the yardstick for encrypted stores".into(),
+    );
+    row(
+        "get pipeline: BLAKE3 + open",
+        format!("{get_pipe:.0} MB/s"),
+        "the yardstick for encrypted gets".into(),
+    );
+
+    let tmp = tempfile::tempdir()?;
+    let base = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let disk = durable_writes(reps, &base.join("disk"))?;
+    row(
+        "disk: 1 MiB files, write+fsync+rename+dir fsync, 8 writers",
+        format!("{disk:.0} MB/s"),
+        "the yardstick for plain stores".into(),
+    );
+    large(
+        &args,
+        reps,
+        &base.join("large"),
+        [(true, store_pipe, get_pipe), (false, disk, plain_pipe)],
+    )
+    .await?;
+    small(&args, reps, &base.join("small")).await?;
+    Ok(())
+}
+
+/// What the disk gives durable 1 MiB writes, as the store does them: 8 threads (as many as the store keeps in flight) each writing
+/// 32 files (write, fsync, rename, fsync of the directory). Median of `reps`, in MB/s.
+fn durable_writes(reps: usize, dir: &Path) -> AnyResult<f64> {
+    std::fs::create_dir_all(dir)?;
+    let block = vec![0x5au8; 1 << 20];
+    let mut runs = Vec::new();
+    for rep in 0..reps {
+        let t = Instant::now();
+        std::thread::scope(|s| -> AnyResult {
+            let workers: Vec<_> = (0..8)
+                .map(|w| {
+                    let block = &block;
+                    s.spawn(move || -> std::io::Result<()> {
+                        for i in 0..32 {
+                            let tmp = dir.join(format!("tmp-{rep}-{w}-{i}"));
+                            let mut f = std::fs::File::create(&tmp)?;
+                            f.write_all(block)?;
+                            f.sync_all()?;
+                            std::fs::rename(&tmp, dir.join(format!("f-{rep}-{w}-{i}")))?;
+                            std::fs::File::open(dir)?.sync_all()?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().expect("writer thread")?;
+            }
+            Ok(())
+        })?;
+        runs.push(256.0 / t.elapsed().as_secs_f64());
+    }
+    std::fs::remove_dir_all(dir)?;
+    Ok(median(runs))
+}
+
+async fn large(args: &Args, reps: usize, root: &Path, modes: [(bool, f64, f64); 2]) -> AnyResult {
+    let node = Node::open(Config::new(root)).await?;
+    let len = args.large_mib << 20;
+    println!(
+        "\nA {} MiB value, 1 MiB chunks, fsync on (ratios to the yardsticks above):",
+        args.large_mib
+    );
+    for (encrypt, store_limit, get_limit) in modes {
+        let mode = if encrypt { "encrypted" } else { "plain" };
+        let (mut puts, mut gets, mut peak) = (Vec::new(), Vec::new(), 0f64);
+        for _ in 0..reps {
+            reset_peak_rss();
+            let t = Instant::now();
+            node.store_reader("large", Source::new(len), StoreOptions { encrypt })
+                .await?;
+            puts.push(len as f64 / MIB / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let n = node.get_writer("large", tokio::io::sink()).await?;
+            gets.push(n as f64 / MIB / t.elapsed().as_secs_f64());
+            peak = peak.max(peak_rss_mib().unwrap_or(0.0));
+            node.delete("large").await?;
+        }
+        let (put, get) = (median(puts), median(gets));
+        row(
+            &format!("store, {mode}"),
+            format!("{put:.0} MB/s"),
+            format!("{:.2}x", put / store_limit),
+        );
+        row(
+            &format!("get, {mode}"),
+            format!("{get:.0} MB/s"),
+            format!("{:.2}x", get / get_limit),
+        );
+        row(
+            &format!("peak RSS of the whole process, {mode}"),
+            format!("{peak:.0} MiB"),
+            format!("for a {} MiB value", args.large_mib),
+        );
+    }
+    Ok(())
+}
+
+async fn small(args: &Args, reps: usize, root: &Path) -> AnyResult {
+    let node = Node::open(Config::new(root)).await?;
+    println!(
+        "\n{} values of {} bytes, {} concurrent callers, fsync on:",
+        args.small_count, args.small_size, args.concurrency
+    );
+    let value = Arc::new((0..args.small_size).map(|i| i as u8).collect::<Vec<u8>>());
+    for encrypt in [true, false] {
+        let mode = if encrypt { "encrypted" } else { "plain" };
+        let (mut puts, mut gets) = (Vec::new(), Vec::new());
+        for rep in 0..reps {
+            let keys: Vec<String> = (0..args.small_count)
+                .map(|i| format!("small/{rep}/{i}"))
+                .collect();
+            let t = Instant::now();
+            for_each_concurrently(&node, &keys, args.concurrency, |node, key| {
+                // Distinct contents, so no value deduplicates against another.
+                let mut v = value.as_ref().clone();
+                let n = key.len().min(v.len());
+                v[..n].copy_from_slice(&key.as_bytes()[..n]);
+                async move {
+                    node.store(&key, &v, StoreOptions { encrypt })
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .await?;
+            puts.push(keys.len() as f64 / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            for_each_concurrently(&node, &keys, args.concurrency, |node, key| async move {
+                node.get(&key).await.map(|_| ())
+            })
+            .await?;
+            gets.push(keys.len() as f64 / t.elapsed().as_secs_f64());
+            for key in &keys {
+                node.delete(key).await?;
+            }
+        }
+        row(
+            &format!("store, {mode}"),
+            format!("{:.0} ops/s", median(puts)),
+            String::new(),
+        );
+        row(
+            &format!("get, {mode}"),
+            format!("{:.0} ops/s", median(gets)),
+            String::new(),
+        );
+    }
+    Ok(())
+}
+
+/// Runs `op` for every key with at most `width` calls in flight.
+async fn for_each_concurrently<F, Fut>(
+    node: &Node,
+    keys: &[String],
+    width: usize,
+    op: F,
+) -> AnyResult
+where
+    F: Fn(Node, String) -> Fut,
+    Fut: std::future::Future<Output = dstore_core::Result<()>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for key in keys {
+        if set.len() >= width.max(1) {
+            set.join_next().await.expect("non-empty")??;
+        }
+        set.spawn(op(node.clone(), key.clone()));
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
