@@ -1,0 +1,117 @@
+//! The `dstore` binary, run as a user would.
+
+use std::process::{Command, Output};
+
+fn dstore(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dstore"));
+    cmd.args(args)
+        .env_remove("DSTORE_KEY")
+        .env_remove("DSTORE_ROOT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run dstore")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn put_get_ls_rm_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    let input = dir.path().join("in.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 / 3) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+
+    ok(dstore(
+        &["put", "--root", root, "a/b.bin", input.to_str().unwrap()],
+        &[],
+    ));
+    ok(dstore(
+        &[
+            "put",
+            "--root",
+            root,
+            "--plain",
+            "plain.bin",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert_eq!(
+        ok(dstore(&["ls", "--root", root], &[])),
+        "a/b.bin\nplain.bin\n"
+    );
+
+    let output = dir.path().join("out.bin");
+    ok(dstore(
+        &[
+            "get",
+            "--root",
+            root,
+            "a/b.bin",
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+    // To a pipe, on standard output.
+    let piped = dstore(&["get", "--root", root, "plain.bin"], &[]);
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, data);
+
+    let status = ok(dstore(&["status", "--root", root], &[]));
+    assert!(status.contains("keys     2"), "{status}");
+
+    ok(dstore(&["rm", "--root", root, "a/b.bin"], &[]));
+    assert_eq!(ok(dstore(&["ls", "--root", root], &[])), "plain.bin\n");
+    let missing = dstore(
+        &[
+            "get",
+            "--root",
+            root,
+            "a/b.bin",
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}
+
+#[test]
+fn data_key_from_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, b"secret words").unwrap();
+    let key_a = "11".repeat(32);
+    let key_b = "22".repeat(32);
+    ok(dstore(
+        &["put", "--root", root, "k", input.to_str().unwrap()],
+        &[("DSTORE_KEY", &key_a)],
+    ));
+    let wrong = dstore(&["get", "--root", root, "k"], &[("DSTORE_KEY", &key_b)]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong data key"));
+    let right = dstore(&["get", "--root", root, "k"], &[("DSTORE_KEY", &key_a)]);
+    assert_eq!(right.stdout, b"secret words");
+    let bad = dstore(&["ls", "--root", root], &[("DSTORE_KEY", "xyz")]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hex digits"));
+}
+
+#[test]
+fn demo_runs_and_checks_every_step() {
+    let out = ok(dstore(&["demo"], &[]));
+    assert!(out.contains("Everything above was checked"), "{out}");
+}
