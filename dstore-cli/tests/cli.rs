@@ -115,3 +115,21 @@ fn demo_runs_and_checks_every_step() {
     let out = ok(dstore(&["demo"], &[]));
     assert!(out.contains("Everything above was checked"), "{out}");
 }
+
+#[test]
+fn a_second_process_on_a_root_in_use_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // This test process holds the root open (a node from the core library)...
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let node = runtime
+        .block_on(dstore_core::Node::open(dstore_core::Config::new(&root)))
+        .unwrap();
+    // ...so the dstore process is refused, and says why.
+    let out = dstore(&["ls", "--root", root.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked by another node"), "{stderr}");
+    drop(node);
+    ok(dstore(&["ls", "--root", root.to_str().unwrap()], &[]));
+}

@@ -231,4 +231,34 @@ mod tests {
         let m = Manifest::new(body(false), None, &cluster);
         assert_eq!((m.chunk_len(0), m.chunk_len(1), m.chunk_len(2)), (4, 4, 2));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Arbitrary bytes never panic the decoder and never pass the MAC.
+            #[test]
+            fn garbage_never_decodes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let cluster = ClusterKey::new(b"s");
+                prop_assert!(Manifest::from_bytes(&bytes, &cluster).is_err());
+            }
+
+            /// A valid manifest with any byte changed, cut short or extended is refused.
+            #[test]
+            fn mutations_are_refused(at in any::<usize>(), xor in 1u8.., cut in any::<bool>(), extra in any::<u8>()) {
+                let cluster = ClusterKey::new(b"s");
+                let dk = DataKey::new(&[3; 32]);
+                let bytes = Manifest::new(body(true), Some(&dk), &cluster).to_bytes();
+                let mut bad = bytes.clone();
+                bad[at % bytes.len()] ^= xor;
+                let check = |b: &[u8]| Manifest::from_bytes(b, &cluster).and_then(|m| m.check_seal(&dk));
+                prop_assert!(check(&bad).is_err());
+                let other = if cut { bytes[..at % bytes.len()].to_vec() } else { [&bytes[..], &[extra]].concat() };
+                prop_assert!(check(&other).is_err());
+            }
+        }
+    }
 }

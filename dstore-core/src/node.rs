@@ -176,26 +176,8 @@ impl Node {
     }
 
     fn open_blocking(config: Config) -> Result<Node> {
-        // The store needs the cluster key to check manifests as it loads them, and the
-        // generated secret lives in the root, so read it before the store is opened: the lock
-        // taken by `Store::open` then covers everything that follows.
         let root = &config.root;
-        let secret_path = root.join("cluster.secret");
-        let stored_secret = match std::fs::read_to_string(&secret_path) {
-            Ok(s) => Some(s.trim().to_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).context(|| format!("reading {}", secret_path.display())),
-        };
-        let generated_secret = hex::encode(crypto::random_bytes::<32>());
-        let secret = match (&config.secret, &stored_secret) {
-            (Some(s), _) => s.clone(),
-            (None, Some(s)) => s.as_bytes().to_vec(),
-            (None, None) => generated_secret.as_bytes().to_vec(),
-        };
-        let store = Store::open(root, config.transform.clone(), ClusterKey::new(&secret))?;
-        if config.secret.is_none() {
-            store.persistent_file("cluster.secret", || generated_secret)?;
-        }
+        let store = Store::open(root, config.transform.clone(), config.secret.as_deref())?;
         let id_hex = store.persistent_file("node_id", || NodeId::random().to_hex())?;
         let id = NodeId::from_hex(&id_hex).ok_or_else(|| {
             Error::Integrity(format!("{}/node_id is not 64 hex digits", root.display()))
@@ -218,7 +200,7 @@ impl Node {
                 id,
                 chunk_size: config.chunk_size,
                 data_key: DataKey::new(&raw_key),
-                cluster: ClusterKey::new(&secret),
+                cluster: store.cluster().clone(),
                 clock: Clock::default(),
                 store: RwLock::new(Some(Arc::new(store))),
                 bytes_stored: AtomicU64::new(0),

@@ -69,10 +69,12 @@ pub struct StoreStats {
 }
 
 impl Store {
+    /// Opens the root, taking its lock before anything else is read. `secret` is the
+    /// cluster secret; `None` uses the one kept in the root, made on first open.
     pub fn open(
         root: &Path,
         transform: Arc<dyn PathTransform>,
-        cluster: ClusterKey,
+        secret: Option<&[u8]>,
     ) -> Result<Self> {
         fsutil::create_dir_durable(root).context(|| format!("creating {}", root.display()))?;
         let lock_path = root.join("LOCK");
@@ -89,10 +91,23 @@ impl Store {
                 return Err(e).context(|| format!("locking {}", lock_path.display()))
             }
         }
+        let tmp_dir = root.join("tmp");
+        for dir in ["chunks", "manifests", "tmp", "quarantine"].map(|d| root.join(d)) {
+            fsutil::create_dir_durable(&dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        let cluster = match secret {
+            Some(s) => ClusterKey::new(s),
+            None => {
+                let generated = || hex::encode(crate::crypto::random_bytes::<32>());
+                ClusterKey::new(
+                    persistent_file(root, &tmp_dir, "cluster.secret", generated)?.as_bytes(),
+                )
+            }
+        };
         let store = Self {
             chunks_dir: root.join("chunks"),
             manifests_dir: root.join("manifests"),
-            tmp_dir: root.join("tmp"),
+            tmp_dir,
             quarantine_dir: root.join("quarantine"),
             root: root.to_path_buf(),
             transform,
@@ -100,14 +115,6 @@ impl Store {
             index: Mutex::new(Index::default()),
             _lock: lock,
         };
-        for dir in [
-            &store.chunks_dir,
-            &store.manifests_dir,
-            &store.tmp_dir,
-            &store.quarantine_dir,
-        ] {
-            fsutil::create_dir_durable(dir).context(|| format!("creating {}", dir.display()))?;
-        }
         store.recover()?;
         Ok(store)
     }
@@ -156,6 +163,11 @@ impl Store {
         Ok(())
     }
 
+    /// The key of the cluster MAC on manifests.
+    pub fn cluster(&self) -> &ClusterKey {
+        &self.cluster
+    }
+
     fn lock_index(&self) -> MutexGuard<'_, Index> {
         // A panic while holding the lock leaves the index as consistent as any single step
         // leaves it (every mutation is a few in-memory map updates), so poisoning is ignored.
@@ -174,27 +186,9 @@ impl Store {
         )
     }
 
-    /// Reads `root/name`, or creates it with `make()` (durably, owner-only) if absent: the
-    /// node id and generated keys, made once and kept for the life of the root.
+    /// Reads `root/name`, or creates it: see [`persistent_file`].
     pub fn persistent_file(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
-        let path = self.root.join(name);
-        match fs::read_to_string(&path) {
-            Ok(s) => return Ok(s.trim().to_owned()),
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).context(|| format!("reading {}", path.display()))
-            }
-            Err(_) => {}
-        }
-        let value = make();
-        write_atomic(&self.tmp_dir, &path, format!("{value}\n").as_bytes())
-            .context(|| format!("writing {}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-                .context(|| format!("restricting {}", path.display()))?;
-        }
-        Ok(value)
+        persistent_file(&self.root, &self.tmp_dir, name, make)
     }
 
     /// Pins `id` for a write in flight and makes sure its bytes are on disk, durably. The
@@ -379,4 +373,32 @@ impl Entry {
             size: m.body.size,
         }
     }
+}
+
+/// Reads `root/name`, or creates it with `make()` (durably, owner-only) if absent: the node id
+/// and generated keys, made once and kept for the life of the root.
+fn persistent_file(
+    root: &Path,
+    tmp_dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> Result<String> {
+    let path = root.join(name);
+    match fs::read_to_string(&path) {
+        Ok(s) => return Ok(s.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context(|| format!("reading {}", path.display()))
+        }
+        Err(_) => {}
+    }
+    let value = make();
+    write_atomic(tmp_dir, &path, format!("{value}\n").as_bytes())
+        .context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(value)
 }
