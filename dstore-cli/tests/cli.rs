@@ -103,7 +103,7 @@ fn data_key_from_environment() {
         &[("DSTORE_KEY", &key_a)],
     ));
     let wrong = dstore(&["get", "--root", root, "k"], &[("DSTORE_KEY", &key_b)]);
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong data key"));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("another data key"));
     let right = dstore(&["get", "--root", root, "k"], &[("DSTORE_KEY", &key_a)]);
     assert_eq!(right.stdout, b"secret words");
     let bad = dstore(&["ls", "--root", root], &[("DSTORE_KEY", "xyz")]);

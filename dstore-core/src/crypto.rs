@@ -142,13 +142,22 @@ impl DataKey {
 #[derive(Clone)]
 pub struct ClusterKey {
     manifest: [u8; 32],
+    fingerprint: [u8; 16],
 }
 
 impl ClusterKey {
     pub fn new(secret: &[u8]) -> Self {
+        let fp = derive(secret, "cluster fingerprint");
         Self {
             manifest: derive(secret, "cluster manifest mac"),
+            fingerprint: fp[..16].try_into().expect("16 of 32 bytes"),
         }
+    }
+
+    /// A public tag of the secret, kept in each root so that opening a root with another
+    /// cluster's secret is refused instead of taking every manifest for corrupt.
+    pub fn fingerprint(&self) -> [u8; 16] {
+        self.fingerprint
     }
 
     pub fn manifest_mac(&self, body: &[u8]) -> [u8; 32] {

@@ -12,8 +12,9 @@ pub enum Error {
     /// into wrong data; the caller may try another copy.
     #[error("integrity check failed: {0}")]
     Integrity(String),
-    /// The value was encrypted under another data key than this node's.
-    #[error("wrong data key: {0}")]
+    /// The value was encrypted under another data key than this node's, or the root belongs
+    /// to a cluster with another secret.
+    #[error("wrong key: {0}")]
     WrongKey(String),
     /// The caller passed something unusable (bad key, bad size, bad option).
     #[error("invalid argument: {0}")]

@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tokio::task::JoinHandle;
 
 use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
@@ -106,10 +107,17 @@ struct Inner {
     data_key: DataKey,
     cluster: ClusterKey,
     clock: Clock,
-    /// `None` once closed; operations in flight keep their own `Arc` and finish.
-    store: RwLock<Option<Arc<Store>>>,
+    /// `None` once closed. Every call holds a read guard for its whole run (see `Op`), so
+    /// `close` (the writer) waits for calls in flight, and the root is unlocked when it returns.
+    store: Arc<RwLock<Option<Arc<Store>>>>,
     bytes_stored: AtomicU64,
     bytes_read: AtomicU64,
+}
+
+/// One call in flight; see `Inner::store`.
+struct Op {
+    store: Arc<Store>,
+    _guard: OwnedRwLockReadGuard<Option<Arc<Store>>>,
 }
 
 /// Chunks pinned by a write in flight; released on drop unless a manifest took them over.
@@ -202,7 +210,7 @@ impl Node {
                 data_key: DataKey::new(&raw_key),
                 cluster: store.cluster().clone(),
                 clock: Clock::default(),
-                store: RwLock::new(Some(Arc::new(store))),
+                store: Arc::new(RwLock::new(Some(Arc::new(store)))),
                 bytes_stored: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
             }),
@@ -213,19 +221,21 @@ impl Node {
         self.inner.id
     }
 
-    fn local(&self) -> Result<Arc<Store>> {
-        let guard = self.inner.store.read().unwrap_or_else(|e| e.into_inner());
-        guard.clone().ok_or(Error::Closed)
+    /// Starts a call: fails with `Closed` after `close`, else keeps the store open until the
+    /// returned `Op` is dropped.
+    async fn begin(&self) -> Result<Op> {
+        let guard = self.inner.store.clone().read_owned().await;
+        let store = guard.as_ref().ok_or(Error::Closed)?.clone();
+        Ok(Op {
+            store,
+            _guard: guard,
+        })
     }
 
-    /// Stops accepting calls. Calls in flight finish; the root is unlocked when the last of
-    /// them has.
-    pub fn close(&self) {
-        self.inner
-            .store
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+    /// Stops accepting calls, waits for the calls in flight to finish, and releases the
+    /// root: once this returns, another node may open it. Closing twice is harmless.
+    pub async fn close(&self) {
+        self.inner.store.write().await.take();
     }
 
     pub async fn store(&self, key: &str, data: &[u8], opts: StoreOptions) -> Result<()> {
@@ -238,6 +248,7 @@ impl Node {
         path: impl AsRef<Path>,
         opts: StoreOptions,
     ) -> Result<u64> {
+        validate_key(key)?;
         let path = path.as_ref();
         let file = tokio::fs::File::open(path)
             .await
@@ -254,7 +265,8 @@ impl Node {
         opts: StoreOptions,
     ) -> Result<u64> {
         validate_key(key)?;
-        let store = self.local()?;
+        let op = self.begin().await?;
+        let store = &op.store;
         let mut pins = Pins {
             store: store.clone(),
             ids: Vec::new(),
@@ -335,21 +347,21 @@ impl Node {
         Ok(size)
     }
 
-    /// Loads and checks the manifest of a live key.
-    async fn live_manifest(&self, key: &str) -> Result<(Arc<Store>, Manifest)> {
+    /// Starts a read: loads and checks the manifest of a live key.
+    async fn live_manifest(&self, key: &str) -> Result<(Op, Manifest)> {
         validate_key(key)?;
-        let store = self.local()?;
-        let (s, k) = (store.clone(), key.to_owned());
+        let op = self.begin().await?;
+        let (s, k) = (op.store.clone(), key.to_owned());
         let manifest = blocking(move || s.manifest(&k)).await?;
         if manifest.body.deleted {
             return Err(Error::NotFound(key.to_owned()));
         }
         manifest.check_seal(&self.inner.data_key)?;
-        Ok((store, manifest))
+        Ok((op, manifest))
     }
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
-        let (store, manifest) = self.live_manifest(key).await?;
+        let (op, manifest) = self.live_manifest(key).await?;
         let size = usize::try_from(manifest.body.size).map_err(|_| {
             Error::InvalidArgument(format!("{key:?} is too large for memory; use get_file"))
         })?;
@@ -359,7 +371,7 @@ impl Node {
                 "{key:?} ({size} bytes) does not fit in memory; use get_file"
             ))
         })?;
-        self.read_chunks(store, &manifest, &mut out).await?;
+        self.read_chunks(&op.store, &manifest, &mut out).await?;
         Ok(out)
     }
 
@@ -367,7 +379,7 @@ impl Node {
     /// never holds a partial or unverified value.
     pub async fn get_file(&self, key: &str, path: impl AsRef<Path>) -> Result<u64> {
         let path = path.as_ref();
-        let (store, manifest) = self.live_manifest(key).await?;
+        let (op, manifest) = self.live_manifest(key).await?;
         let name = path.file_name().ok_or_else(|| {
             Error::InvalidArgument(format!("{} is not a file path", path.display()))
         })?;
@@ -380,7 +392,7 @@ impl Node {
             let mut file = tokio::fs::File::create(&partial)
                 .await
                 .context(|| format!("creating {}", partial.display()))?;
-            let n = self.read_chunks(store, &manifest, &mut file).await?;
+            let n = self.read_chunks(&op.store, &manifest, &mut file).await?;
             file.sync_all()
                 .await
                 .context(|| format!("syncing {}", partial.display()))?;
@@ -399,15 +411,15 @@ impl Node {
     /// Writes the value of `key` into `writer`. A failure part way leaves a prefix of the
     /// value in `writer` (each chunk is verified before it is written).
     pub async fn get_writer<W: AsyncWrite + Unpin>(&self, key: &str, mut writer: W) -> Result<u64> {
-        let (store, manifest) = self.live_manifest(key).await?;
-        self.read_chunks(store, &manifest, &mut writer).await
+        let (op, manifest) = self.live_manifest(key).await?;
+        self.read_chunks(&op.store, &manifest, &mut writer).await
     }
 
     /// Reads, verifies and decrypts the chunks of `manifest`, several at once, writing them
     /// to `out` in order.
     async fn read_chunks<W: AsyncWrite + Unpin>(
         &self,
-        store: Arc<Store>,
+        store: &Arc<Store>,
         manifest: &Manifest,
         out: &mut W,
     ) -> Result<u64> {
@@ -440,7 +452,17 @@ impl Node {
             let Some(handle) = inflight.pop_front() else {
                 break;
             };
-            let plain = join(handle).await?;
+            let plain = match join(handle).await {
+                Ok(plain) => plain,
+                Err(e) => {
+                    // Let the reads already started finish: each holds the store, and a
+                    // caller that closes the node after this error expects the root free.
+                    for handle in inflight {
+                        let _ = handle.await;
+                    }
+                    return Err(e);
+                }
+            };
             out.write_all(&plain)
                 .await
                 .context(|| "writing the value out".to_owned())?;
@@ -456,7 +478,8 @@ impl Node {
     /// Deletes `key` (writes a tombstone); its chunks go once nothing else names them.
     pub async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
-        let store = self.local()?;
+        let op = self.begin().await?;
+        let store = op.store.clone();
         let Some(held) = store.version_of(key).filter(|_| store.has(key)) else {
             return Err(Error::NotFound(key.to_owned()));
         };
@@ -472,24 +495,29 @@ impl Node {
 
     pub async fn has(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        Ok(self.local()?.has(key))
+        Ok(self.begin().await?.store.has(key))
     }
 
     /// Live keys, in byte order.
     pub async fn keys(&self) -> Result<Vec<String>> {
-        Ok(self.local()?.keys())
+        Ok(self.begin().await?.store.keys())
     }
 
     /// Size in bytes of the live value of `key`.
     pub async fn size(&self, key: &str) -> Result<u64> {
         validate_key(key)?;
-        self.local()?
+        self.begin()
+            .await?
+            .store
             .size_of(key)
             .ok_or_else(|| Error::NotFound(key.to_owned()))
     }
 
+    /// Counts of what this node holds and has done. Never waits: while `close` is under
+    /// way it reports `Closed`.
     pub fn stats(&self) -> Result<Stats> {
-        let s = self.local()?.stats();
+        let guard = self.inner.store.try_read().map_err(|_| Error::Closed)?;
+        let s = guard.as_ref().ok_or(Error::Closed)?.stats();
         Ok(Stats {
             keys: s.keys,
             chunks: s.chunks,

@@ -7,6 +7,7 @@
 //!   node_id       hex, made once
 //!   data.key      hex, made once if the node was given no data key (mode 0600)
 //!   cluster.secret                    likewise for the cluster secret
+//!   cluster.id    a public fingerprint of the cluster secret; another secret is refused
 //!   chunks/<transform(chunk id)>      a chunk's stored bytes (ciphertext when encrypted)
 //!   manifests/<transform(key id)>     the newest manifest this node has of a key
 //!   tmp/          staging for atomic writes; emptied at open
@@ -104,6 +105,14 @@ impl Store {
                 )
             }
         };
+        let fingerprint = hex::encode(cluster.fingerprint());
+        let kept = persistent_file(root, &tmp_dir, "cluster.id", || fingerprint.clone())?;
+        if kept != fingerprint {
+            return Err(Error::WrongKey(format!(
+                "{} belongs to a cluster with another secret; nothing was changed",
+                root.display()
+            )));
+        }
         let store = Self {
             chunks_dir: root.join("chunks"),
             manifests_dir: root.join("manifests"),
@@ -129,6 +138,7 @@ impl Store {
             let _ = fs::remove_file(f);
         }
         let mut index = self.lock_index();
+        let mut set_aside = 0;
         for file in fsutil::walk_files(&self.manifests_dir).context(|| ctx(&self.manifests_dir))? {
             let loaded = fs::read(&file)
                 .context(|| format!("reading {}", file.display()))
@@ -138,6 +148,7 @@ impl Store {
                 Ok(_) | Err(Error::Integrity(_)) => {
                     tracing::warn!(file = %file.display(), "manifest is corrupt or misplaced; set aside");
                     self.set_aside(&file);
+                    set_aside += 1;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -148,6 +159,16 @@ impl Store {
             index
                 .keys
                 .insert(manifest.body.key.clone(), Entry::of(&manifest));
+        }
+        if set_aside > 0 {
+            // The chunks of a corrupt manifest look unreferenced, but may be all that is left
+            // of its value: keep every chunk until the manifest is restored or the value is
+            // written again.
+            tracing::warn!(
+                set_aside,
+                "corrupt manifests found; not removing unreferenced chunks"
+            );
+            return Ok(());
         }
         let named: HashSet<PathBuf> = index
             .refs

@@ -196,8 +196,10 @@ async fn a_second_node_on_the_same_root_is_refused_until_the_first_closes() {
         "{:?}",
         second.err()
     );
-    node.close();
+    node.close().await;
+    node.close().await;
     assert!(matches!(node.get("x").await, Err(Error::Closed)));
+    assert!(matches!(node.stats(), Err(Error::Closed)));
     Node::open(Config::new(dir.path())).await.unwrap();
 }
 
@@ -372,5 +374,74 @@ async fn seed_path_transform_is_usable() {
         let rel = f.strip_prefix(dir.path().join("chunks")).unwrap();
         let parts: Vec<_> = rel.iter().map(|p| p.len()).collect();
         assert_eq!(parts, [5, 5, 5, 5, 5, 5, 5, 5, 40]);
+    }
+}
+
+/// Opening a root with another cluster's secret must not take its manifests for corrupt (and
+/// so collect their chunks): it is refused, and the right secret still reads everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cluster_secret_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_secret = |secret: &[u8]| {
+        let mut c = Config::new(dir.path());
+        c.secret = Some(secret.to_vec());
+        c.chunk_size = CHUNK;
+        c
+    };
+    let node = Node::open(with_secret(b"A")).await.unwrap();
+    node.store("k", &pattern(1, 3 * CHUNK), ENC).await.unwrap();
+    drop(node);
+    let refused = Node::open(with_secret(b"B")).await;
+    assert!(
+        matches!(refused, Err(Error::WrongKey(_))),
+        "{:?}",
+        refused.err()
+    );
+    // A root made with a generated secret refuses an explicit one too.
+    let node = Node::open(with_secret(b"A")).await.unwrap();
+    assert_eq!(node.get("k").await.unwrap(), pattern(1, 3 * CHUNK));
+    assert!(files_under(&dir.path().join("quarantine")).is_empty());
+}
+
+/// A manifest corrupted while the node was down is set aside at open, but the chunks it named
+/// are kept: they may be all that is left of the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_corrupted_at_rest_does_not_cost_its_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    node.store("k", &pattern(2, 4 * CHUNK), ENC).await.unwrap();
+    node.close().await;
+    let manifest = &files_under(&dir.path().join("manifests"))[0];
+    flip_byte(manifest, 20);
+    let node = open(dir.path(), CHUNK).await;
+    assert!(!node.has("k").await.unwrap());
+    assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
+    assert_eq!(files_under(&dir.path().join("chunks")).len(), 4);
+}
+
+/// `close` waits for calls in flight, so the root is free the moment it returns, also after a
+/// read that failed part way with other chunk reads still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_waits_for_calls_and_frees_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let node = open(dir.path(), CHUNK).await;
+        let data = pattern(round, 40 * CHUNK);
+        node.store("k", &data, PLAIN).await.unwrap();
+        let chunks = files_under(&dir.path().join("chunks"));
+        flip_byte(&chunks[round as usize % chunks.len()], 1);
+        assert!(node.get("k").await.is_err());
+        let reader = {
+            let node = node.clone();
+            tokio::spawn(async move { node.get("k").await })
+        };
+        node.close().await;
+        Node::open(Config::new(dir.path()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+            .delete("k")
+            .await
+            .ok();
+        let _ = reader.await.unwrap();
     }
 }

@@ -1,0 +1,57 @@
+"""dstore: a content-addressed, encrypted file store.
+
+    import dstore
+
+    with dstore.Node("./data") as node:
+        node.store("hello.txt", b"hello")
+        assert node.get("hello.txt") == b"hello"
+
+Everything here is implemented in Rust (the extension module ``dstore._dstore``); this
+package only re-exports it. Every error raised by dstore is a :class:`dstore.Error`:
+
+- :class:`NotFoundError` (also a ``KeyError``): the key has no live value;
+- :class:`IntegrityError`: stored bytes failed their hash or MAC (corruption or tampering);
+- :class:`WrongKeyError`: the value was encrypted under another data key;
+- :class:`ClosedError`: the node was closed;
+- :class:`LockedError`: another node has the storage root open;
+- :class:`InvalidArgumentError` (also a ``ValueError``): a bad key, data key, secret or option;
+- :class:`StorageIOError` (also an ``OSError``): the operating system refused an operation;
+  ``errno`` is set when known (``errno.ENOENT`` for a missing input file).
+
+A wrong argument type raises ``TypeError``. Calls release the GIL, so threads sharing one
+node run in parallel.
+"""
+
+from ._dstore import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+    MAX_KEY_LEN,
+    MIN_CHUNK_SIZE,
+    ClosedError,
+    Error,
+    IntegrityError,
+    InvalidArgumentError,
+    LockedError,
+    Node,
+    NotFoundError,
+    StorageIOError,
+    WrongKeyError,
+    __version__,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_SIZE",
+    "MAX_KEY_LEN",
+    "MIN_CHUNK_SIZE",
+    "ClosedError",
+    "Error",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "LockedError",
+    "Node",
+    "NotFoundError",
+    "StorageIOError",
+    "WrongKeyError",
+    "__version__",
+]

@@ -1,0 +1,139 @@
+# Stubs for the Rust extension module dstore._dstore (dstore-py/src), re-exported by dstore.
+# Checked against the built module by `python -m mypy.stubtest dstore` (see tests/test_python.py).
+import os
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Final, List, Optional, Type, TypedDict, Union, final, type_check_only
+
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+else:
+    from typing_extensions import Buffer
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:
+    from typing_extensions import Self
+
+#: A file path: str, bytes or os.PathLike.
+_Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+__all__ = [
+    "ClosedError",
+    "DEFAULT_CHUNK_SIZE",
+    "Error",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "LockedError",
+    "MAX_CHUNK_SIZE",
+    "MAX_KEY_LEN",
+    "MIN_CHUNK_SIZE",
+    "Node",
+    "NotFoundError",
+    "StorageIOError",
+    "WrongKeyError",
+    "__version__",
+]
+
+__version__: Final[str]
+MAX_KEY_LEN: Final[int]
+DEFAULT_CHUNK_SIZE: Final[int]
+MIN_CHUNK_SIZE: Final[int]
+MAX_CHUNK_SIZE: Final[int]
+
+@type_check_only
+class Stats(TypedDict):
+    keys: int
+    """Live keys held by the node."""
+    chunks: int
+    """Distinct chunks held by the node (after deduplication)."""
+    bytes_stored: int
+    """Plaintext bytes stored through this handle since it was opened."""
+    bytes_read: int
+    """Plaintext bytes read through this handle since it was opened."""
+
+@final
+class Node:
+    """A dstore node: one storage root, open until `close()` (or the end of a `with`).
+
+    `key` is the 32-byte data key (default: one generated and kept in the root), `secret`
+    the cluster secret (default: one kept in the root), `chunk_size` the plaintext bytes per
+    chunk (MIN_CHUNK_SIZE to MAX_CHUNK_SIZE, default DEFAULT_CHUNK_SIZE). A key is a str of
+    1 to MAX_KEY_LEN UTF-8 bytes without NUL. Every call releases the GIL; a Node may be
+    shared by many threads.
+
+    Raises LockedError if another node has `root` open, InvalidArgumentError (a ValueError)
+    for a bad key length, chunk size or empty secret.
+    """
+
+    def __new__(
+        cls,
+        root: _Path,
+        key: Optional[Buffer] = None,
+        chunk_size: Optional[int] = None,
+        secret: Optional[Buffer] = None,
+    ) -> Self: ...
+    def store(self, key: str, data: Buffer, encrypt: bool = True) -> None:
+        """Stores `data` (any bytes-like object) under `key`, replacing any older value."""
+    def get(self, key: str) -> bytes:
+        """The value of `key`. Raises NotFoundError, IntegrityError or WrongKeyError."""
+    def delete(self, key: str) -> None:
+        """Deletes `key`. Raises NotFoundError if it has no live value."""
+    def has(self, key: str) -> bool:
+        """Whether `key` has a live value."""
+    def keys(self) -> List[str]:
+        """The live keys, in byte order."""
+    def size(self, key: str) -> int:
+        """The size in bytes of the value of `key`. Raises NotFoundError."""
+    def store_file(self, key: str, path: _Path, encrypt: bool = True) -> int:
+        """Stores the file at `path` under `key`, streaming; returns the bytes stored.
+        A missing file raises StorageIOError (an OSError) with errno ENOENT."""
+    def get_file(self, key: str, path: _Path) -> int:
+        """Writes the value of `key` to `path` atomically; returns the bytes written. On
+        failure nothing is left at `path`."""
+    def stats(self) -> Stats:
+        """Counters: keys, chunks, bytes_stored, bytes_read."""
+    def close(self) -> None:
+        """Closes the node and unlocks its root. Idempotent; later calls raise ClosedError."""
+    @property
+    def id(self) -> str:
+        """The node id: 64 hex digits, kept in the root (stable across reopening)."""
+    @property
+    def root(self) -> Path:
+        """The storage root as given."""
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        _exc_type: Optional[Type[BaseException]],
+        _exc: Optional[BaseException],
+        _tb: Optional[TracebackType],
+        /,
+    ) -> bool: ...
+
+class Error(Exception):
+    """Base class of every error raised by dstore."""
+
+class NotFoundError(Error, KeyError):
+    """The key has no live value. Also a KeyError; args[0] is the key."""
+
+class IntegrityError(Error):
+    """Stored bytes failed their hash or MAC: corruption or tampering."""
+
+class WrongKeyError(Error):
+    """The value was encrypted under another data key than this node's."""
+
+class ClosedError(Error):
+    """The node was closed; open a new one."""
+
+class LockedError(Error):
+    """Another node (in this process or another) has the storage root open."""
+
+class InvalidArgumentError(Error, ValueError):
+    """A bad key, data key, secret or chunk size. Also a ValueError."""
+
+class StorageIOError(Error, OSError):
+    """The operating system refused an operation. Also an OSError; errno is set when known."""

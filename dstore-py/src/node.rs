@@ -1,0 +1,220 @@
+//! `dstore.Node`: a thin handle over `dstore_core::Node`. Each method converts its arguments
+//! into owned Rust values while it holds the GIL, then runs the core call through
+//! `runtime::block_on` with the GIL released. No logic of the store lives here.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dstore_core::StoreOptions;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
+
+use crate::errors;
+use crate::runtime::block_on;
+
+/// A dstore node: one storage root, opened for the life of this object or until `close()`.
+/// Safe to share between threads; calls release the GIL and run in parallel.
+#[pyclass(frozen, module = "dstore", name = "Node")]
+pub struct PyNode {
+    /// The core node; cheap to clone, internally synchronised, so no lock is needed here.
+    node: dstore_core::Node,
+    /// The root as given, for `root` and `repr`.
+    root: PathBuf,
+    /// The node id in hex, kept so `id` and `repr` work after `close()`.
+    id: String,
+    /// Set by `close()`, for `closed` and `repr`. The core enforces closing on its own.
+    closed: AtomicBool,
+}
+
+#[pymethods]
+impl PyNode {
+    /// Opens (or creates) the node whose storage root is `root`.
+    #[new]
+    #[pyo3(signature = (root, key=None, chunk_size=None, secret=None))]
+    fn new(
+        py: Python<'_>,
+        root: PathBuf,
+        key: Option<&Bound<'_, PyAny>>,
+        chunk_size: Option<i64>,
+        secret: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mut config = dstore_core::Config::new(root.clone());
+        if let Some(key) = key {
+            let bytes = bytes_like(key, "key")?;
+            let len = bytes.len();
+            config.data_key = Some(bytes.try_into().map_err(|_| {
+                errors::invalid_argument(py, format!("key must be 32 bytes long, not {len}"))
+            })?);
+        }
+        if let Some(size) = chunk_size {
+            config.chunk_size = usize::try_from(size).map_err(|_| {
+                errors::invalid_argument(py, format!("chunk_size must be positive, not {size}"))
+            })?;
+        }
+        if let Some(secret) = secret {
+            config.secret = Some(bytes_like(secret, "secret")?);
+        }
+        let node = block_on(py, dstore_core::Node::open(config))?;
+        Ok(Self {
+            id: node.id().to_hex(),
+            node,
+            root,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Stores `data` under `key`, replacing any older value; returns once it is durable.
+    #[pyo3(signature = (key, data, encrypt=true))]
+    fn store(
+        &self,
+        py: Python<'_>,
+        key: String,
+        data: &Bound<'_, PyAny>,
+        encrypt: bool,
+    ) -> PyResult<()> {
+        let data = bytes_like(data, "data")?;
+        block_on(py, self.node.store(&key, &data, StoreOptions { encrypt }))
+    }
+
+    /// The value of `key`.
+    fn get<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyBytes>> {
+        let value = block_on(py, self.node.get(&key))?;
+        Ok(PyBytes::new(py, &value))
+    }
+
+    /// Deletes `key`; raises NotFoundError if it has no live value.
+    fn delete(&self, py: Python<'_>, key: String) -> PyResult<()> {
+        block_on(py, self.node.delete(&key))
+    }
+
+    /// Whether `key` has a live value.
+    fn has(&self, py: Python<'_>, key: String) -> PyResult<bool> {
+        block_on(py, self.node.has(&key))
+    }
+
+    /// The live keys, in byte order.
+    fn keys(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        block_on(py, self.node.keys())
+    }
+
+    /// The size in bytes of the value of `key`.
+    fn size(&self, py: Python<'_>, key: String) -> PyResult<u64> {
+        block_on(py, self.node.size(&key))
+    }
+
+    /// Stores the contents of the file at `path` under `key`, streaming (memory use is a few
+    /// chunks whatever the size). Returns the number of bytes stored.
+    #[pyo3(signature = (key, path, encrypt=true))]
+    fn store_file(
+        &self,
+        py: Python<'_>,
+        key: String,
+        path: PathBuf,
+        encrypt: bool,
+    ) -> PyResult<u64> {
+        block_on(
+            py,
+            self.node.store_file(&key, &path, StoreOptions { encrypt }),
+        )
+    }
+
+    /// Writes the value of `key` to the file at `path`, replacing it atomically: `path` never
+    /// holds a partial value. Returns the number of bytes written.
+    fn get_file(&self, py: Python<'_>, key: String, path: PathBuf) -> PyResult<u64> {
+        block_on(py, self.node.get_file(&key, &path))
+    }
+
+    /// Counters: live keys and distinct chunks held, and bytes stored and read through this
+    /// handle since it was opened.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let node = &self.node;
+        let s = block_on(py, async { node.stats() })?;
+        let dict = PyDict::new(py);
+        dict.set_item("keys", s.keys)?;
+        dict.set_item("chunks", s.chunks)?;
+        dict.set_item("bytes_stored", s.bytes_stored)?;
+        dict.set_item("bytes_read", s.bytes_read)?;
+        Ok(dict)
+    }
+
+    /// Closes the node: waits for calls still in flight on other threads, then unlocks the
+    /// root, so the root can be reopened as soon as this returns. Idempotent; later calls
+    /// raise ClosedError.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.closed.store(true, Ordering::Release);
+        let node = self.node.clone();
+        block_on(py, async move {
+            node.close().await;
+            Ok(())
+        })
+    }
+
+    /// The node id: 64 hex digits, made once and kept in the root.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The storage root, as given to the constructor.
+    #[getter]
+    fn root(&self) -> PathBuf {
+        self.root.clone()
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false) // never swallow the exception
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        // Never key material: only the root and the public id.
+        let root = PyString::new(py, &self.root.to_string_lossy()).repr()?;
+        let state = if self.closed() { ", closed" } else { "" };
+        Ok(format!("dstore.Node(root={root}, id='{}'{state})", self.id))
+    }
+}
+
+/// Copies a bytes-like object into an owned buffer. bytes and bytearray are copied directly;
+/// any other object with the buffer protocol (memoryview, array.array, NumPy arrays, ...) is
+/// copied through `memoryview(obj).tobytes()`, which also accepts non-contiguous views (their
+/// bytes in C order, like `bytes(view)`). The abi3-py39 limited API has no direct buffer access.
+fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    if let Ok(bytes) = obj.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    if let Ok(array) = obj.cast::<PyByteArray>() {
+        return Ok(array.to_vec());
+    }
+    let view = PyMemoryView::from(obj).map_err(|e| {
+        if e.is_instance_of::<PyTypeError>(obj.py()) {
+            let type_name = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            PyTypeError::new_err(format!(
+                "{what} must be a bytes-like object (bytes, bytearray, memoryview), not {type_name}"
+            ))
+        } else {
+            e
+        }
+    })?;
+    let copy = view.call_method0("tobytes")?;
+    Ok(copy.cast::<PyBytes>()?.as_bytes().to_vec())
+}

@@ -1,0 +1,924 @@
+"""Tests of the Python module dstore (dstore-py): every call and every error path.
+
+Run against the installed package:
+
+    pip install ./dstore-py        # or: cd dstore-py && maturin develop --release
+    python -m pytest tests/test_python.py -q
+
+No test depends on timing. The GIL tests use named pipes, so that a call can only finish if
+another Python thread runs while it is in progress; a watchdog turns a hang into a failure.
+"""
+
+import array
+import errno
+import faulthandler
+import os
+import pickle
+import random
+import re
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import dstore
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+REPO = Path(__file__).resolve().parent.parent
+CHUNK = 4096
+# The interesting sizes around the chunk boundaries, and several chunks with a partial tail.
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 5 * CHUNK + 17]
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(1, 33))
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Deterministic, incompressible bytes."""
+    return random.Random(f"{size}-{seed}").getrandbits(8 * size).to_bytes(size, "little")
+
+
+def chunk_files(root: Path):
+    return sorted(p for p in (root / "chunks").rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def node(root: Path):
+    n = dstore.Node(root, chunk_size=CHUNK)
+    yield n
+    n.close()
+
+
+@contextmanager
+def watchdog(seconds: int = 300):
+    """Ends the process with every thread's traceback if the body hangs (a lost wake-up in
+    the GIL tests would otherwise hang forever). Not a timing check: nothing here is slow."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+class Worker(threading.Thread):
+    """A thread that keeps its target's result or exception for the main thread."""
+
+    def __init__(self, target):
+        super().__init__(daemon=True)
+        self._target_fn = target
+        self.result = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.result = self._target_fn()
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+
+    def outcome(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+# ---------------------------------------------------------------------------------------------
+# The package
+
+
+def test_exception_tree():
+    assert issubclass(dstore.Error, Exception)
+    for name in [
+        "NotFoundError",
+        "IntegrityError",
+        "WrongKeyError",
+        "ClosedError",
+        "LockedError",
+        "InvalidArgumentError",
+        "StorageIOError",
+    ]:
+        cls = getattr(dstore, name)
+        assert issubclass(cls, dstore.Error), name
+        assert cls.__module__ == "dstore", name
+        assert cls.__name__ == name
+        assert cls.__doc__, name
+    assert issubclass(dstore.NotFoundError, KeyError)
+    assert issubclass(dstore.InvalidArgumentError, ValueError)
+    assert issubclass(dstore.StorageIOError, OSError)
+    assert dstore.Error.__module__ == "dstore"
+
+
+def test_exceptions_pickle(node):
+    # So they cross process boundaries (multiprocessing, concurrent.futures).
+    with pytest.raises(dstore.NotFoundError) as info:
+        node.get("missing")
+    for e in [info.value, dstore.IntegrityError("bad"), dstore.StorageIOError(2, "gone")]:
+        copy = pickle.loads(pickle.dumps(e))
+        assert type(copy) is type(e) and copy.args == e.args
+
+
+def test_package_exports():
+    for name in dstore.__all__:
+        assert hasattr(dstore, name), name
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", dstore.__version__)
+    assert dstore.MAX_KEY_LEN == 1024
+    assert dstore.MIN_CHUNK_SIZE <= CHUNK <= dstore.DEFAULT_CHUNK_SIZE <= dstore.MAX_CHUNK_SIZE
+    assert dstore.Node.__module__ == "dstore"
+
+
+def test_typing_files_ship_with_the_package():
+    package = Path(dstore.__file__).parent
+    assert (package / "py.typed").is_file()
+    assert (package / "_dstore.pyi").is_file()
+
+
+def test_stubs_match_the_module(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "dstore"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # mypy's cache goes there, not into the work tree
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trips
+
+
+@pytest.mark.parametrize("encrypt", [True, False], ids=["encrypted", "plaintext"])
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip(node, size, encrypt):
+    data = payload(size)
+    assert node.store("value", data, encrypt=encrypt) is None
+    got = node.get("value")
+    assert type(got) is bytes
+    assert got == data
+    assert node.size("value") == size
+    assert node.has("value")
+
+
+def test_encrypt_is_positional_too(node):
+    node.store("k", b"abc", False)
+    assert node.get("k") == b"abc"
+
+
+def test_encrypted_chunks_hold_no_plaintext(node, root):
+    secret = b"a recognisable plaintext " * 20
+    node.store("secret", secret, encrypt=True)
+    node.store("public", secret.upper(), encrypt=False)
+    stored = b"".join(p.read_bytes() for p in chunk_files(root))
+    assert secret not in stored
+    assert secret.upper() in stored
+
+
+@pytest.mark.parametrize(
+    "make",
+    [bytes, bytearray, memoryview, lambda b: memoryview(bytearray(b)), lambda b: array.array("B", b)],
+    ids=["bytes", "bytearray", "memoryview", "memoryview-of-bytearray", "array"],
+)
+def test_bytes_like_inputs(node, make):
+    data = payload(3 * CHUNK + 5)
+    node.store("k", make(data))
+    assert node.get("k") == data
+
+
+def test_multibyte_buffers_are_stored_as_their_bytes(node):
+    numbers = array.array("i", [1, -2, 3])
+    node.store("k", numbers)
+    assert node.get("k") == numbers.tobytes()
+
+
+def test_non_contiguous_memoryview_is_stored_as_its_bytes(node):
+    data = payload(2 * CHUNK)
+    view = memoryview(data)[::3]
+    assert not view.contiguous
+    node.store("k", view)
+    assert node.get("k") == bytes(view) == data[::3]
+
+
+def test_input_is_copied_before_the_call(node):
+    data = bytearray(payload(CHUNK))
+    node.store("k", data)
+    data[:] = b"\0" * len(data)  # changing the caller's buffer later changes nothing stored
+    assert node.get("k") == payload(CHUNK)
+
+
+def test_overwrite_replaces_the_value(node):
+    node.store("k", payload(3 * CHUNK, 1))
+    node.store("k", b"short")
+    assert node.get("k") == b"short"
+    assert node.keys() == ["k"]
+    assert node.stats()["chunks"] == 1  # the old chunks are gone
+
+
+def test_unicode_keys(node):
+    keys = ["é" * 512, "日本語/ファイル.txt", "../not/a/path", "x" * 1024, " ", "\U0001f600"]
+    for i, key in enumerate(keys):
+        node.store(key, payload(i + 1, i))
+    for i, key in enumerate(keys):
+        assert node.get(key) == payload(i + 1, i)
+    assert node.keys() == sorted(keys, key=lambda k: k.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument errors
+
+
+@pytest.mark.parametrize("bad_key", [1, None, b"bytes-key", 1.5, ["k"]])
+def test_wrong_key_type_is_type_error(node, tmp_path, bad_key):
+    node.store("k", b"v")
+    calls = [
+        lambda: node.store(bad_key, b"v"),
+        lambda: node.get(bad_key),
+        lambda: node.has(bad_key),
+        lambda: node.delete(bad_key),
+        lambda: node.size(bad_key),
+        lambda: node.store_file(bad_key, tmp_path / "in"),
+        lambda: node.get_file(bad_key, tmp_path / "out"),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError):
+            call()
+
+
+@pytest.mark.parametrize("bad_data", ["a str", 42, None, [1, 2, 3], object()])
+def test_wrong_data_type_is_type_error(node, bad_data):
+    with pytest.raises(TypeError, match="bytes-like"):
+        node.store("k", bad_data)
+    assert not node.has("k")
+
+
+def test_other_wrong_types(node, root, tmp_path):
+    with pytest.raises(TypeError):
+        node.store("k", b"v", encrypt="yes")
+    with pytest.raises(TypeError):
+        node.store_file("k", 42)
+    with pytest.raises(TypeError):
+        node.get_file("k", None)
+    with pytest.raises(TypeError):
+        dstore.Node(42)
+    with pytest.raises(TypeError):
+        dstore.Node(tmp_path / "x", key="0" * 32)
+    with pytest.raises(TypeError):
+        dstore.Node(tmp_path / "x", chunk_size="4096")
+    with pytest.raises(TypeError):
+        dstore.Node(tmp_path / "x", secret="a str")
+    with pytest.raises(TypeError):
+        dstore.Node(tmp_path / "x", no_such_option=1)
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    ["", "x" * 1025, "é" * 512 + "x", "a\0b", "\0"],
+    ids=["empty", "1025-bytes", "1025-utf8-bytes", "nul", "only-nul"],
+)
+def test_invalid_key_is_value_error(node, tmp_path, bad_key):
+    source = tmp_path / "in"
+    source.write_bytes(b"v")
+    calls = [
+        lambda: node.store(bad_key, b"v"),
+        lambda: node.get(bad_key),
+        lambda: node.has(bad_key),
+        lambda: node.delete(bad_key),
+        lambda: node.size(bad_key),
+        lambda: node.store_file(bad_key, source),
+        lambda: node.get_file(bad_key, tmp_path / "out"),
+    ]
+    for call in calls:
+        with pytest.raises(dstore.InvalidArgumentError):
+            call()
+        with pytest.raises(ValueError):
+            call()
+    assert node.keys() == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_key_that_is_not_utf8_is_value_error(node):
+    with pytest.raises(ValueError):  # UnicodeEncodeError, from the conversion to UTF-8
+        node.store("lone \udc80 surrogate", b"v")
+
+
+@pytest.mark.parametrize("length", [0, 1, 16, 31, 33, 64])
+def test_data_key_of_wrong_length_is_value_error(tmp_path, length):
+    with pytest.raises(dstore.InvalidArgumentError, match="32 bytes"):
+        dstore.Node(tmp_path / "root", key=b"k" * length)
+    with pytest.raises(ValueError):
+        dstore.Node(tmp_path / "root", key=bytearray(length))
+
+
+def test_data_key_as_any_bytes_like(tmp_path):
+    for i, key in enumerate([KEY_A, bytearray(KEY_A), memoryview(KEY_A)]):
+        with dstore.Node(tmp_path / "root", key=key) as n:
+            n.store(f"k{i}", b"v")
+            for j in range(i + 1):
+                assert n.get(f"k{j}") == b"v"  # the same key every time
+
+
+@pytest.mark.parametrize(
+    "chunk_size", [-1, 0, 1, 63, 8 * 1024 * 1024 + 1, 2**40], ids=lambda c: f"chunk_size={c}"
+)
+def test_bad_chunk_size_is_value_error(tmp_path, chunk_size):
+    with pytest.raises(dstore.InvalidArgumentError):
+        dstore.Node(tmp_path / "root", chunk_size=chunk_size)
+
+
+def test_chunk_size_bounds_are_accepted(tmp_path):
+    for size in [dstore.MIN_CHUNK_SIZE, dstore.MAX_CHUNK_SIZE]:
+        with dstore.Node(tmp_path / f"root{size}", chunk_size=size) as n:
+            data = payload(3 * dstore.MIN_CHUNK_SIZE + 1)
+            n.store("k", data)
+            assert n.get("k") == data
+
+
+def test_empty_secret_is_value_error(tmp_path):
+    with pytest.raises(dstore.InvalidArgumentError):
+        dstore.Node(tmp_path / "root", secret=b"")
+
+
+def test_secret(tmp_path):
+    root = tmp_path / "root"
+    with dstore.Node(root, secret=b"cluster secret", key=KEY_A) as n:
+        n.store("k", b"v")
+    with dstore.Node(root, secret=bytearray(b"cluster secret"), key=KEY_A) as n:
+        assert n.get("k") == b"v"
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys: has, keys, delete, size, NotFoundError
+
+
+def test_missing_key_is_not_found_and_key_error(node, tmp_path):
+    for call in [
+        lambda: node.get("nope"),
+        lambda: node.delete("nope"),
+        lambda: node.size("nope"),
+        lambda: node.get_file("nope", tmp_path / "out"),
+    ]:
+        with pytest.raises(dstore.NotFoundError) as info:
+            call()
+        assert info.value.args == ("nope",)  # like dict's KeyError: args[0] is the key
+        with pytest.raises(KeyError):
+            call()
+        with pytest.raises(dstore.Error):
+            call()
+
+
+def test_not_found_can_be_caught_as_key_error(node):
+    try:
+        node.get("missing.txt")
+    except KeyError as e:
+        assert isinstance(e, dstore.NotFoundError)
+        assert e.args[0] == "missing.txt"
+    else:
+        pytest.fail("no exception")
+
+
+def test_has_keys_delete(node):
+    assert node.keys() == []
+    assert not node.has("a")
+    for key in ["b", "a", "c/d", "B"]:
+        node.store(key, key.encode())
+    assert node.keys() == ["B", "a", "b", "c/d"]  # byte order
+    assert all(node.has(k) for k in ["a", "b", "B", "c/d"])
+    assert node.delete("a") is None
+    assert not node.has("a")
+    assert node.keys() == ["B", "b", "c/d"]
+    with pytest.raises(dstore.NotFoundError):
+        node.get("a")
+    with pytest.raises(dstore.NotFoundError):
+        node.delete("a")  # deleting twice
+    node.store("a", b"again")  # a deleted key can be stored again
+    assert node.get("a") == b"again"
+    assert node.keys() == ["B", "a", "b", "c/d"]
+    for key in node.keys():
+        node.delete(key)
+    assert node.keys() == []
+    assert list(node.keys()) == []
+
+
+def test_size(node):
+    for i, size in enumerate(SIZES):
+        node.store(f"k{i}", payload(size))
+    for i, size in enumerate(SIZES):
+        assert node.size(f"k{i}") == size
+
+
+# ---------------------------------------------------------------------------------------------
+# Reopening, locking, keys, integrity
+
+
+def test_reopen_keeps_data_and_id(root):
+    with dstore.Node(root, chunk_size=CHUNK) as n:
+        node_id = n.id
+        for i, size in enumerate(SIZES):
+            n.store(f"k{i}", payload(size, i), encrypt=bool(i % 2))
+        n.delete("k0")
+    assert re.fullmatch(r"[0-9a-f]{64}", node_id)
+    with dstore.Node(root) as n:  # another chunk size: old values keep theirs
+        assert n.id == node_id
+        assert n.keys() == [f"k{i}" for i in range(1, len(SIZES))]
+        for i, size in enumerate(SIZES[1:], start=1):
+            assert n.get(f"k{i}") == payload(size, i)
+
+
+def test_distinct_roots_have_distinct_ids(tmp_path):
+    with dstore.Node(tmp_path / "a") as a, dstore.Node(tmp_path / "b") as b:
+        assert a.id != b.id
+
+
+def test_root_accepts_str_and_pathlike(tmp_path):
+    with dstore.Node(str(tmp_path / "s")) as n:
+        assert n.root == tmp_path / "s"
+    with dstore.Node(tmp_path / "p") as n:
+        assert n.root == tmp_path / "p"
+    assert (tmp_path / "s" / "node_id").is_file()
+
+
+def test_second_node_on_same_root_is_locked_until_close(root):
+    first = dstore.Node(root)
+    with pytest.raises(dstore.LockedError) as info:
+        dstore.Node(root)
+    assert isinstance(info.value, dstore.Error)
+    assert str(root) in str(info.value)
+    first.close()
+    second = dstore.Node(root)
+    second.close()
+    with dstore.Node(root):
+        with pytest.raises(dstore.LockedError):
+            dstore.Node(root)
+    dstore.Node(root).close()  # the with block closed it
+
+
+def test_root_is_locked_across_processes(root):
+    with dstore.Node(root):
+        script = "import sys, dstore\ntry:\n    dstore.Node(sys.argv[1])\nexcept dstore.LockedError:\n    sys.exit(7)\n"
+        result = subprocess.run([sys.executable, "-c", script, str(root)])
+        assert result.returncode == 7
+
+
+def test_value_from_another_data_key_is_wrong_key(root):
+    with dstore.Node(root, key=KEY_A, chunk_size=CHUNK) as n:
+        n.store("secret", payload(2 * CHUNK), encrypt=True)
+        n.store("public", b"plaintext", encrypt=False)
+    with dstore.Node(root, key=KEY_B) as n:
+        with pytest.raises(dstore.WrongKeyError):
+            n.get("secret")
+        with pytest.raises(dstore.Error):
+            n.get("secret")
+        # Plaintext values are authenticated by the cluster secret, not the data key.
+        assert n.get("public") == b"plaintext"
+        assert n.has("secret") and n.size("secret") == 2 * CHUNK
+    with dstore.Node(root) as n:  # the generated key kept in the root is another key again
+        with pytest.raises(dstore.WrongKeyError):
+            n.get("secret")
+    with dstore.Node(root, key=KEY_A) as n:
+        assert n.get("secret") == payload(2 * CHUNK)
+
+
+def test_flipped_byte_in_a_chunk_is_integrity_error(root):
+    with dstore.Node(root, chunk_size=CHUNK) as n:
+        n.store("plain", b"p" * 100, encrypt=False)
+        n.store("sealed", b"s" * 100, encrypt=True)
+        files = chunk_files(root)
+        assert len(files) == 2
+        for f in files:
+            data = bytearray(f.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            f.write_bytes(bytes(data))
+        for key in ["plain", "sealed"]:
+            with pytest.raises(dstore.IntegrityError) as info:
+                n.get(key)
+            assert isinstance(info.value, dstore.Error)
+
+
+def test_corrupt_chunk_leaves_no_file_from_get_file(root, tmp_path):
+    out = tmp_path / "out"
+    with dstore.Node(root, chunk_size=CHUNK) as n:
+        n.store("k", payload(3 * CHUNK))
+        victim = chunk_files(root)[0]
+        victim.write_bytes(b"garbage")
+        with pytest.raises(dstore.IntegrityError):
+            n.get_file("k", out)
+    assert list(tmp_path.glob("*out*")) == []
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+@pytest.fixture
+def big_node(tmp_path):
+    """A node with larger chunks, for a few MiB of file at a reasonable number of chunks."""
+    n = dstore.Node(tmp_path / "big-root", chunk_size=256 * 1024)
+    yield n
+    n.close()
+
+
+@pytest.mark.parametrize("as_str", [False, True], ids=["pathlib", "str"])
+def test_store_file_get_file_round_trip(big_node, tmp_path, as_str):
+    size = 3 * 1024 * 1024 + 12345
+    data = payload(size, 7)
+    source, dest = tmp_path / "in.bin", tmp_path / "out.bin"
+    source.write_bytes(data)
+    path = str if as_str else (lambda p: p)
+    assert big_node.store_file("big.iso", path(source)) == size
+    assert big_node.size("big.iso") == size
+    assert big_node.stats()["chunks"] == 13
+    assert big_node.get_file("big.iso", path(dest)) == size
+    assert dest.read_bytes() == data
+    assert big_node.get("big.iso") == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big-root", "in.bin", "out.bin"]
+
+
+def test_store_file_plaintext_and_empty(node, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert node.store_file("empty", empty, encrypt=False) == 0
+    assert node.get("empty") == b""
+    out = tmp_path / "out"
+    assert node.get_file("empty", out) == 0
+    assert out.read_bytes() == b""
+
+
+def test_get_file_replaces_an_existing_file(node, tmp_path):
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"old contents, longer than the new ones")
+    node.store("k", b"new")
+    node.get_file("k", dest)
+    assert dest.read_bytes() == b"new"
+
+
+def test_get_file_of_missing_key_leaves_nothing(node, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(dstore.NotFoundError):
+        node.get_file("missing", out_dir / "file")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_get_file_into_missing_directory_is_os_error(node, tmp_path):
+    node.store("k", b"v")
+    with pytest.raises(dstore.StorageIOError) as info:
+        node.get_file("k", tmp_path / "no" / "such" / "dir" / "file")
+    assert isinstance(info.value, OSError)
+    assert info.value.errno == errno.ENOENT
+    assert not (tmp_path / "no").exists()
+
+
+def test_store_file_of_missing_file_is_os_error(node, tmp_path):
+    missing = tmp_path / "missing.bin"
+    with pytest.raises(OSError) as info:
+        node.store_file("k", missing)
+    e = info.value
+    assert isinstance(e, dstore.StorageIOError) and isinstance(e, dstore.Error)
+    # An OSError with errno set (not a FileNotFoundError instance: see the README).
+    assert e.errno == errno.ENOENT
+    assert str(missing) in e.strerror
+    assert str(e).startswith(f"[Errno {errno.ENOENT}]")
+    assert not node.has("k")
+
+
+def test_store_file_of_a_directory_is_os_error(node, tmp_path):
+    with pytest.raises(dstore.StorageIOError):
+        node.store_file("k", tmp_path)
+    assert not node.has("k")
+
+
+# ---------------------------------------------------------------------------------------------
+# Closing
+
+
+def test_closed_node_raises_closed_error(root, tmp_path):
+    n = dstore.Node(root)
+    n.store("k", b"v")
+    node_id = n.id
+    assert not n.closed
+    assert n.close() is None
+    assert n.closed
+    n.close()  # idempotent
+    source = tmp_path / "in"
+    source.write_bytes(b"v")
+    calls = [
+        lambda: n.store("k", b"v"),
+        lambda: n.get("k"),
+        lambda: n.has("k"),
+        lambda: n.delete("k"),
+        lambda: n.keys(),
+        lambda: n.size("k"),
+        lambda: n.store_file("k", source),
+        lambda: n.get_file("k", tmp_path / "out"),
+        lambda: n.stats(),
+    ]
+    for call in calls:
+        with pytest.raises(dstore.ClosedError):
+            call()
+        with pytest.raises(dstore.Error):
+            call()
+    assert not (tmp_path / "out").exists()
+    assert n.id == node_id  # still known after close
+    assert "closed" in repr(n)
+
+
+def test_context_manager(root):
+    with dstore.Node(root) as n:
+        assert isinstance(n, dstore.Node)
+        n.store("k", b"v")
+    assert n.closed
+    with pytest.raises(dstore.ClosedError):
+        n.get("k")
+    with pytest.raises(RuntimeError, match="boom"):  # the exception goes through, and closes
+        with dstore.Node(root) as n:
+            raise RuntimeError("boom")
+    assert n.closed
+    with dstore.Node(root) as n:
+        assert n.get("k") == b"v"
+        n.close()  # closing inside the block is fine too
+
+
+def test_dropping_a_node_unlocks_the_root(root):
+    n = dstore.Node(root)
+    del n
+    dstore.Node(root).close()
+
+
+def test_repr_shows_root_and_id_not_key(root):
+    with dstore.Node(root, key=KEY_A, secret=b"s3cret-secret") as n:
+        text = repr(n)
+        assert repr(str(root)) in text
+        assert n.id in text
+        for secret in [KEY_A.hex(), repr(KEY_A), "s3cret"]:
+            assert secret not in text
+        assert text == str(n)
+        for name in ["data.key", "cluster.secret"]:
+            assert not (root / name).exists() or (root / name).read_text().strip() not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Stats and deduplication
+
+
+def test_stats_counts(node, tmp_path):
+    assert node.stats() == {"keys": 0, "chunks": 0, "bytes_stored": 0, "bytes_read": 0}
+    node.store("a", payload(3 * CHUNK + 1, 1))
+    node.store("b", payload(10, 2), encrypt=False)
+    stats = node.stats()
+    assert stats == {"keys": 2, "chunks": 5, "bytes_stored": 3 * CHUNK + 11, "bytes_read": 0}
+    assert all(type(v) is int for v in stats.values())
+    node.get("a")
+    node.get_file("b", tmp_path / "b")
+    source = tmp_path / "src"
+    source.write_bytes(payload(CHUNK, 3))
+    node.store_file("c", source)
+    assert node.stats() == {
+        "keys": 3,
+        "chunks": 6,
+        "bytes_stored": 4 * CHUNK + 11,
+        "bytes_read": 3 * CHUNK + 11,
+    }
+    node.delete("a")
+    assert node.stats()["keys"] == 2
+    assert node.stats()["chunks"] == 2
+    assert len(chunk_files(node.root)) == 2
+
+
+@pytest.mark.parametrize("encrypt", [True, False], ids=["encrypted", "plaintext"])
+def test_dedup(node, root, encrypt):
+    data = payload(3 * CHUNK)
+    node.store("one", data, encrypt=encrypt)
+    node.store("two", data, encrypt=encrypt)
+    assert node.stats()["chunks"] == 3  # shared, not 6
+    assert len(chunk_files(root)) == 3
+    node.delete("one")
+    assert node.get("two") == data
+    assert node.stats()["chunks"] == 3
+    node.delete("two")
+    assert node.stats()["chunks"] == 0
+    assert chunk_files(root) == []
+
+
+def test_identical_chunks_inside_one_value_are_stored_once(node):
+    node.store("k", b"\x5a" * (4 * CHUNK))
+    assert node.stats()["chunks"] == 1
+    assert node.get("k") == b"\x5a" * (4 * CHUNK)
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads and the GIL
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_gil_is_released_during_store_file(node, tmp_path):
+    # store_file reads a named pipe that only a Python thread writes: the call can finish only
+    # if that thread runs while the main thread is inside it.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = payload(5 * CHUNK + 3)
+    progress = []
+
+    def feed():
+        with open(fifo, "wb") as f:  # opens once store_file has opened the other end
+            for i in range(0, len(data), 1000):
+                f.write(data[i : i + 1000])
+                f.flush()
+                progress.append(i)
+
+    writer = Worker(feed)
+    with watchdog():
+        writer.start()
+        assert node.store_file("piped", fifo) == len(data)
+        writer.outcome()
+    assert len(progress) == len(range(0, len(data), 1000))  # the counter advanced in the call
+    assert node.get("piped") == data
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_gil_is_released_during_get(node, root):
+    # The value's only chunk file is swapped for a named pipe that a Python thread feeds with
+    # the chunk's real bytes, so get can only succeed if that thread runs during the call.
+    data = payload(CHUNK - 1)
+    node.store("k", data)
+    [chunk] = chunk_files(root)
+    stored = chunk.read_bytes()
+    chunk.unlink()
+    os.mkfifo(chunk)
+    fed = []
+
+    def feed():
+        with open(chunk, "wb") as f:
+            f.write(stored)
+        fed.append(True)
+
+    writer = Worker(feed)
+    try:
+        with watchdog():
+            writer.start()
+            assert node.get("k") == data
+            writer.outcome()
+    finally:
+        chunk.unlink()
+        chunk.write_bytes(stored)
+    assert fed == [True]
+    assert node.get("k") == data
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_other_threads_use_the_node_while_a_call_waits(node, tmp_path):
+    # One thread is parked inside store_file (its input pipe has no writer yet); meanwhile the
+    # main thread runs every other call on the same node.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    parked = Worker(lambda: node.store_file("parked", fifo))
+    with watchdog():
+        parked.start()
+        node.store("other", b"v")
+        assert node.get("other") == b"v"
+        assert node.has("other") and not node.has("parked")
+        assert node.keys() == ["other"]
+        assert node.stats()["keys"] == 1
+        node.delete("other")
+        with open(fifo, "wb") as f:  # now let it finish
+            f.write(b"released")
+        assert parked.outcome() == len(b"released")
+    assert node.get("parked") == b"released"
+
+
+def test_many_threads_share_one_node(node):
+    threads, per_thread = 8, 12
+    barrier = threading.Barrier(threads)
+
+    def work(t):
+        barrier.wait()
+        for i in range(per_thread):
+            key = f"t{t}/k{i}"
+            data = payload((t * 977 + i * 1531) % (3 * CHUNK), t * 100 + i)
+            node.store(key, data, encrypt=bool((t + i) % 2))
+            assert node.get(key) == data
+            assert node.has(key)
+        for i in range(0, per_thread, 3):
+            node.delete(f"t{t}/k{i}")
+        return t
+
+    workers = [Worker(lambda t=t: work(t)) for t in range(threads)]
+    with watchdog():
+        for w in workers:
+            w.start()
+        assert sorted(w.outcome() for w in workers) == list(range(threads))
+    expected = sorted(
+        f"t{t}/k{i}" for t in range(threads) for i in range(per_thread) if i % 3 != 0
+    )
+    assert node.keys() == sorted(expected, key=str.encode)
+    for key in expected:
+        t, i = (int(x[1:]) for x in key.split("/"))
+        assert node.get(key) == payload((t * 977 + i * 1531) % (3 * CHUNK), t * 100 + i)
+
+
+def test_threads_racing_on_one_key_leave_one_whole_value(node):
+    values = [payload(2 * CHUNK + t, t) for t in range(6)]
+    barrier = threading.Barrier(len(values))
+
+    def write(v):
+        barrier.wait()
+        node.store("contested", v)
+
+    workers = [Worker(lambda v=v: write(v)) for v in values]
+    with watchdog():
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.outcome()
+    assert node.get("contested") in values
+    assert node.stats()["chunks"] == 3  # the losers' chunks are gone
+
+
+def test_close_while_other_threads_call(root):
+    # Closing from one thread while others work: each call either succeeds or raises
+    # ClosedError, nothing else; every thread sees ClosedError once close has returned; and
+    # the root is free again afterwards.
+    n = dstore.Node(root, chunk_size=CHUNK)
+    barrier = threading.Barrier(5)
+
+    def work(t):
+        barrier.wait()
+        stored = 0
+        while True:  # ends at the first ClosedError, which must come
+            try:
+                n.store(f"{t}-{stored}", payload(CHUNK + stored))
+            except dstore.ClosedError:
+                return stored
+            stored += 1
+
+    workers = [Worker(lambda t=t: work(t)) for t in range(4)]
+    with watchdog():
+        for w in workers:
+            w.start()
+        barrier.wait()
+        n.close()
+        stored = [w.outcome() for w in workers]
+    with dstore.Node(root, chunk_size=CHUNK) as reopened:
+        # Every store that returned is durable (one more may have landed as close raced it).
+        for t, count in enumerate(stored):
+            for i in range(count):
+                assert reopened.get(f"{t}-{i}") == payload(CHUNK + i)
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_is_refused_not_hung(tmp_path):
+    # In a subprocess, so this test process is never forked itself.
+    script = r"""
+import os, sys, warnings
+warnings.simplefilter("ignore")  # Python 3.12+ warns about fork in a threaded process
+import dstore
+node = dstore.Node(sys.argv[1])
+node.store("k", b"v")
+pid = os.fork()
+if pid == 0:
+    code = 3
+    try:
+        node.get("k")
+        code = 1
+    except dstore.Error as e:
+        code = 0 if "fork" in str(e) else 2
+    try:
+        dstore.Node(sys.argv[1] + "-child")
+        code = max(code, 4)
+    except dstore.Error as e:
+        pass
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert node.get("k") == b"v"  # the parent is unaffected
+sys.exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "root")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("with_root", [False, True], ids=["temp-root", "given-root"])
+def test_quickstart_runs(tmp_path, with_root):
+    args = [sys.executable, str(REPO / "examples" / "python" / "quickstart.py")]
+    if with_root:
+        args.append(str(tmp_path / "root"))
+    result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "done" in result.stdout
+    if with_root:
+        assert (tmp_path / "root" / "node_id").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["root"] if with_root else [])
