@@ -13,6 +13,8 @@
 //!   BLAKE3 id.
 
 use aes::Aes256;
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::Aes256Gcm;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use hmac::{KeyInit, Mac};
 use rand::TryRng;
@@ -38,6 +40,15 @@ pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// Derives a subkey for one purpose from a root secret.
 pub fn derive(root: &[u8], label: &str) -> [u8; 32] {
     hmac(root, &[b"dstore/v1/", label.as_bytes()])
+}
+
+/// SHA-256 over the concatenation of `parts` (handshake transcripts).
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for part in parts {
+        h.update(part);
+    }
+    h.finalize().into()
 }
 
 /// Compares two byte strings in time that does not depend on where they differ.
@@ -143,6 +154,8 @@ impl DataKey {
 pub struct ClusterKey {
     manifest: [u8; 32],
     fingerprint: [u8; 16],
+    handshake: [u8; 32],
+    session: [u8; 32],
 }
 
 impl ClusterKey {
@@ -151,6 +164,8 @@ impl ClusterKey {
         Self {
             manifest: derive(secret, "cluster manifest mac"),
             fingerprint: fp[..16].try_into().expect("16 of 32 bytes"),
+            handshake: derive(secret, "handshake proof"),
+            session: derive(secret, "session keys"),
         }
     }
 
@@ -162,6 +177,54 @@ impl ClusterKey {
 
     pub fn manifest_mac(&self, body: &[u8]) -> [u8; 32] {
         hmac(&self.manifest, &[body])
+    }
+
+    /// A side's proof that it knows the secret, bound to one handshake transcript.
+    pub fn handshake_proof(&self, side: &str, transcript: &[u8; 32]) -> [u8; 32] {
+        hmac(&self.handshake, &[side.as_bytes(), transcript])
+    }
+
+    /// The key of one direction of the connection that `transcript` opened.
+    pub fn session_key(&self, direction: &str, transcript: &[u8; 32]) -> FrameKey {
+        FrameKey::new(&hmac(&self.session, &[direction.as_bytes(), transcript]))
+    }
+}
+
+/// One direction of an encrypted connection: AES-256-GCM with the frame's sequence number as
+/// the nonce. A nonce never repeats under one key (each key lives for one connection and one
+/// direction, and sequence numbers only grow), and the receiver opens frame n only as frame
+/// n, so a frame that is replayed, dropped, reordered or altered fails to open.
+pub struct FrameKey(Aes256Gcm);
+
+impl FrameKey {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self(Aes256Gcm::new_from_slice(key).expect("32-byte key"))
+    }
+
+    fn nonce(seq: u64) -> aes_gcm::Nonce<aes_gcm::aead::consts::U12> {
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&seq.to_be_bytes());
+        n.into()
+    }
+
+    pub fn seal(&self, seq: u64, plaintext: &[u8]) -> Vec<u8> {
+        let payload = Payload {
+            msg: plaintext,
+            aad: b"dstore frame v1",
+        };
+        self.0
+            .encrypt(&Self::nonce(seq), payload)
+            .expect("AES-GCM encrypts any frame below 64 GiB")
+    }
+
+    pub fn open(&self, seq: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+        let payload = Payload {
+            msg: sealed,
+            aad: b"dstore frame v1",
+        };
+        self.0
+            .decrypt(&Self::nonce(seq), payload)
+            .map_err(|_| Error::Integrity(format!("frame {seq} fails authentication")))
     }
 }
 
@@ -237,6 +300,18 @@ mod tests {
         assert_ne!(a.seal(b"same"), b.seal(b"same"));
         assert!(b.open(&a.seal(b"same")).is_err());
         assert_eq!(a.open(&a.seal(b"")).unwrap(), b"");
+    }
+
+    #[test]
+    fn frames_open_only_in_place_and_unaltered() {
+        let k = FrameKey::new(&[5; 32]);
+        let sealed = k.seal(7, b"frame body");
+        assert_eq!(k.open(7, &sealed).unwrap(), b"frame body");
+        assert!(k.open(8, &sealed).is_err(), "replayed or reordered");
+        assert!(FrameKey::new(&[6; 32]).open(7, &sealed).is_err());
+        let mut bad = sealed.clone();
+        bad[3] ^= 1;
+        assert!(k.open(7, &bad).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod error;
 mod fsutil;
 mod ids;
 mod manifest;
+pub mod net;
 mod node;
 pub mod path;
 mod store;
