@@ -13,6 +13,7 @@
 //!
 //! The design, and why, is in DESIGN.md at the top of the repository.
 
+pub mod cluster;
 mod codec;
 pub mod crypto;
 mod error;

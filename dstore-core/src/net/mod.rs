@@ -1,8 +1,10 @@
 //! The network: bounded frames over TCP, an authenticated handshake, and encrypted sessions.
 //! See DESIGN.md §3.
 
+pub mod conn;
 pub mod frame;
 pub mod handshake;
+pub mod message;
 
 /// Why a connection was closed. Each is logged with the peer's address; none stops the node.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +20,7 @@ pub enum NetError {
     Auth(String),
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// The connection was closed (by either side) before the call completed.
+    #[error("connection closed")]
+    Closed,
 }

@@ -1,0 +1,388 @@
+//! The cluster: who the members are, connections to them, and heartbeats. A member listens
+//! for peers, starts from its bootstrap addresses, learns the rest from its peers' member
+//! lists (peer exchange), and pings every member each `HEARTBEAT` to keep their health fresh.
+//! A client (the `dstore` command's put/get, or an application in client mode) dials members
+//! the same way but never listens and never owns data. See DESIGN.md §3.
+
+pub mod membership;
+pub mod placement;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::io::BufWriter;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::crypto::ClusterKey;
+use crate::ids::NodeId;
+use crate::net::conn::{BoxFuture, Conn, Handler};
+use crate::net::handshake::{handshake, Hello, Role};
+use crate::net::message::{MemberInfo, Request, Response};
+use crate::net::NetError;
+use membership::{Members, Timeouts};
+use placement::Candidate;
+
+/// How often members are pinged (and missing connections redialled).
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long one call may take before the peer counts as failed for it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How this process takes part in the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterConfig {
+    /// Address to listen on (`host:port`, port 0 for any); `None` for a client.
+    pub listen: Option<String>,
+    /// The address peers should dial, when it differs from what `listen` binds (NAT, or a
+    /// wildcard listen address). Default: the bound address, with a wildcard IP replaced by
+    /// the local address that routes to the first bootstrap peer.
+    pub advertise: Option<String>,
+    pub peers: Vec<String>,
+    pub zone: Option<String>,
+    pub timeouts: Timeouts,
+}
+
+pub struct Cluster {
+    me: NodeId,
+    role: Role,
+    key: ClusterKey,
+    timeouts: Timeouts,
+    bootstrap: Vec<String>,
+    /// Answers requests that are not about membership (the node's store).
+    inner: Arc<dyn Handler>,
+    state: Mutex<State>,
+    /// Dropped (or sent) to stop the listener and heartbeat tasks.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    members: Members,
+    conns: HashMap<NodeId, Arc<Conn>>,
+    /// Bootstrap addresses whose node is not known yet, and when to dial them next.
+    bootstrap_next: HashMap<String, Instant>,
+}
+
+impl Cluster {
+    /// Joins the cluster: binds the listener (for a member), then starts accepting and
+    /// heartbeating in the background. Returns once listening; peers are found after.
+    pub async fn start(
+        me: NodeId,
+        key: ClusterKey,
+        config: ClusterConfig,
+        inner: Arc<dyn Handler>,
+    ) -> std::io::Result<Arc<Cluster>> {
+        let listener = match &config.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let role = match &listener {
+            Some(l) => Role::Member {
+                addr: advertised(l.local_addr()?, &config).await,
+                zone: config.zone.clone(),
+            },
+            None => Role::Client,
+        };
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let cluster = Arc::new(Cluster {
+            me,
+            role,
+            key,
+            timeouts: config.timeouts,
+            bootstrap: config.peers.clone(),
+            inner,
+            state: Mutex::default(),
+            stop,
+        });
+        if let Some(listener) = listener {
+            tokio::spawn(accept_loop(
+                Arc::downgrade(&cluster),
+                listener,
+                cluster.stop.subscribe(),
+            ));
+        }
+        tokio::spawn(heartbeat_loop(
+            Arc::downgrade(&cluster),
+            cluster.stop.subscribe(),
+        ));
+        Ok(cluster)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The address peers dial to reach this node, if it is a member.
+    pub fn addr(&self) -> Option<&str> {
+        match &self.role {
+            Role::Member { addr, .. } => Some(addr),
+            Role::Client => None,
+        }
+    }
+
+    fn my_info(&self) -> Option<MemberInfo> {
+        match &self.role {
+            Role::Member { addr, zone } => Some(MemberInfo {
+                id: self.me,
+                addr: addr.clone(),
+                zone: zone.clone(),
+            }),
+            Role::Client => None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live members other than this node.
+    pub fn peers(&self) -> Vec<MemberInfo> {
+        self.lock().members.live(&self.timeouts)
+    }
+
+    /// Who may own data now: the live members, and this node if it is a member.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        let mut all: Vec<Candidate> = self.peers().iter().map(Candidate::from).collect();
+        if let Some(me) = self.my_info() {
+            all.push(Candidate::from(&me));
+        }
+        all
+    }
+
+    /// Stops listening, heartbeating and every connection.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let conns: Vec<_> = self.lock().conns.drain().map(|(_, c)| c).collect();
+        for c in conns {
+            c.close();
+        }
+    }
+
+    /// Calls `request` on member `id`, dialling it if there is no open connection.
+    pub async fn call(
+        self: &Arc<Self>,
+        id: NodeId,
+        request: Request,
+    ) -> Result<Response, NetError> {
+        let conn = self.conn_to(id).await?;
+        let result = conn.call(request, CALL_TIMEOUT).await;
+        if result.is_err() {
+            self.lock().members.failed(&id);
+        }
+        result
+    }
+
+    async fn conn_to(self: &Arc<Self>, id: NodeId) -> Result<Arc<Conn>, NetError> {
+        let addr = {
+            let state = self.lock();
+            if let Some(c) = state.conns.get(&id).filter(|c| !c.is_closed()) {
+                return Ok(c.clone());
+            }
+            state.members.get(&id).map(|m| m.addr.clone())
+        };
+        let addr = addr.ok_or(NetError::Closed)?;
+        let conn = self.dial(&addr).await;
+        match conn {
+            Ok(c) if c.peer.node == id => Ok(c),
+            Ok(_) => Err(NetError::Protocol(format!("{addr} is now another node"))),
+            Err(e) => {
+                self.lock().members.failed(&id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn dial(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, NetError> {
+        let stream = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| NetError::Timeout("connecting"))??;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let session = handshake(
+            r,
+            BufWriter::new(w),
+            &self.key,
+            self.me,
+            self.role.clone(),
+            true,
+        )
+        .await?;
+        Ok(self.adopt(
+            session.peer.clone(),
+            Conn::spawn(session, self.dispatcher()),
+        ))
+    }
+
+    /// Records a new connection: a member's becomes the one used to reach it.
+    fn adopt(&self, peer: Hello, conn: Arc<Conn>) -> Arc<Conn> {
+        if let Role::Member { addr, zone } = peer.role {
+            let mut state = self.lock();
+            state.members.learn(MemberInfo {
+                id: peer.node,
+                addr,
+                zone,
+            });
+            state.members.answered(&peer.node);
+            if let Some(old) = state.conns.insert(peer.node, conn.clone()) {
+                if !Arc::ptr_eq(&old, &conn) {
+                    old.close();
+                }
+            }
+        }
+        conn
+    }
+
+    fn dispatcher(self: &Arc<Self>) -> Arc<dyn Handler> {
+        Arc::new(Dispatch {
+            cluster: Arc::downgrade(self),
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// One round of heartbeats: dial what is missing, ping what is connected.
+    fn tick(self: &Arc<Self>) {
+        let now = Instant::now();
+        let (known_addrs, members): (Vec<String>, Vec<MemberInfo>) = {
+            let state = self.lock();
+            let all = state.members.all();
+            (all.iter().map(|m| m.addr.clone()).collect(), all)
+        };
+        for addr in &self.bootstrap {
+            let due = {
+                let mut state = self.lock();
+                let next = state.bootstrap_next.entry(addr.clone()).or_insert(now);
+                let due = !known_addrs.contains(addr) && now >= *next;
+                if due {
+                    *next = now + Duration::from_secs(1);
+                }
+                due
+            };
+            if due {
+                let (cluster, addr) = (self.clone(), addr.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = cluster.dial(&addr).await {
+                        tracing::debug!(%addr, error = %e, "bootstrap peer not reachable");
+                    }
+                });
+            }
+        }
+        for m in members {
+            let cluster = self.clone();
+            tokio::spawn(async move {
+                let connected = cluster
+                    .lock()
+                    .conns
+                    .get(&m.id)
+                    .is_some_and(|c| !c.is_closed());
+                if !connected && !cluster.lock().members.may_dial(&m.id) {
+                    return;
+                }
+                match cluster.call(m.id, Request::Ping).await {
+                    Ok(Response::Pong { members }) => {
+                        let mut state = cluster.lock();
+                        state.members.answered(&m.id);
+                        for info in members.into_iter().filter(|i| i.id != cluster.me) {
+                            state.members.learn(info);
+                        }
+                    }
+                    Ok(other) => {
+                        tracing::warn!(peer = %m.id, ?other, "unexpected answer to a ping")
+                    }
+                    Err(e) => tracing::debug!(peer = %m.id, error = %e, "heartbeat failed"),
+                }
+            });
+        }
+    }
+}
+
+/// Answers pings here (with this node's view of the members) and passes the rest on.
+struct Dispatch {
+    cluster: Weak<Cluster>,
+    inner: Arc<dyn Handler>,
+}
+
+impl Handler for Dispatch {
+    fn handle(&self, from: &Hello, request: Request) -> BoxFuture<Response> {
+        match (request, self.cluster.upgrade()) {
+            (Request::Ping, Some(cluster)) => {
+                let mut members = cluster.peers();
+                members.extend(cluster.my_info());
+                members.retain(|m| m.id != from.node);
+                Box::pin(async move { Response::Pong { members } })
+            }
+            (request, _) => self.inner.handle(from, request),
+        }
+    }
+}
+
+async fn accept_loop(
+    cluster: Weak<Cluster>,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, from) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(c) = cluster.upgrade() else { return };
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            match handshake(r, BufWriter::new(w), &c.key, c.me, c.role.clone(), false).await {
+                Ok(session) => {
+                    let conn = Conn::spawn(session, c.dispatcher());
+                    c.adopt(conn.peer.clone(), conn);
+                }
+                Err(e) => tracing::warn!(%from, reason = %e, "refused a connection"),
+            }
+        });
+    }
+}
+
+async fn heartbeat_loop(cluster: Weak<Cluster>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match cluster.upgrade() {
+            Some(c) => c.tick(),
+            None => return,
+        }
+    }
+}
+
+/// The address to advertise for a listener bound to `bound`.
+async fn advertised(bound: SocketAddr, config: &ClusterConfig) -> String {
+    if let Some(a) = &config.advertise {
+        return a.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    // Which local address routes to the first peer? A connected UDP socket says, without
+    // sending anything.
+    let mut ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    if let Some(peer) = config.peers.first() {
+        if let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await {
+            if sock.connect(peer).await.is_ok() {
+                if let Ok(local) = sock.local_addr() {
+                    ip = local.ip();
+                }
+            }
+        }
+    }
+    SocketAddr::new(ip, bound.port()).to_string()
+}
