@@ -22,6 +22,10 @@ pub enum Error {
     /// Another process (or another open node) holds the storage root.
     #[error("storage root {} is locked by another node", .0.display())]
     Locked(PathBuf),
+    /// Too few of the nodes that own the data answered (down, unreachable, or refusing). The
+    /// call may succeed later; a write that fails this way may still have reached some owners.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The node was closed; open a new one.
     #[error("node is closed")]
     Closed,

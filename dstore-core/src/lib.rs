@@ -29,6 +29,7 @@ mod version;
 pub use error::{Error, Result};
 pub use ids::{ChunkId, KeyId, NodeId};
 pub use manifest::{validate_key, MAX_KEY_LEN};
+pub use net::message::MemberInfo as Peer;
 pub use node::{
     Config, Node, Stats, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };

@@ -12,10 +12,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tokio::task::JoinHandle;
 
+use crate::cluster::membership::Timeouts;
+use crate::cluster::remote::Remote;
+use crate::cluster::serve::Serve;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
 use crate::error::{Error, IoContext, Result};
 use crate::ids::{ChunkId, NodeId};
 use crate::manifest::{validate_key, Manifest, ManifestBody, Policy};
+use crate::net::message::MemberInfo as Peer;
 use crate::path::{PathTransform, Sharded};
 use crate::store::Store;
 use crate::version::{Clock, Version};
@@ -42,6 +47,21 @@ pub struct Config {
     pub chunk_size: usize,
     /// Where objects go under the root.
     pub transform: Arc<dyn PathTransform>,
+    /// Address to listen on for peers (`host:port`, port 0 for any). With `None`, no `peers`
+    /// and `client` false, the node is standalone: no network at all.
+    pub listen: Option<String>,
+    /// The address peers should dial, if not the one `listen` binds (see `ClusterConfig`).
+    pub advertise: Option<String>,
+    /// Bootstrap peers (`host:port`); the rest of the cluster is learnt from them.
+    pub peers: Vec<String>,
+    /// Copies kept of every chunk and manifest, capped by the number of live members.
+    pub replicas: usize,
+    /// A failure-domain label (a rack, a region); owners are spread over zones.
+    pub zone: Option<String>,
+    /// Join as a client: read and write through the members, never listen, never own data.
+    pub client: bool,
+    /// Heartbeat-based failure detection.
+    pub timeouts: Timeouts,
 }
 
 impl Config {
@@ -52,6 +72,13 @@ impl Config {
             secret: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             transform: Arc::new(Sharded),
+            listen: None,
+            advertise: None,
+            peers: Vec::new(),
+            replicas: 3,
+            zone: None,
+            client: false,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -65,6 +92,12 @@ impl fmt::Debug for Config {
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("chunk_size", &self.chunk_size)
             .field("transform", &self.transform)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("peers", &self.peers)
+            .field("replicas", &self.replicas)
+            .field("zone", &self.zone)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -112,6 +145,8 @@ struct Inner {
     store: Arc<RwLock<Option<Arc<Store>>>>,
     bytes_stored: AtomicU64,
     bytes_read: AtomicU64,
+    /// The cluster, for a node that is part of one.
+    remote: Option<Remote>,
 }
 
 /// One call in flight; see `Inner::store`.
@@ -180,12 +215,67 @@ impl Node {
         if config.secret.as_ref().is_some_and(|s| s.is_empty()) {
             return Err(Error::InvalidArgument("the cluster secret is empty".into()));
         }
-        blocking(move || Self::open_blocking(config)).await
+        if config.client && config.listen.is_some() {
+            return Err(Error::InvalidArgument("a client does not listen".into()));
+        }
+        if !config.client && config.listen.is_none() && !config.peers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a member needs a listen address (or join as a client)".into(),
+            ));
+        }
+        if !(1..=255).contains(&config.replicas) {
+            return Err(Error::InvalidArgument("replicas must be 1 to 255".into()));
+        }
+        let networked = config.listen.is_some() || config.client;
+        let (config, store, id, raw_key) =
+            blocking(move || Self::open_store(config, !networked)).await?;
+        let cluster_key = store.cluster().clone();
+        let store = Arc::new(RwLock::new(Some(Arc::new(store))));
+        let remote = if networked {
+            let cluster_config = ClusterConfig {
+                listen: config.listen.clone(),
+                advertise: config.advertise.clone(),
+                peers: config.peers.clone(),
+                zone: config.zone.clone(),
+                timeouts: config.timeouts,
+            };
+            let serve = Arc::new(Serve {
+                store: store.clone(),
+            });
+            let cluster = Cluster::start(id, cluster_key.clone(), cluster_config, serve)
+                .await
+                .context(|| format!("listening on {}", config.listen.as_deref().unwrap_or("-")))?;
+            Some(Remote {
+                cluster,
+                replicas: config.replicas,
+            })
+        } else {
+            None
+        };
+        Ok(Node {
+            inner: Arc::new(Inner {
+                id,
+                chunk_size: config.chunk_size,
+                data_key: DataKey::new(&raw_key),
+                cluster: cluster_key,
+                clock: Clock::default(),
+                store,
+                bytes_stored: AtomicU64::new(0),
+                bytes_read: AtomicU64::new(0),
+                remote,
+            }),
+        })
     }
 
-    fn open_blocking(config: Config) -> Result<Node> {
+    /// Opens the root and reads (or makes) the node id and data key.
+    fn open_store(config: Config, collect: bool) -> Result<(Config, Store, NodeId, [u8; KEY_LEN])> {
         let root = &config.root;
-        let store = Store::open(root, config.transform.clone(), config.secret.as_deref())?;
+        let store = Store::open(
+            root,
+            config.transform.clone(),
+            config.secret.as_deref(),
+            collect,
+        )?;
         let id_hex = store.persistent_file("node_id", || NodeId::random().to_hex())?;
         let id = NodeId::from_hex(&id_hex).ok_or_else(|| {
             Error::Integrity(format!("{}/node_id is not 64 hex digits", root.display()))
@@ -203,18 +293,24 @@ impl Node {
                 k
             }
         };
-        Ok(Node {
-            inner: Arc::new(Inner {
-                id,
-                chunk_size: config.chunk_size,
-                data_key: DataKey::new(&raw_key),
-                cluster: store.cluster().clone(),
-                clock: Clock::default(),
-                store: Arc::new(RwLock::new(Some(Arc::new(store)))),
-                bytes_stored: AtomicU64::new(0),
-                bytes_read: AtomicU64::new(0),
-            }),
-        })
+        Ok((config, store, id, raw_key))
+    }
+
+    /// The address peers reach this node at, for a cluster member.
+    pub fn addr(&self) -> Option<String> {
+        self.inner
+            .remote
+            .as_ref()
+            .and_then(|r| r.cluster.addr().map(str::to_owned))
+    }
+
+    /// The live members of the cluster other than this node.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.inner
+            .remote
+            .as_ref()
+            .map(|r| r.cluster.peers())
+            .unwrap_or_default()
     }
 
     pub fn id(&self) -> NodeId {
@@ -235,6 +331,9 @@ impl Node {
     /// Stops accepting calls, waits for the calls in flight to finish, and releases the
     /// root: once this returns, another node may open it. Closing twice is harmless.
     pub async fn close(&self) {
+        if let Some(remote) = &self.inner.remote {
+            remote.cluster.shutdown();
+        }
         self.inner.store.write().await.take();
     }
 
@@ -284,17 +383,7 @@ impl Node {
                 }
                 size += chunk.len() as u64;
                 let at_end = chunk.len() < chunk_size;
-                let (store, data_key) = (store.clone(), self.inner.data_key.clone());
-                inflight.push_back(tokio::task::spawn_blocking(move || {
-                    let stored = if opts.encrypt {
-                        data_key.seal(&chunk)
-                    } else {
-                        chunk
-                    };
-                    let id = ChunkId::of(&stored);
-                    store.put_chunk(id, &stored)?;
-                    Ok(id)
-                }));
+                inflight.push_back(self.write_chunk(store, chunk, opts.encrypt));
                 if inflight.len() >= parallelism() {
                     let front = inflight.pop_front().expect("not empty");
                     pins.ids.push(join(front).await?);
@@ -331,31 +420,82 @@ impl Node {
             size,
             chunk_size: chunk_size as u32,
             encrypted: opts.encrypt,
-            policy: Policy::Replicas(1),
+            policy: Policy::Replicas(self.inner.remote.as_ref().map_or(1, |r| r.replicas as u8)),
             chunks: pins.ids.clone(),
             deleted: false,
         };
         let manifest = Manifest::new(body, Some(&self.inner.data_key), &self.inner.cluster);
-        let committed = {
-            let store = store.clone();
-            blocking(move || store.commit(&manifest)).await?
-        };
-        if committed {
-            pins.ids.clear(); // the manifest holds them now
+        match &self.inner.remote {
+            None => {
+                let s = store.clone();
+                if blocking(move || s.commit(&manifest)).await? {
+                    pins.ids.clear(); // the manifest holds them now
+                }
+            }
+            Some(remote) => remote.put_manifest(store, manifest).await?,
         }
         self.inner.bytes_stored.fetch_add(size, Ordering::Relaxed);
         Ok(size)
+    }
+
+    /// Seals (if asked) and hashes one chunk on the blocking pool, then stores it: on the local
+    /// store (pinned, see `Pins`), or on a majority of its owners in a cluster.
+    fn write_chunk(
+        &self,
+        store: &Arc<Store>,
+        chunk: Vec<u8>,
+        encrypt: bool,
+    ) -> JoinHandle<Result<ChunkId>> {
+        let (store, data_key) = (store.clone(), self.inner.data_key.clone());
+        let seal = move || {
+            let stored = if encrypt {
+                data_key.seal(&chunk)
+            } else {
+                chunk
+            };
+            (ChunkId::of(&stored), stored)
+        };
+        if self.inner.remote.is_none() {
+            return tokio::task::spawn_blocking(move || {
+                let (id, stored) = seal();
+                store.put_chunk(id, &stored)?;
+                Ok(id)
+            });
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let (id, stored) = blocking(move || Ok(seal())).await?;
+            let remote = node.inner.remote.as_ref().expect("cluster node");
+            remote.put_chunk(&store, id, Arc::new(stored)).await?;
+            Ok(id)
+        })
+    }
+
+    /// The current manifest (or tombstone) of `key`, if any: the local one for a standalone
+    /// node, the newest among a majority of its owners in a cluster.
+    async fn find_manifest(&self, store: &Arc<Store>, key: &str) -> Result<Option<Manifest>> {
+        match &self.inner.remote {
+            None => {
+                let (s, k) = (store.clone(), key.to_owned());
+                match blocking(move || s.manifest(&k)).await {
+                    Ok(m) => Ok(Some(m)),
+                    Err(Error::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(remote) => remote.get_manifest(store, key).await,
+        }
     }
 
     /// Starts a read: loads and checks the manifest of a live key.
     async fn live_manifest(&self, key: &str) -> Result<(Op, Manifest)> {
         validate_key(key)?;
         let op = self.begin().await?;
-        let (s, k) = (op.store.clone(), key.to_owned());
-        let manifest = blocking(move || s.manifest(&k)).await?;
-        if manifest.body.deleted {
-            return Err(Error::NotFound(key.to_owned()));
-        }
+        let manifest = self
+            .find_manifest(&op.store, key)
+            .await?
+            .filter(|m| !m.body.deleted)
+            .ok_or_else(|| Error::NotFound(key.to_owned()))?;
         manifest.check_seal(&self.inner.data_key)?;
         Ok((op, manifest))
     }
@@ -432,8 +572,7 @@ impl Node {
                 let (store, data_key, id) =
                     (store.clone(), self.inner.data_key.clone(), chunks[next]);
                 let (expected_len, encrypted) = (manifest.chunk_len(next), manifest.body.encrypted);
-                inflight.push_back(tokio::task::spawn_blocking(move || {
-                    let stored = store.chunk(&id)?;
+                let open = move |stored: Vec<u8>| {
                     let plain = if encrypted {
                         data_key.open(&stored)?
                     } else {
@@ -446,7 +585,18 @@ impl Node {
                         )));
                     }
                     Ok(plain)
-                }));
+                };
+                inflight.push_back(match &self.inner.remote {
+                    None => tokio::task::spawn_blocking(move || open(store.chunk(&id)?)),
+                    Some(_) => {
+                        let node = self.clone();
+                        tokio::spawn(async move {
+                            let remote = node.inner.remote.as_ref().expect("cluster node");
+                            let stored = remote.get_chunk(&store, id).await?;
+                            blocking(move || open(stored)).await
+                        })
+                    }
+                });
                 next += 1;
             }
             let Some(handle) = inflight.pop_front() else {
@@ -479,37 +629,53 @@ impl Node {
     pub async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         let op = self.begin().await?;
-        let store = op.store.clone();
-        let Some(held) = store.version_of(key).filter(|_| store.has(key)) else {
-            return Err(Error::NotFound(key.to_owned()));
-        };
-        self.inner.clock.observe(held.time);
+        let held = self
+            .find_manifest(&op.store, key)
+            .await?
+            .filter(|m| !m.body.deleted)
+            .ok_or_else(|| Error::NotFound(key.to_owned()))?;
+        // The tombstone must be newer than what it deletes, whatever this node's clock says.
+        self.inner.clock.observe(held.body.version.time);
         let version = Version {
             time: self.inner.clock.now(),
             node: self.inner.id,
         };
         let tombstone = Manifest::tombstone(key, version, &self.inner.cluster);
-        blocking(move || store.commit(&tombstone)).await?;
+        match &self.inner.remote {
+            None => {
+                let store = op.store.clone();
+                blocking(move || store.commit(&tombstone)).await?;
+            }
+            Some(remote) => remote.put_manifest(&op.store, tombstone).await?,
+        }
         Ok(())
     }
 
     pub async fn has(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        Ok(self.begin().await?.store.has(key))
+        let op = self.begin().await?;
+        let found = self.find_manifest(&op.store, key).await?;
+        Ok(found.is_some_and(|m| !m.body.deleted))
     }
 
-    /// Live keys, in byte order.
+    /// Live keys, in byte order (of the whole cluster, for a cluster node).
     pub async fn keys(&self) -> Result<Vec<String>> {
-        Ok(self.begin().await?.store.keys())
+        let op = self.begin().await?;
+        match &self.inner.remote {
+            None => Ok(op.store.keys()),
+            Some(remote) => remote.keys(&op.store).await,
+        }
     }
 
     /// Size in bytes of the live value of `key`.
+    /// Metadata: needs no data key (the manifest is still checked by its cluster MAC).
     pub async fn size(&self, key: &str) -> Result<u64> {
         validate_key(key)?;
-        self.begin()
-            .await?
-            .store
-            .size_of(key)
+        let op = self.begin().await?;
+        let found = self.find_manifest(&op.store, key).await?;
+        found
+            .filter(|m| !m.body.deleted)
+            .map(|m| m.body.size)
             .ok_or_else(|| Error::NotFound(key.to_owned()))
     }
 

@@ -44,6 +44,10 @@ pub(crate) struct Store {
     transform: Arc<dyn PathTransform>,
     cluster: ClusterKey,
     index: Mutex<Index>,
+    /// Whether chunks nothing here names are deleted. True for a standalone node; false in a
+    /// cluster, where a chunk this node holds may be named by a manifest on another node, and
+    /// only a cluster-wide collection (with a grace period) may remove it.
+    collect: bool,
     /// Held open for its flock; dropping the store releases the root.
     _lock: File,
 }
@@ -60,7 +64,6 @@ struct Entry {
     version: Version,
     deleted: bool,
     chunks: Vec<ChunkId>,
-    size: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,6 +79,7 @@ impl Store {
         root: &Path,
         transform: Arc<dyn PathTransform>,
         secret: Option<&[u8]>,
+        collect: bool,
     ) -> Result<Self> {
         fsutil::create_dir_durable(root).context(|| format!("creating {}", root.display()))?;
         let lock_path = root.join("LOCK");
@@ -122,6 +126,7 @@ impl Store {
             transform,
             cluster,
             index: Mutex::new(Index::default()),
+            collect,
             _lock: lock,
         };
         store.recover()?;
@@ -159,6 +164,9 @@ impl Store {
             index
                 .keys
                 .insert(manifest.body.key.clone(), Entry::of(&manifest));
+        }
+        if !self.collect {
+            return Ok(());
         }
         if set_aside > 0 {
             // The chunks of a corrupt manifest look unreferenced, but may be all that is left
@@ -227,13 +235,49 @@ impl Store {
         })
     }
 
+    /// Keeps a chunk for the cluster: checks `stored` against `id`, then writes it durably
+    /// unless it is already here. No pin: in a cluster, chunks are not collected locally.
+    pub fn hold_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
+        if ChunkId::of(stored) != id {
+            return Err(Error::Integrity(format!(
+                "received bytes do not match chunk {id}"
+            )));
+        }
+        let path = self.chunk_path(&id)?;
+        if path.is_file() {
+            return Ok(());
+        }
+        write_atomic(&self.tmp_dir, &path, stored).context(|| format!("writing chunk {id}"))
+    }
+
+    pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.chunk_path(id).is_ok_and(|p| p.is_file())
+    }
+
+    /// Commits a manifest that came from elsewhere (a peer, or this node's own cluster
+    /// write): its chunks need not be here. Returns whether it was newer than what was held.
+    pub fn adopt(&self, manifest: &Manifest) -> Result<bool> {
+        {
+            let mut index = self.lock_index();
+            for c in &manifest.body.chunks {
+                *index.refs.entry(*c).or_insert(0) += 1;
+            }
+        }
+        let committed = self.commit(manifest);
+        if !matches!(committed, Ok(true)) {
+            self.unpin(&manifest.body.chunks);
+        }
+        committed
+    }
+
     /// Releases pins (or manifest references), deleting chunks nobody names any more.
     pub fn unpin(&self, ids: &[ChunkId]) {
         let mut index = self.lock_index();
         let mut doomed = Vec::new();
         for id in ids {
             if let Some(n) = index.refs.get_mut(id) {
-                *n -= 1;
+                debug_assert!(*n > 0, "unpinning a chunk nobody pinned");
+                *n = n.saturating_sub(1);
                 if *n == 0 {
                     doomed.push(*id);
                 }
@@ -245,6 +289,9 @@ impl Store {
     /// Deletes those of `ids` whose count is still zero; the caller holds the index lock, so
     /// no writer can pin one between the check and the unlink.
     fn delete_unreferenced(&self, index: &mut Index, ids: &[ChunkId]) {
+        if !self.collect {
+            return;
+        }
         for id in ids {
             if index.refs.get(id) == Some(&0) {
                 index.refs.remove(id);
@@ -348,13 +395,23 @@ impl Store {
         }
     }
 
+    /// Every key held, with its version and whether it is deleted.
+    pub fn key_states(&self) -> Vec<crate::net::message::KeyState> {
+        let index = self.lock_index();
+        index
+            .keys
+            .iter()
+            .map(|(k, e)| crate::net::message::KeyState {
+                key: k.clone(),
+                version: e.version,
+                deleted: e.deleted,
+            })
+            .collect()
+    }
+
     /// The newest version held of `key`, tombstones included.
     pub fn version_of(&self, key: &str) -> Option<Version> {
         self.lock_index().keys.get(key).map(|e| e.version)
-    }
-
-    pub fn has(&self, key: &str) -> bool {
-        self.lock_index().keys.get(key).is_some_and(|e| !e.deleted)
     }
 
     /// Live keys in byte order.
@@ -366,14 +423,6 @@ impl Store {
             .filter(|(_, e)| !e.deleted)
             .map(|(k, _)| k.clone())
             .collect()
-    }
-
-    pub fn size_of(&self, key: &str) -> Option<u64> {
-        self.lock_index()
-            .keys
-            .get(key)
-            .filter(|e| !e.deleted)
-            .map(|e| e.size)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -391,7 +440,6 @@ impl Entry {
             version: m.body.version,
             deleted: m.body.deleted,
             chunks: m.body.chunks.clone(),
-            size: m.body.size,
         }
     }
 }

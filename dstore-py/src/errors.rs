@@ -9,6 +9,7 @@
 //!     ├── WrongKeyError
 //!     ├── ClosedError
 //!     ├── LockedError
+//!     ├── UnavailableError
 //!     ├── InvalidArgumentError  also a ValueError
 //!     └── StorageIOError        also an OSError      (errno and strerror set when known)
 //! ```
@@ -52,6 +53,12 @@ create_exception!(
     LockedError,
     Error,
     "Another node (in this process or another) has the storage root open."
+);
+create_exception!(
+    dstore,
+    UnavailableError,
+    Error,
+    "Too few of the nodes that own the data answered; the call may succeed later."
 );
 
 /// An exception class with two bases, `dstore.Error` and a builtin, made on first use.
@@ -137,6 +144,7 @@ pub(crate) fn to_py(py: Python<'_>, err: dstore_core::Error) -> PyErr {
         E::WrongKey(_) => WrongKeyError::new_err(message),
         E::InvalidArgument(_) => INVALID_ARGUMENT.err(py, (message,)),
         E::Locked(_) => LockedError::new_err(message),
+        E::Unavailable(_) => UnavailableError::new_err(message),
         E::Closed => ClosedError::new_err(message),
         E::Io { context, source } => match source.raw_os_error() {
             // OSError(errno, strerror): str() gives "[Errno 2] opening /x: No such file ...".
@@ -161,6 +169,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WrongKeyError", py.get_type::<WrongKeyError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
     m.add("LockedError", py.get_type::<LockedError>())?;
+    m.add("UnavailableError", py.get_type::<UnavailableError>())?;
     m.add("InvalidArgumentError", INVALID_ARGUMENT.get(py)?)?;
     m.add("StorageIOError", STORAGE_IO.get(py)?)?;
     Ok(())

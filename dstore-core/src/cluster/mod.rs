@@ -6,6 +6,8 @@
 
 pub mod membership;
 pub mod placement;
+pub(crate) mod remote;
+pub(crate) mod serve;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -14,6 +14,7 @@ package only re-exports it. Every error raised by dstore is a :class:`dstore.Err
 - :class:`WrongKeyError`: the value was encrypted under another data key;
 - :class:`ClosedError`: the node was closed;
 - :class:`LockedError`: another node has the storage root open;
+- :class:`UnavailableError`: too few of the nodes owning the data answered;
 - :class:`InvalidArgumentError` (also a ``ValueError``): a bad key, data key, secret or option;
 - :class:`StorageIOError` (also an ``OSError``): the operating system refused an operation;
   ``errno`` is set when known (``errno.ENOENT`` for a missing input file).
@@ -32,6 +33,7 @@ from ._dstore import (
     IntegrityError,
     InvalidArgumentError,
     LockedError,
+    UnavailableError,
     Node,
     NotFoundError,
     StorageIOError,
@@ -49,6 +51,7 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "LockedError",
+    "UnavailableError",
     "Node",
     "NotFoundError",
     "StorageIOError",

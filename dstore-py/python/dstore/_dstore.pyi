@@ -26,6 +26,7 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "LockedError",
+    "UnavailableError",
     "MAX_CHUNK_SIZE",
     "MAX_KEY_LEN",
     "MIN_CHUNK_SIZE",
@@ -131,6 +132,9 @@ class ClosedError(Error):
 
 class LockedError(Error):
     """Another node (in this process or another) has the storage root open."""
+
+class UnavailableError(Error):
+    """Too few of the nodes that own the data answered; the call may succeed later."""
 
 class InvalidArgumentError(Error, ValueError):
     """A bad key, data key, secret or chunk size. Also a ValueError."""

@@ -1,0 +1,76 @@
+//! The answers a node gives its peers, from its local store. Everything received is checked
+//! before it is kept: chunks against their ids, manifests against the cluster MAC.
+
+use std::sync::Arc;
+
+use tokio::sync::RwLock;
+
+use crate::error::Error;
+use crate::manifest::Manifest;
+use crate::net::conn::{BoxFuture, Handler};
+use crate::net::handshake::Hello;
+use crate::net::message::{FailureKind, Request, Response};
+use crate::store::Store;
+
+/// Serves peers from the node's store; refuses once the node is closed.
+pub(crate) struct Serve {
+    pub store: Arc<RwLock<Option<Arc<Store>>>>,
+}
+
+impl Handler for Serve {
+    fn handle(&self, _from: &Hello, request: Request) -> BoxFuture<Response> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let Some(store) = store.read().await.clone() else {
+                return failed(FailureKind::Refused, "node is closing".into());
+            };
+            tokio::task::spawn_blocking(move || answer(&store, request))
+                .await
+                .unwrap_or_else(|e| failed(FailureKind::Refused, format!("internal error: {e}")))
+        })
+    }
+}
+
+fn failed(kind: FailureKind, message: String) -> Response {
+    Response::Failed { kind, message }
+}
+
+fn from_error(e: Error) -> Response {
+    let kind = match e {
+        Error::NotFound(_) => FailureKind::NotFound,
+        Error::Integrity(_) => FailureKind::Integrity,
+        _ => FailureKind::Refused,
+    };
+    failed(kind, e.to_string())
+}
+
+fn answer(store: &Store, request: Request) -> Response {
+    match request {
+        Request::Ping => Response::Pong {
+            members: Vec::new(),
+        }, // answered by the cluster
+        Request::PutChunk { id, data } => match store.hold_chunk(id, &data) {
+            Ok(()) => Response::Stored,
+            Err(e) => from_error(e),
+        },
+        Request::GetChunk { id } => match store.chunk(&id) {
+            Ok(bytes) => Response::Chunk(bytes),
+            Err(Error::Integrity(m)) if m.ends_with("is missing") => {
+                failed(FailureKind::NotFound, m)
+            }
+            Err(e) => from_error(e),
+        },
+        Request::PutManifest { manifest } => {
+            match Manifest::from_bytes(&manifest, store.cluster()).and_then(|m| store.adopt(&m)) {
+                Ok(_) => Response::Stored, // an older version than held is not an error
+                Err(e) => from_error(e),
+            }
+        }
+        Request::GetManifest { key } => match store.manifest(&key) {
+            Ok(m) => Response::Manifest(Some(m.to_bytes())),
+            Err(Error::NotFound(_)) => Response::Manifest(None),
+            Err(e) => from_error(e),
+        },
+        Request::Keys => Response::Keys(store.key_states()),
+    }
+}

@@ -1,0 +1,245 @@
+//! Several nodes in one process, talking over TCP on 127.0.0.1: replication, reads from any
+//! node, storage-only nodes, peers that lie, and values lost to the whole cluster.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{files_under, pattern};
+use dstore_core::cluster::{Cluster, ClusterConfig};
+use dstore_core::crypto::ClusterKey;
+use dstore_core::net::conn::{BoxFuture, Handler};
+use dstore_core::net::handshake::Hello;
+use dstore_core::net::message::{Request, Response};
+use dstore_core::{Config, Error, Node, NodeId, StoreOptions};
+
+const CHUNK: usize = 4096;
+const SECRET: &[u8] = b"test cluster secret";
+const KEY: [u8; 32] = [42; 32];
+const ENC: StoreOptions = StoreOptions { encrypt: true };
+
+fn config(root: &std::path::Path, peers: &[String]) -> Config {
+    let mut c = Config::new(root);
+    c.chunk_size = CHUNK;
+    c.secret = Some(SECRET.to_vec());
+    c.data_key = Some(KEY);
+    c.listen = Some("127.0.0.1:0".into());
+    c.peers = peers.to_vec();
+    c
+}
+
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// `n` members, each knowing only the first; returns once every node sees all the others.
+async fn cluster(dir: &std::path::Path, n: usize) -> Vec<Node> {
+    let first = Node::open(config(&dir.join("n0"), &[])).await.unwrap();
+    let seed = vec![first.addr().unwrap()];
+    let mut nodes = vec![first];
+    for i in 1..n {
+        nodes.push(
+            Node::open(config(&dir.join(format!("n{i}")), &seed))
+                .await
+                .unwrap(),
+        );
+    }
+    eventually("membership converges", || {
+        nodes.iter().all(|x| x.peers().len() == n - 1)
+    })
+    .await;
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_stored_through_one_node_is_read_listed_and_deleted_through_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3).await;
+    let data = pattern(1, 5 * CHUNK + 7);
+    nodes[0].store("photos/a.jpg", &data, ENC).await.unwrap();
+    nodes[0]
+        .store("notes/plain.txt", b"plain", StoreOptions { encrypt: false })
+        .await
+        .unwrap();
+    for n in &nodes {
+        assert_eq!(n.get("photos/a.jpg").await.unwrap(), data);
+        assert_eq!(n.keys().await.unwrap(), ["notes/plain.txt", "photos/a.jpg"]);
+        assert!(n.has("photos/a.jpg").await.unwrap());
+    }
+    // With 3 replicas on 3 nodes every node holds every chunk: no broadcast beyond the owners.
+    for i in 0..3 {
+        assert_eq!(
+            files_under(&dir.path().join(format!("n{i}/chunks"))).len(),
+            7
+        );
+    }
+    nodes[1].delete("photos/a.jpg").await.unwrap();
+    for n in &nodes {
+        assert!(matches!(
+            n.get("photos/a.jpg").await,
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(n.keys().await.unwrap(), ["notes/plain.txt"]);
+    }
+    assert!(matches!(
+        nodes[2].get("never-stored").await,
+        Err(Error::NotFound(_))
+    ));
+    for n in nodes {
+        n.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_outlive_their_writer_and_placement_is_not_broadcast() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), 5).await;
+    let data = pattern(2, 20 * CHUNK);
+    nodes[0].store("big", &data, ENC).await.unwrap();
+    // 20 chunks, 2 of 3 replicas needed per write, 5 nodes: no node holds everything, every
+    // chunk is on at least 2 nodes.
+    let held = || -> Vec<usize> {
+        (0..5)
+            .map(|i| files_under(&dir.path().join(format!("n{i}/chunks"))).len())
+            .collect()
+    };
+    // The write returned after 2 of 3 copies; the third lands in the background.
+    eventually("3 copies of 20 chunks", || {
+        held().iter().sum::<usize>() == 60
+    })
+    .await;
+    let held = held();
+    assert!(held.iter().all(|h| *h < 20), "{held:?}");
+    let writer = nodes.remove(0);
+    writer.close().await;
+    drop(writer);
+    for n in &nodes {
+        assert_eq!(n.get("big").await.unwrap(), data);
+    }
+    for n in nodes {
+        n.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_data_key_stores_and_serves_but_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Node::open(config(&dir.path().join("owner"), &[]))
+        .await
+        .unwrap();
+    let mut storage_config = config(&dir.path().join("storage"), &[owner.addr().unwrap()]);
+    storage_config.data_key = Some([7; 32]);
+    storage_config.replicas = 2;
+    let storage = Node::open(storage_config).await.unwrap();
+    eventually("joined", || {
+        owner.peers().len() == 1 && storage.peers().len() == 1
+    })
+    .await;
+    let data = pattern(3, 3 * CHUNK);
+    owner.store("secret", &data, ENC).await.unwrap();
+    assert!(matches!(
+        storage.get("secret").await,
+        Err(Error::WrongKey(_))
+    ));
+    // The storage node's disk has the chunks, none of them readable as the plaintext.
+    let chunks = files_under(&dir.path().join("storage/chunks"));
+    assert_eq!(chunks.len(), 3);
+    for c in chunks {
+        let bytes = std::fs::read(c).unwrap();
+        assert!(!bytes.windows(32).any(|w| data.windows(32).any(|d| d == w)));
+    }
+    // The owner's own copies gone, it reads through the storage node.
+    for c in files_under(&dir.path().join("owner/chunks")) {
+        std::fs::remove_file(c).unwrap();
+    }
+    assert_eq!(owner.get("secret").await.unwrap(), data);
+    owner.close().await;
+    storage.close().await;
+}
+
+/// A member that acknowledges every write, keeps nothing, and answers every chunk read with
+/// garbage. Readers must notice and use the honest owners.
+struct Liar;
+impl Handler for Liar {
+    fn handle(&self, _: &Hello, request: Request) -> BoxFuture<Response> {
+        Box::pin(async move {
+            match request {
+                Request::GetChunk { .. } => Response::Chunk(vec![0xEE; 4112]),
+                Request::GetManifest { .. } => Response::Manifest(None),
+                Request::Keys => Response::Keys(vec![]),
+                _ => Response::Stored,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_sends_wrong_bytes_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), 3).await;
+    let liar = Cluster::start(
+        NodeId::random(),
+        ClusterKey::new(SECRET),
+        ClusterConfig {
+            listen: Some("127.0.0.1:0".into()),
+            peers: vec![nodes[0].addr().unwrap()],
+            ..Default::default()
+        },
+        Arc::new(Liar),
+    )
+    .await
+    .unwrap();
+    eventually("the liar is a member", || {
+        nodes.iter().all(|n| n.peers().len() == 3)
+    })
+    .await;
+    let data = pattern(4, 30 * CHUNK);
+    nodes[0].store("v", &data, ENC).await.unwrap();
+    // A reader with no copies of its own: it must fetch every chunk, and the liar owns some.
+    let mut client = config(&dir.path().join("client"), &[nodes[1].addr().unwrap()]);
+    client.listen = None;
+    client.client = true;
+    let client = Node::open(client).await.unwrap();
+    eventually("the client sees the members", || client.peers().len() == 4).await;
+    assert_eq!(client.get("v").await.unwrap(), data);
+    // Storage nodes themselves lose their copies too: reads still succeed via the others.
+    for c in files_under(&dir.path().join("n1/chunks")) {
+        std::fs::remove_file(c).unwrap();
+    }
+    assert_eq!(nodes[1].get("v").await.unwrap(), data);
+    liar.shutdown();
+    client.close().await;
+    for n in nodes.drain(..) {
+        n.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_lost_to_the_whole_cluster_is_not_found_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3).await;
+    nodes[0]
+        .store("doomed", &pattern(5, 2 * CHUNK), ENC)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        for c in files_under(&dir.path().join(format!("n{i}/chunks"))) {
+            std::fs::remove_file(c).unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    let r = nodes[2].get("doomed").await;
+    assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+    // Every owner answered at once that it has no copy; nothing waited for a timeout.
+    assert!(started.elapsed() < dstore_core::cluster::CALL_TIMEOUT);
+    for n in nodes {
+        n.close().await;
+    }
+}
