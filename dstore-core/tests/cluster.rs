@@ -243,3 +243,119 @@ async fn a_value_lost_to_the_whole_cluster_is_not_found_promptly() {
         n.close().await;
     }
 }
+
+/// Copies `from` to `to`, appending every byte to `log`.
+async fn pipe(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    log: Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        log.lock().unwrap().extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Forwards every connection made to the returned address to `target`, recording both
+/// directions in `log`.
+async fn recording_proxy(target: String, log: Arc<std::sync::Mutex<Vec<u8>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (ir, iw) = inbound.into_split();
+            let (or, ow) = outbound.into_split();
+            tokio::spawn(pipe(ir, ow, log.clone()));
+            tokio::spawn(pipe(or, iw, log.clone()));
+        }
+    });
+    addr
+}
+
+/// Every byte between two nodes passes a recording proxy. The capture holds no key name and
+/// no 16-byte run of any value, encrypted or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_of_the_traffic_holds_no_key_name_and_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Reserve each node's port first, so its proxy can be advertised in its place.
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let mut proxies = Vec::new();
+    for p in &ports {
+        proxies.push(recording_proxy(format!("127.0.0.1:{p}"), log.clone()).await);
+    }
+    let node = |i: usize, peers: Vec<String>| {
+        let mut c = config(&dir.path().join(format!("n{i}")), &peers);
+        c.listen = Some(format!("127.0.0.1:{}", ports[i]));
+        c.advertise = Some(proxies[i].clone());
+        c.replicas = 2;
+        c
+    };
+    let a = Node::open(node(0, vec![])).await.unwrap();
+    let b = Node::open(node(1, vec![proxies[0].clone()])).await.unwrap();
+    eventually("joined", || a.peers().len() == 1 && b.peers().len() == 1).await;
+    let secret_value = pattern(6, 3 * CHUNK);
+    let plain_value = pattern(7, 3 * CHUNK);
+    b.store("key-name-that-must-not-leak", &secret_value, ENC)
+        .await
+        .unwrap();
+    b.store(
+        "plain-key-that-must-not-leak",
+        &plain_value,
+        StoreOptions { encrypt: false },
+    )
+    .await
+    .unwrap();
+    // Make the values cross the wire again, in the other direction.
+    for c in files_under(&dir.path().join("n0/chunks")) {
+        std::fs::remove_file(c).unwrap();
+    }
+    assert_eq!(
+        a.get("key-name-that-must-not-leak").await.unwrap(),
+        secret_value
+    );
+    assert_eq!(
+        a.get("plain-key-that-must-not-leak").await.unwrap(),
+        plain_value
+    );
+    assert_eq!(a.keys().await.unwrap().len(), 2);
+    a.close().await;
+    b.close().await;
+
+    let captured = log.lock().unwrap().clone();
+    assert!(
+        captured.len() > 6 * CHUNK,
+        "the capture saw the values cross: {} bytes",
+        captured.len()
+    );
+    for needle in [
+        &b"key-name-that-must-not-leak"[..],
+        b"plain-key-that-must-not-leak",
+        b"must-not-leak",
+    ] {
+        assert!(!captured.windows(needle.len()).any(|w| w == needle));
+    }
+    let runs: std::collections::HashSet<&[u8]> = secret_value
+        .chunks(16)
+        .chain(plain_value.chunks(16))
+        .collect();
+    assert!(
+        !captured.windows(16).any(|w| runs.contains(w)),
+        "plaintext crossed the wire"
+    );
+}

@@ -75,3 +75,68 @@ pub struct KeyState {
     pub version: Version,
     pub deleted: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use crate::crypto::ClusterKey;
+    use crate::net::frame::read_frame;
+    use crate::net::handshake::{handshake, Hello, Role};
+    use proptest::prelude::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever a peer sends inside a session, decoding it is an answer or an error.
+        #[test]
+        fn envelopes_and_hellos_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = codec::decode::<Envelope>(&bytes, "message");
+            let _ = codec::decode::<Hello>(&bytes, "hello");
+        }
+
+        /// Valid envelopes survive a round trip; any cut of one is refused.
+        #[test]
+        fn envelope_round_trip_and_truncation(id in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..64), cut in any::<usize>()) {
+            let e = Envelope { id, body: Body::Request(Request::PutChunk { id: crate::ChunkId([1; 32]), data }) };
+            let bytes = codec::encode(&e);
+            let back: Envelope = codec::decode(&bytes, "message").unwrap();
+            prop_assert_eq!(back.id, id);
+            let cut = cut % bytes.len();
+            prop_assert!(codec::decode::<Envelope>(&bytes[..cut], "message").is_err());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Frames: arbitrary bytes give a frame, an error, or end of input; never an
+        /// allocation past the limit or a panic.
+        #[test]
+        fn frames_from_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            runtime().block_on(async {
+                let mut r = &bytes[..];
+                while let Ok(f) = read_frame(&mut r, 16, None).await {
+                    assert!(f.len() <= 16);
+                }
+            });
+        }
+
+        /// A handshake with a peer that sends garbage fails; it never panics or succeeds.
+        #[test]
+        fn handshake_against_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            runtime().block_on(async {
+                let (sink, _keep) = tokio::io::duplex(1 << 16);
+                let r = handshake(&bytes[..], sink, &ClusterKey::new(b"s"), crate::NodeId([1; 32]), Role::Client, false).await;
+                assert!(r.is_err());
+            });
+        }
+    }
+}
