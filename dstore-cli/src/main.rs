@@ -1,15 +1,25 @@
-//! `dstore`: the command for humans. Today it works on a local storage root; the network
-//! issue turns `put`/`get`/... into cluster clients and adds `dstore node`.
+//! `dstore`: the command for storage nodes and for humans.
+//!
+//! - `dstore node` runs a storage node until SIGTERM or Ctrl-C.
+//! - `put`, `get`, `rm`, `ls`, `status` work on a cluster, joined through `--peer` as a
+//!   short-lived client that never owns data, or directly on a local root with `--root`.
+//! - `demo` shows a local cluster at work; `bench` measures one.
 
 mod bench;
+mod config;
 mod demo;
+mod progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dstore_core::{Config, Node, StoreOptions};
+
+use config::{FileConfig, SecretArgs};
+use progress::Progress;
 
 #[derive(Parser)]
 #[command(
@@ -22,24 +32,60 @@ struct Cli {
     command: Command,
 }
 
-/// Where a node keeps its data and which data key it uses.
-#[derive(clap::Args)]
-struct RootArgs {
-    /// The storage root.
-    #[arg(long, env = "DSTORE_ROOT", default_value = "./dstore-data")]
-    root: PathBuf,
-    /// A file holding the 32-byte data key as 64 hex digits (else DSTORE_KEY, else the key
-    /// kept in the root). Never passed as a flag, so it does not show in `ps`.
+/// Runs a storage node.
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// The storage root (created if missing).
     #[arg(long)]
-    key_file: Option<PathBuf>,
+    root: Option<PathBuf>,
+    /// Address to listen on for peers, HOST:PORT (port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<String>,
+    /// A cluster member to join through; repeat for more.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Copies of every chunk and manifest [default: 3].
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// Failure-domain label; owners are spread over zones.
+    #[arg(long)]
+    zone: Option<String>,
+    /// The address peers should dial, if not the listen address.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// A TOML file with any of: root, listen, advertise, peers, replicas, zone, key_file,
+    /// secret_file. Flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+/// What a client command works on: a cluster (`--peer` or a config file's peers) or a local
+/// root (`--root`).
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// Use this storage root directly, without a network.
+    #[arg(long, env = "DSTORE_ROOT")]
+    root: Option<PathBuf>,
+    /// A cluster member to reach the cluster through; repeat for more.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// A TOML file (as for `dstore node`); its peers and secret files are used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a storage node until SIGTERM or Ctrl-C.
+    Node(NodeArgs),
     /// Store FILE under KEY.
     Put {
         #[command(flatten)]
-        root: RootArgs,
+        target: Target,
         key: String,
         file: PathBuf,
         /// Store without encryption (still authenticated and hash-checked).
@@ -49,7 +95,7 @@ enum Command {
     /// Read KEY to FILE (or to standard output).
     Get {
         #[command(flatten)]
-        root: RootArgs,
+        target: Target,
         key: String,
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -57,22 +103,22 @@ enum Command {
     /// Delete KEY.
     Rm {
         #[command(flatten)]
-        root: RootArgs,
+        target: Target,
         key: String,
     },
     /// List the keys.
     Ls {
         #[command(flatten)]
-        root: RootArgs,
+        target: Target,
     },
-    /// Show the node's id and counts.
+    /// Show the node or cluster: ids, members, counts.
     Status {
         #[command(flatten)]
-        root: RootArgs,
+        target: Target,
     },
-    /// Walk through what dstore does, on a throwaway root, in plain words.
+    /// Start a local cluster and show, in plain words, what dstore does.
     Demo,
-    /// Measure store and get throughput against this machine's hashing and cipher speed.
+    /// Measure store and get throughput against this machine's limits.
     Bench(bench::Args),
 }
 
@@ -96,79 +142,197 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
-async fn open(args: &RootArgs) -> AnyResult<Node> {
-    let mut config = Config::new(&args.root);
-    let hex_key = match &args.key_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("reading key file {}: {e}", path.display()))?,
-        ),
-        None => std::env::var("DSTORE_KEY").ok(),
+/// How long a client waits for the cluster to answer before giving up.
+const CLIENT_SETTLE: Duration = Duration::from_secs(10);
+
+/// Opens what `target` names: a client of the cluster, or the local root. The temp dir of a
+/// client (it keeps nothing) lives as long as the node.
+async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempfile::TempDir>)> {
+    let file = FileConfig::load(target.config.as_deref())?;
+    let peers = if target.peers.is_empty() {
+        file.peers.clone()
+    } else {
+        target.peers.clone()
     };
-    if let Some(hex_key) = hex_key {
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(hex_key.trim(), &mut key)
-            .map_err(|_| "the data key must be 64 hex digits")?;
-        config.data_key = Some(key);
+    let data_key = config::data_key(&target.secrets, &file)?;
+    let secret = config::secret(&target.secrets, &file)?;
+    if peers.is_empty() {
+        let root = target
+            .root
+            .clone()
+            .or(file.root)
+            .unwrap_or_else(|| PathBuf::from("./dstore-data"));
+        let mut c = Config::new(root);
+        c.data_key = data_key;
+        c.secret = secret;
+        return Ok((Node::open(c).await?, None));
     }
-    Ok(Node::open(config).await?)
+    let secret =
+        secret.ok_or("joining a cluster needs its secret: set DSTORE_SECRET or --secret-file")?;
+    if needs_key && data_key.is_none() {
+        return Err(
+            "encrypting needs the data key: set DSTORE_KEY or --key-file (or store with --plain)"
+                .into(),
+        );
+    }
+    let scratch = tempfile::tempdir()?;
+    let mut c = Config::new(scratch.path());
+    c.client = true;
+    c.peers = peers;
+    c.secret = Some(secret);
+    c.data_key = data_key;
+    let node = Node::open(c).await?;
+    node.settle(CLIENT_SETTLE).await?;
+    Ok((node, Some(scratch)))
 }
 
 async fn run(command: Command) -> AnyResult {
     match command {
+        Command::Node(args) => run_node(args).await?,
         Command::Put {
-            root,
+            target,
             key,
             file,
             plain,
         } => {
-            let node = open(&root).await?;
+            let (node, _scratch) = open(&target, !plain).await?;
+            let input = tokio::fs::File::open(&file)
+                .await
+                .map_err(|e| format!("opening {}: {e}", file.display()))?;
+            let total = input.metadata().await.ok().map(|m| m.len());
+            let progress = Progress::start(format!("put {key}"), total);
             let n = node
-                .store_file(&key, &file, StoreOptions { encrypt: !plain })
-                .await?;
-            eprintln!("stored {key} ({n} bytes)");
+                .store_reader(
+                    &key,
+                    progress.reader(input),
+                    StoreOptions { encrypt: !plain },
+                )
+                .await;
+            progress.finish();
+            eprintln!("stored {key} ({} bytes)", n?);
+            node.close().await;
         }
-        Command::Get { root, key, output } => {
-            let node = open(&root).await?;
-            match output {
-                Some(path) => {
-                    let n = node.get_file(&key, &path).await?;
-                    eprintln!("wrote {n} bytes to {}", path.display());
-                }
+        Command::Get {
+            target,
+            key,
+            output,
+        } => {
+            let (node, _scratch) = open(&target, false).await?;
+            let progress = Progress::start(format!("get {key}"), node.size(&key).await.ok());
+            let result = match &output {
+                Some(path) => node.get_file(&key, path).await,
                 None if std::io::stdout().is_terminal() => {
+                    progress.finish();
                     return Err(
                         "refusing to write a value to a terminal; use -o FILE or a pipe".into(),
-                    )
+                    );
                 }
                 None => {
-                    node.get_writer(&key, tokio::io::stdout()).await?;
+                    node.get_writer(&key, progress.writer(tokio::io::stdout()))
+                        .await
                 }
+            };
+            progress.finish();
+            let n = result?;
+            if let Some(path) = output {
+                eprintln!("wrote {n} bytes to {}", path.display());
             }
+            node.close().await;
         }
-        Command::Rm { root, key } => {
-            open(&root).await?.delete(&key).await?;
+        Command::Rm { target, key } => {
+            let (node, _scratch) = open(&target, false).await?;
+            node.delete(&key).await?;
             eprintln!("deleted {key}");
+            node.close().await;
         }
-        Command::Ls { root } => {
-            for key in open(&root).await?.keys().await? {
+        Command::Ls { target } => {
+            let (node, _scratch) = open(&target, false).await?;
+            for key in node.keys().await? {
                 println!("{key}");
             }
+            node.close().await;
         }
-        Command::Status { root } => {
-            let node = open(&root).await?;
+        Command::Status { target } => {
+            let (node, scratch) = open(&target, false).await?;
+            if scratch.is_none() {
+                println!("node     {}", node.id());
+                if let Some(root) = &target.root {
+                    println!("root     {}", root.display());
+                }
+            }
             let s = node.stats()?;
-            println!("node     {}", node.id());
-            println!("root     {}", root.root.display());
-            println!("keys     {}", s.keys);
-            println!("chunks   {}", s.chunks);
+            let peers = node.peers();
+            if scratch.is_some() {
+                println!("members  {}", peers.len());
+                for p in &peers {
+                    let zone = p
+                        .zone
+                        .as_deref()
+                        .map(|z| format!(" zone {z}"))
+                        .unwrap_or_default();
+                    println!("  {} {}{zone}", p.id, p.addr);
+                }
+            } else {
+                println!("chunks   {}", s.chunks);
+            }
+            println!("keys     {}", node.keys().await?.len());
+            node.close().await;
         }
         Command::Demo => demo::run().await?,
         Command::Bench(args) => bench::run(args).await?,
     }
+    Ok(())
+}
+
+/// `dstore node`: serves until SIGTERM or Ctrl-C, then closes cleanly (calls in flight
+/// finish, the root is unlocked).
+async fn run_node(args: NodeArgs) -> AnyResult {
+    let file = FileConfig::load(args.config.as_deref())?;
+    let root = args
+        .root
+        .or(file.root.clone())
+        .ok_or("a node needs --root (or root in --config)")?;
+    let mut c = Config::new(root);
+    c.listen = Some(
+        args.listen
+            .or(file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:7420".into()),
+    );
+    c.advertise = args.advertise.or(file.advertise.clone());
+    c.peers = if args.peers.is_empty() {
+        file.peers.clone()
+    } else {
+        args.peers
+    };
+    c.replicas = args.replicas.or(file.replicas).unwrap_or(3);
+    c.zone = args.zone.or(file.zone.clone());
+    c.data_key = config::data_key(&args.secrets, &file)?;
+    c.secret = Some(
+        config::secret(&args.secrets, &file)?
+            .ok_or("a node needs the cluster secret: set DSTORE_SECRET or --secret-file")?,
+    );
+    let node = Node::open(c).await?;
+    // One line on stdout, for scripts and tests that start nodes on port 0.
+    println!(
+        "dstore node {} listening on {}",
+        node.id(),
+        node.addr().unwrap_or_default()
+    );
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    node.close().await;
+    eprintln!("dstore node stopped");
     Ok(())
 }

@@ -133,3 +133,17 @@ fn a_second_process_on_a_root_in_use_gets_a_clear_error() {
     drop(node);
     ok(dstore(&["ls", "--root", root.to_str().unwrap()], &[]));
 }
+
+#[test]
+fn a_relative_root_works() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), b"relative").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dstore"))
+        .current_dir(dir.path())
+        .args(["put", "--root", "rel/root", "k", "in.txt"])
+        .env_remove("DSTORE_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("rel/root/node_id").is_file());
+}

@@ -51,14 +51,16 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Resul
 /// Creates `dir` and any missing parents, fsyncing each parent that gained an entry, so a new
 /// directory is as durable as a file written into it.
 pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(()); // "" is the parent of a relative name: the current directory
     }
-    if let Some(parent) = dir.parent() {
-        create_dir_durable(parent)?;
-    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_dir_durable(parent)?;
     match fs::create_dir(dir) {
-        Ok(()) => sync_dir(dir.parent().unwrap_or(dir)),
+        Ok(()) => sync_dir(parent),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

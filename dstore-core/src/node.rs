@@ -304,6 +304,40 @@ impl Node {
             .and_then(|r| r.cluster.addr().map(str::to_owned))
     }
 
+    /// Waits until this node sees at least one other member and its view of the members has
+    /// stopped growing for two heartbeats (so peer exchange has run), for up to `timeout`.
+    /// Returns the number of live peers; `Unavailable` if none answered in time. A client
+    /// calls this before its first request so that it places data as the members do.
+    pub async fn settle(&self, timeout: std::time::Duration) -> Result<usize> {
+        let Some(remote) = &self.inner.remote else {
+            return Ok(0);
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = 0;
+        let mut stable = 0;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(crate::cluster::HEARTBEAT).await;
+            let now = remote.cluster.peers().len();
+            stable = if now == seen && now > 0 {
+                stable + 1
+            } else {
+                0
+            };
+            seen = now;
+            if stable >= 2 {
+                return Ok(now);
+            }
+        }
+        if seen > 0 {
+            return Ok(seen);
+        }
+        Err(Error::Unavailable(
+            "no cluster member answered (unreachable, or another cluster secret: the members' \
+             logs say which)"
+                .into(),
+        ))
+    }
+
     /// The live members of the cluster other than this node.
     pub fn peers(&self) -> Vec<Peer> {
         self.inner
