@@ -144,6 +144,10 @@ fn a_relative_root_works() {
         .env_remove("DSTORE_KEY")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("rel/root/node_id").is_file());
 }

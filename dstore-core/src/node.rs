@@ -177,15 +177,17 @@ fn parallelism() -> usize {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    join(tokio::task::spawn_blocking(f)).await
 }
 
+/// Waits for a task: its panic is re-raised here (a bug stays a bug), and a task cancelled
+/// because the runtime is shutting down is reported as `Closed`.
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
-    handle
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    match handle.await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Closed),
+    }
 }
 
 /// Reads up to `n` bytes, fewer only at end of input.

@@ -238,7 +238,7 @@ async fn a_value_lost_to_the_whole_cluster_is_not_found_promptly() {
     let r = nodes[2].get("doomed").await;
     assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
     // Every owner answered at once that it has no copy; nothing waited for a timeout.
-    assert!(started.elapsed() < dstore_core::cluster::CALL_TIMEOUT);
+    assert!(started.elapsed() < dstore_core::cluster::membership::Timeouts::default().call);
     for n in nodes {
         n.close().await;
     }
@@ -358,4 +358,121 @@ async fn a_capture_of_the_traffic_holds_no_key_name_and_no_plaintext() {
         !captured.windows(16).any(|w| runs.contains(w)),
         "plaintext crossed the wire"
     );
+}
+
+/// A member that acknowledges writes and never answers a read.
+struct Staller;
+impl Handler for Staller {
+    fn handle(&self, _: &Hello, request: Request) -> BoxFuture<Response> {
+        Box::pin(async move {
+            match request {
+                Request::GetChunk { .. } | Request::GetManifest { .. } => {
+                    std::future::pending::<()>().await;
+                    unreachable!()
+                }
+                Request::Keys => Response::Keys(vec![]),
+                _ => Response::Stored,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stalls_is_skipped_after_the_call_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), 3).await;
+    let staller = Cluster::start(
+        NodeId::random(),
+        ClusterKey::new(SECRET),
+        ClusterConfig {
+            listen: Some("127.0.0.1:0".into()),
+            peers: vec![nodes[0].addr().unwrap()],
+            ..Default::default()
+        },
+        Arc::new(Staller),
+    )
+    .await
+    .unwrap();
+    eventually("the staller is a member", || {
+        nodes.iter().all(|n| n.peers().len() == 3)
+    })
+    .await;
+    let data = pattern(8, 16 * CHUNK);
+    nodes[0].store("v", &data, ENC).await.unwrap();
+    let mut c = config(&dir.path().join("client"), &[nodes[1].addr().unwrap()]);
+    c.listen = None;
+    c.client = true;
+    c.timeouts.call = Duration::from_millis(300);
+    let client = Node::open(c).await.unwrap();
+    eventually("the client sees the members", || client.peers().len() == 4).await;
+    assert_eq!(client.get("v").await.unwrap(), data);
+    staller.shutdown();
+    client.close().await;
+    for n in nodes.drain(..) {
+        n.close().await;
+    }
+}
+
+/// Collects what is written, and fires `on_first_write` the first time.
+struct Tripwire {
+    got: Vec<u8>,
+    on_first_write: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl tokio::io::AsyncWrite for Tripwire {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some(t) = self.on_first_write.take() {
+            let _ = t.send(());
+        }
+        self.got.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// An owner goes away while a read is part way through: the first chunk has been delivered,
+/// others are in flight to it. The read finishes from the other owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_leaves_mid_transfer_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), 4).await;
+    let data = pattern(9, 60 * CHUNK);
+    nodes[0].store("v", &data, ENC).await.unwrap();
+    let mut c = config(&dir.path().join("client"), &[nodes[0].addr().unwrap()]);
+    c.listen = None;
+    c.client = true;
+    let client = Node::open(c).await.unwrap();
+    eventually("the client sees the members", || client.peers().len() == 4).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let leaving = nodes.remove(1);
+    let leaver = tokio::spawn(async move {
+        rx.await.unwrap();
+        leaving.close().await;
+    });
+    let mut out = Tripwire {
+        got: Vec::new(),
+        on_first_write: Some(tx),
+    };
+    client.get_writer("v", &mut out).await.unwrap();
+    leaver.await.unwrap();
+    assert_eq!(out.got, data);
+    client.close().await;
+    for n in nodes.drain(..) {
+        n.close().await;
+    }
 }

@@ -27,6 +27,7 @@ impl Handler for Nothing {
 const FAST: Timeouts = Timeouts {
     suspect_after: Duration::from_millis(1500),
     dead_after: Duration::from_millis(3000),
+    call: Duration::from_secs(5),
 };
 
 async fn member(secret: &[u8], peers: Vec<String>) -> Arc<Cluster> {

@@ -28,8 +28,6 @@ use placement::Candidate;
 
 /// How often members are pinged (and missing connections redialled).
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
-/// How long one call may take before the peer counts as failed for it.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How this process takes part in the cluster.
@@ -169,7 +167,7 @@ impl Cluster {
         request: Request,
     ) -> Result<Response, NetError> {
         let conn = self.conn_to(id).await?;
-        let result = conn.call(request, CALL_TIMEOUT).await;
+        let result = conn.call(request, self.timeouts.call).await;
         if result.is_err() {
             self.lock().members.failed(&id);
         }

@@ -1,0 +1,238 @@
+//! `dstore_node`: an open node, and the calls on it. Each export checks its arguments, runs one
+//! core call on the shared runtime, and writes its outputs only if that call succeeded.
+
+use std::ffi::c_char;
+
+use dstore_core::{Node, StoreOptions};
+
+use crate::args::{self, free_handle, handle, into_handle, output};
+use crate::boundary::boundary;
+use crate::buffers;
+use crate::options::dstore_options;
+use crate::runtime::{block_on, run};
+use crate::status::{dstore_status, Failure, Result};
+
+/// An open dstore node: one storage root, locked while the node is open. Open with
+/// dstore_new(), close and free with dstore_free().
+///
+/// Thread-safe: any number of threads may call functions on one node at once. Freeing it
+/// while another thread still uses it is a bug in the caller.
+pub struct dstore_node {
+    /// Shared with the runtime's tasks during a call; `Node` is `Send + Sync`, which is what
+    /// makes the handle usable from many threads.
+    node: Node,
+}
+
+// The header promises that one node may be used from many threads at once.
+const _: () = {
+    const fn thread_safe<T: Send + Sync>() {}
+    thread_safe::<dstore_node>();
+};
+
+/// Length of a node id in hex digits.
+const NODE_ID_HEX_LEN: usize = 64;
+
+// SAFETY (for every `args` call in this file): the header states the contract of each pointer
+// (NULL, or valid as described); `args` checks the rest and reports which argument failed.
+
+/// Opens (or creates) the node whose storage root is set in `opts`. `opts` is read, not
+/// consumed: the caller still owns and frees it. On success `*out` receives a new node that
+/// the caller owns and frees with dstore_free(); on failure `*out` is left unchanged.
+/// DSTORE_LOCKED: another node (in this or another process) has the root open.
+/// DSTORE_WRONG_KEY: the root belongs to a cluster with another secret.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_new(
+    opts: *const dstore_options,
+    out: *mut *mut dstore_node,
+) -> dstore_status {
+    boundary("dstore_new", || -> Result {
+        let config = unsafe { handle(opts, "opts") }?.config()?;
+        let out = unsafe { output(out, "out") }?;
+        let node = run(Node::open(config))?;
+        out.write(into_handle(dstore_node { node }));
+        Ok(())
+    })
+}
+
+/// Closes the node and frees it: waits for calls in flight on other threads to finish,
+/// releases the root's lock (another node may open it once this returns), and frees the
+/// handle. NULL is ignored. After this call `node` must not be used, by any thread; calling
+/// it while other threads may still start calls on `node` is a bug in the caller.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_free(node: *mut dstore_node) {
+    boundary("dstore_free", || {
+        // SAFETY: the header requires `node` to be NULL or from dstore_new, not yet freed.
+        if let Ok(n) = unsafe { handle(node, "node") } {
+            // Where the runtime cannot run (a forked child, a tokio thread) there is nothing
+            // to wait for: dropping the node below releases the root as well.
+            let _ = block_on(n.node.close());
+        }
+        // SAFETY: as above; the handle is not used after this.
+        unsafe { free_handle(node) }
+    })
+}
+
+/// Writes the node's id, 64 lowercase hex digits and a NUL, into `buf`, which the caller owns
+/// and must have room for `buf_len` bytes. `buf_len` must be at least 65, else
+/// DSTORE_INVALID_ARGUMENT and `buf` is left unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_node_id(
+    node: *mut dstore_node,
+    buf: *mut c_char,
+    buf_len: usize,
+) -> dstore_status {
+    boundary("dstore_node_id", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        if buf.is_null() {
+            return Err(Failure::invalid("`buf` is NULL"));
+        }
+        if buf_len < NODE_ID_HEX_LEN + 1 {
+            return Err(Failure::invalid(format!(
+                "`buf_len` is {buf_len}; a node id needs {} bytes (64 hex digits and a NUL)",
+                NODE_ID_HEX_LEN + 1
+            )));
+        }
+        let hex = node.node.id().to_hex();
+        debug_assert_eq!(hex.len(), NODE_ID_HEX_LEN);
+        // SAFETY: `buf` is non-NULL and the caller promises `buf_len` (>= 65) writable bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(hex.as_ptr(), buf.cast::<u8>(), NODE_ID_HEX_LEN);
+            buf.add(NODE_ID_HEX_LEN).write(0);
+        }
+        Ok(())
+    })
+}
+
+/// Stores `len` bytes at `data` as the value of `key`, replacing any older value, and returns
+/// once the value is durable on disk. `key`: NUL-terminated UTF-8, 1 to 1024 bytes. `data` may
+/// be NULL only if `len` is 0 (an empty value). Both are read during the call only; the caller
+/// keeps them. `encrypt`: encrypt under the node's data key (plaintext values are still
+/// authenticated and checked by hash).
+#[no_mangle]
+pub unsafe extern "C" fn dstore_store(
+    node: *mut dstore_node,
+    key: *const c_char,
+    data: *const u8,
+    len: usize,
+    encrypt: bool,
+) -> dstore_status {
+    boundary("dstore_store", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        let data = unsafe { args::bytes(data, len, "data") }?;
+        run(node.node.store(key, data, StoreOptions { encrypt }))
+    })
+}
+
+/// Reads the value of `key`, checking every byte. On success `*out` points to `*out_len`
+/// bytes that the caller owns and frees with dstore_bytes_free(*out, *out_len); `*out` is not
+/// NULL even for an empty value. On failure neither is written. DSTORE_NOT_FOUND: no such key.
+/// DSTORE_WRONG_KEY: encrypted under another data key. DSTORE_INTEGRITY: corrupt on disk.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_get(
+    node: *mut dstore_node,
+    key: *const c_char,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+) -> dstore_status {
+    boundary("dstore_get", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        let (out, out_len) = unsafe { (output(out, "out")?, output(out_len, "out_len")?) };
+        let value = run(node.node.get(key))?;
+        let (ptr, len) = buffers::bytes_to_c(value);
+        out.write(ptr);
+        out_len.write(len);
+        Ok(())
+    })
+}
+
+/// Sets `*out` to whether `key` has a value. A missing key is not an error: `*out` is false.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_has(
+    node: *mut dstore_node,
+    key: *const c_char,
+    out: *mut bool,
+) -> dstore_status {
+    boundary("dstore_has", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        let out = unsafe { output(out, "out") }?;
+        out.write(run(node.node.has(key))?);
+        Ok(())
+    })
+}
+
+/// Deletes `key`. DSTORE_NOT_FOUND if it has no value.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_delete(
+    node: *mut dstore_node,
+    key: *const c_char,
+) -> dstore_status {
+    boundary("dstore_delete", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        run(node.node.delete(key))
+    })
+}
+
+/// Lists the keys that have a value, in byte order. On success `*out_keys` points to
+/// `*out_count` NUL-terminated UTF-8 strings; the caller owns the array and the strings and
+/// frees both with one call, dstore_keys_free(*out_keys, *out_count). `*out_keys` is not NULL
+/// even when there are no keys. On failure neither is written.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_keys(
+    node: *mut dstore_node,
+    out_keys: *mut *mut *mut c_char,
+    out_count: *mut usize,
+) -> dstore_status {
+    boundary("dstore_keys", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let (out_keys, out_count) = unsafe {
+            (
+                output(out_keys, "out_keys")?,
+                output(out_count, "out_count")?,
+            )
+        };
+        let keys = run(node.node.keys())?;
+        let (ptr, count) = buffers::keys_to_c(keys)?;
+        out_keys.write(ptr);
+        out_count.write(count);
+        Ok(())
+    })
+}
+
+/// Stores the contents of the file at `path` (NUL-terminated UTF-8) as the value of `key`,
+/// streaming it: memory use is a few chunks whatever the file's size. DSTORE_IO if the file
+/// cannot be read.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_store_file(
+    node: *mut dstore_node,
+    key: *const c_char,
+    path: *const c_char,
+    encrypt: bool,
+) -> dstore_status {
+    boundary("dstore_store_file", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        let path = unsafe { args::string(path, "path") }?;
+        run(node.node.store_file(key, path, StoreOptions { encrypt })).map(|_size| ())
+    })
+}
+
+/// Writes the value of `key` to the file at `path` (NUL-terminated UTF-8), replacing it. The
+/// value goes to a temporary file in the same directory that is renamed to `path` once every
+/// byte is verified, so `path` never holds a partial or corrupt value.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_get_file(
+    node: *mut dstore_node,
+    key: *const c_char,
+    path: *const c_char,
+) -> dstore_status {
+    boundary("dstore_get_file", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        let path = unsafe { args::string(path, "path") }?;
+        run(node.node.get_file(key, path)).map(|_size| ())
+    })
+}

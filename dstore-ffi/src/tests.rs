@@ -1,0 +1,531 @@
+//! Tests of the exports, called as C calls them: raw pointers, NUL-terminated strings, status
+//! codes. tests/c/ffi_edge_cases.c covers the same ground from C under AddressSanitizer; these
+//! cover what C cannot reach (a panic, a call from inside tokio) and run with `cargo test`.
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr::{null, null_mut};
+
+use crate::boundary::boundary;
+use crate::status::{dstore_status::*, Failure, Result, ALL_STATUSES};
+use crate::*;
+
+fn last_error() -> String {
+    // SAFETY: dstore_last_error never returns NULL and the string lives until our next call.
+    unsafe { CStr::from_ptr(dstore_last_error()) }
+        .to_str()
+        .expect("messages are UTF-8")
+        .to_owned()
+}
+
+/// Asserts `status` is `expected` and, for a failure, that the message mentions `mentions`.
+#[track_caller]
+fn assert_status(status: dstore_status, expected: dstore_status, mentions: &str) {
+    let message = last_error();
+    assert_eq!(status, expected, "last error: {message}");
+    if expected == DSTORE_OK {
+        assert_eq!(message, "", "a success clears the last error");
+    } else {
+        assert!(
+            message.contains(mentions),
+            "{message:?} should mention {mentions:?}"
+        );
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+/// A node on a fresh root, closed and deleted on drop.
+struct TestNode {
+    node: *mut dstore_node,
+    dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open_at(&dir.path().join("root"), None).expect("opens");
+        Self { node, dir }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // SAFETY: from dstore_new, freed once.
+        unsafe { dstore_free(self.node) }
+    }
+}
+
+fn open_at(root: &std::path::Path, data_key: Option<[u8; 32]>) -> Result<*mut dstore_node> {
+    // SAFETY: every pointer passed is valid or deliberately NULL, as each call documents.
+    unsafe {
+        let opts = dstore_options_new();
+        assert!(!opts.is_null());
+        let root = c(root.to_str().unwrap());
+        assert_status(dstore_options_set_root(opts, root.as_ptr()), DSTORE_OK, "");
+        if let Some(key) = data_key {
+            let status = dstore_options_set_data_key(opts, key.as_ptr(), key.len());
+            assert_status(status, DSTORE_OK, "");
+        }
+        let mut node = null_mut();
+        let status = dstore_new(opts, &mut node);
+        dstore_options_free(opts);
+        match status {
+            DSTORE_OK => Ok(node),
+            s => Err(Failure::new(s, last_error())),
+        }
+    }
+}
+
+#[test]
+fn status_numbers_and_names_are_stable() {
+    for (n, status) in ALL_STATUSES.into_iter().enumerate() {
+        assert_eq!(
+            status as usize, n,
+            "statuses are numbered 0, 1, 2, ... in order"
+        );
+        // SAFETY: static strings.
+        let name = unsafe { CStr::from_ptr(dstore_status_name(status as u32)) };
+        assert_eq!(name, status.name());
+        assert!(name.to_str().unwrap().starts_with("DSTORE_"));
+    }
+    assert_eq!(DSTORE_NOT_FOUND as u32, 2);
+    assert_eq!(DSTORE_RUNTIME as u32, 9);
+    // SAFETY: static strings.
+    let unknown = unsafe { CStr::from_ptr(dstore_status_name(1234)) };
+    assert_eq!(unknown, c"DSTORE_UNKNOWN_STATUS");
+}
+
+#[test]
+fn a_panic_becomes_dstore_panic_with_a_message() {
+    let status = boundary("dstore_test", || -> Result {
+        panic!("boom at the boundary")
+    });
+    assert_status(status, DSTORE_PANIC, "dstore_test: internal error");
+    assert!(last_error().contains("boom at the boundary"));
+
+    let ptr = boundary("dstore_test", || -> *mut u8 {
+        panic!("{}", String::from("formatted"))
+    });
+    assert!(ptr.is_null());
+    assert!(last_error().contains("formatted"));
+
+    let payload = boundary("dstore_test", || -> *const u8 {
+        std::panic::panic_any(42_u32)
+    });
+    assert!(payload.is_null());
+    assert!(last_error().contains("non-string payload"));
+}
+
+#[test]
+fn null_handles_and_outputs_are_refused() {
+    let t = TestNode::open();
+    let key = c("k");
+    let path = c(t.dir.path().join("f").to_str().unwrap());
+    let (mut out, mut len, mut has) = (null_mut::<u8>(), 0usize, false);
+    let (mut keys, mut count) = (null_mut::<*mut c_char>(), 0usize);
+    let mut buf = [0 as c_char; 65];
+    // SAFETY: every pointer is valid or deliberately NULL.
+    unsafe {
+        let n = null_mut();
+        let k = key.as_ptr();
+        assert_status(
+            dstore_options_set_root(null_mut(), k),
+            DSTORE_INVALID_ARGUMENT,
+            "`opts` is NULL",
+        );
+        assert_status(
+            dstore_new(null(), &mut null_mut()),
+            DSTORE_INVALID_ARGUMENT,
+            "`opts` is NULL",
+        );
+        assert_status(
+            dstore_store(n, k, null(), 0, true),
+            DSTORE_INVALID_ARGUMENT,
+            "`node` is NULL",
+        );
+        assert_status(
+            dstore_get(n, k, &mut out, &mut len),
+            DSTORE_INVALID_ARGUMENT,
+            "`node`",
+        );
+        assert_status(
+            dstore_has(n, k, &mut has),
+            DSTORE_INVALID_ARGUMENT,
+            "`node`",
+        );
+        assert_status(dstore_delete(n, k), DSTORE_INVALID_ARGUMENT, "`node`");
+        assert_status(
+            dstore_keys(n, &mut keys, &mut count),
+            DSTORE_INVALID_ARGUMENT,
+            "`node`",
+        );
+        assert_status(
+            dstore_store_file(n, k, path.as_ptr(), true),
+            DSTORE_INVALID_ARGUMENT,
+            "`node`",
+        );
+        assert_status(
+            dstore_get_file(n, k, path.as_ptr()),
+            DSTORE_INVALID_ARGUMENT,
+            "`node`",
+        );
+        assert_status(
+            dstore_node_id(n, buf.as_mut_ptr(), 65),
+            DSTORE_INVALID_ARGUMENT,
+            "`node`",
+        );
+
+        let n = t.node;
+        assert_status(
+            dstore_store(n, null(), null(), 0, true),
+            DSTORE_INVALID_ARGUMENT,
+            "`key` is NULL",
+        );
+        assert_status(
+            dstore_get(n, k, null_mut(), &mut len),
+            DSTORE_INVALID_ARGUMENT,
+            "`out` is NULL",
+        );
+        assert_status(
+            dstore_get(n, k, &mut out, null_mut()),
+            DSTORE_INVALID_ARGUMENT,
+            "`out_len`",
+        );
+        assert_status(
+            dstore_has(n, k, null_mut()),
+            DSTORE_INVALID_ARGUMENT,
+            "`out` is NULL",
+        );
+        assert_status(
+            dstore_keys(n, null_mut(), &mut count),
+            DSTORE_INVALID_ARGUMENT,
+            "`out_keys`",
+        );
+        assert_status(
+            dstore_keys(n, &mut keys, null_mut()),
+            DSTORE_INVALID_ARGUMENT,
+            "`out_count`",
+        );
+        assert_status(
+            dstore_store_file(n, k, null(), true),
+            DSTORE_INVALID_ARGUMENT,
+            "`path` is NULL",
+        );
+        assert_status(
+            dstore_get_file(n, k, null()),
+            DSTORE_INVALID_ARGUMENT,
+            "`path` is NULL",
+        );
+        assert_status(
+            dstore_node_id(n, null_mut(), 65),
+            DSTORE_INVALID_ARGUMENT,
+            "`buf` is NULL",
+        );
+        assert_status(
+            dstore_node_id(n, buf.as_mut_ptr(), 64),
+            DSTORE_INVALID_ARGUMENT,
+            "`buf_len` is 64",
+        );
+        assert_eq!(buf, [0; 65], "outputs are written only on success");
+        assert_status(dstore_node_id(n, buf.as_mut_ptr(), 65), DSTORE_OK, "");
+        assert_eq!(CStr::from_ptr(buf.as_ptr()).to_bytes().len(), 64);
+
+        // The `_free` functions accept NULL.
+        dstore_free(null_mut());
+        dstore_options_free(null_mut());
+        dstore_bytes_free(null_mut(), 0);
+        dstore_bytes_free(null_mut(), 10);
+        dstore_keys_free(null_mut(), 3);
+    }
+    assert!((out, len, has, keys, count) == (null_mut(), 0, false, null_mut(), 0));
+}
+
+#[test]
+fn strings_must_be_utf8_and_lengths_possible() {
+    let t = TestNode::open();
+    let bad = CString::new(vec![b'k', 0xff, b'x']).unwrap();
+    let data = [1u8, 2, 3];
+    // SAFETY: every pointer is valid or deliberately NULL; the huge lengths are refused before
+    // anything reads through `data`.
+    unsafe {
+        let n = t.node;
+        assert_status(
+            dstore_store(n, bad.as_ptr(), data.as_ptr(), 3, true),
+            DSTORE_INVALID_ARGUMENT,
+            "`key` is not valid UTF-8 (bad byte at offset 1)",
+        );
+        let mut has = true;
+        assert_status(
+            dstore_has(n, bad.as_ptr(), &mut has),
+            DSTORE_INVALID_ARGUMENT,
+            "`key`",
+        );
+        assert!(has, "untouched");
+        let k = c("k");
+        assert_status(
+            dstore_store_file(n, k.as_ptr(), bad.as_ptr(), true),
+            DSTORE_INVALID_ARGUMENT,
+            "`path` is not valid UTF-8",
+        );
+        for len in [usize::MAX, isize::MAX as usize + 1] {
+            assert_status(
+                dstore_store(n, k.as_ptr(), data.as_ptr(), len, true),
+                DSTORE_INVALID_ARGUMENT,
+                "larger than any buffer",
+            );
+        }
+        assert_status(
+            dstore_store(n, k.as_ptr(), null(), 3, true),
+            DSTORE_INVALID_ARGUMENT,
+            "`data` is NULL",
+        );
+        assert_status(
+            dstore_store(n, c("").as_ptr(), data.as_ptr(), 3, true),
+            DSTORE_INVALID_ARGUMENT,
+            "1 to 1024",
+        );
+        let long = c(&"x".repeat(1025));
+        assert_status(
+            dstore_store(n, long.as_ptr(), data.as_ptr(), 3, true),
+            DSTORE_INVALID_ARGUMENT,
+            "1025",
+        );
+
+        let opts = dstore_options_new();
+        assert_status(
+            dstore_options_set_root(opts, bad.as_ptr()),
+            DSTORE_INVALID_ARGUMENT,
+            "`path` is not valid UTF-8",
+        );
+        assert_status(
+            dstore_options_set_root(opts, c("").as_ptr()),
+            DSTORE_INVALID_ARGUMENT,
+            "`path` is empty",
+        );
+        assert_status(
+            dstore_options_set_data_key(opts, data.as_ptr(), 3),
+            DSTORE_INVALID_ARGUMENT,
+            "`key_len` must be 32",
+        );
+        assert_status(
+            dstore_options_set_data_key(opts, data.as_ptr(), usize::MAX),
+            DSTORE_INVALID_ARGUMENT,
+            "larger",
+        );
+        assert_status(
+            dstore_options_set_secret(opts, data.as_ptr(), 0),
+            DSTORE_INVALID_ARGUMENT,
+            "empty",
+        );
+        assert_status(
+            dstore_options_set_secret(opts, null(), 0),
+            DSTORE_INVALID_ARGUMENT,
+            "empty",
+        );
+        assert_status(
+            dstore_options_set_chunk_size(opts, 63),
+            DSTORE_INVALID_ARGUMENT,
+            "`chunk_size`",
+        );
+        assert_status(
+            dstore_options_set_chunk_size(opts, (8 << 20) + 1),
+            DSTORE_INVALID_ARGUMENT,
+            "`chunk_size`",
+        );
+        assert_status(dstore_options_set_chunk_size(opts, 64), DSTORE_OK, "");
+        let mut node = null_mut();
+        assert_status(
+            dstore_new(opts, &mut node),
+            DSTORE_INVALID_ARGUMENT,
+            "no storage root",
+        );
+        assert!(node.is_null());
+        dstore_options_free(opts);
+    }
+}
+
+#[test]
+fn values_round_trip_and_outputs_are_owned_by_the_caller() {
+    let t = TestNode::open();
+    // SAFETY: every pointer is valid; outputs are freed with the matching functions.
+    unsafe {
+        let n = t.node;
+        let (a, b, empty) = (c("a"), c("b/é"), c("empty"));
+        assert_status(
+            dstore_store(n, a.as_ptr(), b"alpha".as_ptr(), 5, true),
+            DSTORE_OK,
+            "",
+        );
+        assert_status(
+            dstore_store(n, b.as_ptr(), b"beta".as_ptr(), 4, false),
+            DSTORE_OK,
+            "",
+        );
+        assert_status(
+            dstore_store(n, empty.as_ptr(), null(), 0, true),
+            DSTORE_OK,
+            "",
+        );
+
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_status(dstore_get(n, a.as_ptr(), &mut out, &mut len), DSTORE_OK, "");
+        assert_eq!(std::slice::from_raw_parts(out, len), b"alpha");
+        dstore_bytes_free(out, len);
+        assert_status(
+            dstore_get(n, empty.as_ptr(), &mut out, &mut len),
+            DSTORE_OK,
+            "",
+        );
+        assert!(
+            !out.is_null() && len == 0,
+            "an empty value still gets a pointer"
+        );
+        dstore_bytes_free(out, len);
+
+        let (mut keys, mut count) = (null_mut(), 0);
+        assert_status(dstore_keys(n, &mut keys, &mut count), DSTORE_OK, "");
+        let listed: Vec<&str> = (0..count)
+            .map(|i| CStr::from_ptr(*keys.add(i)).to_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["a", "b/é", "empty"]);
+        dstore_keys_free(keys, count);
+
+        let mut has = false;
+        assert_status(dstore_has(n, b.as_ptr(), &mut has), DSTORE_OK, "");
+        assert!(has);
+        assert_status(dstore_delete(n, b.as_ptr()), DSTORE_OK, "");
+        assert_status(dstore_has(n, b.as_ptr(), &mut has), DSTORE_OK, "");
+        assert!(!has);
+        assert_status(
+            dstore_delete(n, b.as_ptr()),
+            DSTORE_NOT_FOUND,
+            "dstore_delete: not found",
+        );
+
+        let (mut out, mut len) = (0xdead as *mut u8, 7);
+        assert_status(
+            dstore_get(n, b.as_ptr(), &mut out, &mut len),
+            DSTORE_NOT_FOUND,
+            "not found",
+        );
+        assert_eq!(
+            (out as usize, len),
+            (0xdead, 7),
+            "outputs are written only on success"
+        );
+
+        let (src, dst) = (t.dir.path().join("in"), t.dir.path().join("out"));
+        std::fs::write(&src, b"file contents").unwrap();
+        let (src, dst) = (c(src.to_str().unwrap()), c(dst.to_str().unwrap()));
+        assert_status(
+            dstore_store_file(n, a.as_ptr(), src.as_ptr(), true),
+            DSTORE_OK,
+            "",
+        );
+        assert_status(dstore_get_file(n, a.as_ptr(), dst.as_ptr()), DSTORE_OK, "");
+        assert_eq!(
+            std::fs::read(t.dir.path().join("out")).unwrap(),
+            b"file contents"
+        );
+        let missing = c(t.dir.path().join("missing").to_str().unwrap());
+        assert_status(
+            dstore_store_file(n, a.as_ptr(), missing.as_ptr(), true),
+            DSTORE_IO,
+            "missing",
+        );
+    }
+}
+
+#[test]
+fn a_root_is_locked_and_a_data_key_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let first = open_at(&root, Some([1; 32])).unwrap();
+    let locked = open_at(&root, Some([1; 32])).unwrap_err();
+    assert_eq!(locked.status, DSTORE_LOCKED);
+    let key = c("secret");
+    // SAFETY: valid pointers; each node freed once.
+    unsafe {
+        assert_status(
+            dstore_store(first, key.as_ptr(), b"x".as_ptr(), 1, true),
+            DSTORE_OK,
+            "",
+        );
+        dstore_free(first);
+        let other = open_at(&root, Some([2; 32])).expect("the lock is released by dstore_free");
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_status(
+            dstore_get(other, key.as_ptr(), &mut out, &mut len),
+            DSTORE_WRONG_KEY,
+            "another data key",
+        );
+        dstore_free(other);
+    }
+}
+
+#[test]
+fn calls_from_inside_tokio_are_refused_not_panicking() {
+    let t = TestNode::open();
+    let key = c("k");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let mut has = true;
+        // SAFETY: valid pointers.
+        let status = unsafe { dstore_has(t.node, key.as_ptr(), &mut has) };
+        assert!(has, "untouched");
+        status
+    });
+    assert_status(status, DSTORE_RUNTIME, "inside a tokio runtime");
+}
+
+#[test]
+fn the_last_error_belongs_to_its_thread() {
+    // SAFETY: NULL is refused.
+    let status = unsafe { dstore_delete(null_mut(), c("k").as_ptr()) };
+    assert_status(status, DSTORE_INVALID_ARGUMENT, "`node` is NULL");
+    let elsewhere = std::thread::spawn(last_error).join().unwrap();
+    assert_eq!(elsewhere, "");
+    assert!(last_error().contains("`node` is NULL"), "still set here");
+}
+
+#[test]
+fn one_node_serves_many_threads() {
+    let t = TestNode::open();
+    let node = t.node as usize; // raw pointers are not Send; the node is Sync
+    std::thread::scope(|s| {
+        for thread in 0..8 {
+            s.spawn(move || {
+                for i in 0..20 {
+                    let key = c(&format!("t{thread}/{i}"));
+                    let value = format!("value {thread} {i}");
+                    let n = node as *mut dstore_node;
+                    // SAFETY: valid pointers; the node outlives the scope.
+                    unsafe {
+                        let status =
+                            dstore_store(n, key.as_ptr(), value.as_ptr(), value.len(), i % 2 == 0);
+                        assert_status(status, DSTORE_OK, "");
+                        let (mut out, mut len) = (null_mut(), 0);
+                        assert_status(
+                            dstore_get(n, key.as_ptr(), &mut out, &mut len),
+                            DSTORE_OK,
+                            "",
+                        );
+                        assert_eq!(std::slice::from_raw_parts(out, len), value.as_bytes());
+                        dstore_bytes_free(out, len);
+                    }
+                }
+            });
+        }
+    });
+    let (mut keys, mut count) = (null_mut(), 0);
+    // SAFETY: valid pointers; freed with the matching function.
+    unsafe {
+        assert_status(dstore_keys(t.node, &mut keys, &mut count), DSTORE_OK, "");
+        dstore_keys_free(keys, count);
+    }
+    assert_eq!(count, 160);
+}

@@ -1,0 +1,544 @@
+/*
+ * Every error path of the C API, through the header, as a C program sees it. Run by
+ * tests/test_c_abi.py under AddressSanitizer, LeakSanitizer and UBSan:
+ *
+ *   ffi_edge_cases DIR      # DIR: an empty scratch directory
+ *
+ * Each check asserts one specific status. After every failure the thread's last error must be
+ * non-empty, and after every success it must be empty (dstore clears it on success). The first
+ * failed check prints its line, the call, and the last error, and exits with status 1.
+ */
+#define _XOPEN_SOURCE 700 /* nftw, mkdtemp, fork */
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dstore.h"
+
+static atomic_uint checks;
+
+static void expect_status(dstore_status got, dstore_status want, const char *call, int line) {
+    const char *got_name = dstore_status_name(got);
+    const char *want_name = dstore_status_name(want);
+    const char *error = dstore_last_error();
+    const char *problem = NULL;
+    if (got != want) {
+        problem = "wrong status";
+    } else if (want != DSTORE_OK && error[0] == '\0') {
+        problem = "failed without setting the last error";
+    } else if (want == DSTORE_OK && error[0] != '\0') {
+        problem = "succeeded but left a last error";
+    }
+    if (problem != NULL) {
+        fprintf(stderr, "%s:%d: %s\n  %s\n  returned %s, expected %s\n  last error: \"%s\"\n",
+                __FILE__, line, problem, call, got_name, want_name, error);
+        exit(1);
+    }
+    atomic_fetch_add(&checks, 1);
+}
+
+/* EXPECT(call, status): `call` returns exactly `status`. */
+#define EXPECT(call, status) expect_status((call), (status), #call, __LINE__)
+
+/* CHECK(cond): anything else that must hold. */
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s\n  last error: \"%s\"\n", __FILE__,     \
+                    __LINE__, #cond, dstore_last_error());                                    \
+            exit(1);                                                                          \
+        }                                                                                     \
+        atomic_fetch_add(&checks, 1);                                                         \
+    } while (0)
+
+static const char *scratch; /* argv[1] */
+
+/* Writes "<scratch>/<name>" into `buf`. */
+static void path_in_scratch(char *buf, size_t size, const char *name) {
+    int n = snprintf(buf, size, "%s/%s", scratch, name);
+    CHECK(n > 0 && (size_t)n < size);
+}
+
+static const uint8_t KEY_A[32] = {1};
+static const uint8_t KEY_B[32] = {2};
+
+/* Opens a node on <scratch>/<name> with an optional data key; the status is checked. */
+static dstore_node *open_node(const char *name, const uint8_t *data_key, dstore_status want) {
+    char root[4096];
+    path_in_scratch(root, sizeof root, name);
+    dstore_options *opts = dstore_options_new();
+    CHECK(opts != NULL);
+    EXPECT(dstore_options_set_root(opts, root), DSTORE_OK);
+    if (data_key != NULL) {
+        EXPECT(dstore_options_set_data_key(opts, data_key, 32), DSTORE_OK);
+    }
+    dstore_node *node = NULL;
+    EXPECT(dstore_new(opts, &node), want);
+    CHECK((node != NULL) == (want == DSTORE_OK));
+    dstore_options_free(opts);
+    return node;
+}
+
+static void store_str(dstore_node *node, const char *key, const char *value, bool encrypt) {
+    EXPECT(dstore_store(node, key, (const uint8_t *)value, strlen(value), encrypt), DSTORE_OK);
+}
+
+/* ---- options ------------------------------------------------------------------------- */
+
+static void test_options(void) {
+    const uint8_t bytes[64] = {0};
+    dstore_options *opts = dstore_options_new();
+    CHECK(opts != NULL);
+
+    EXPECT(dstore_options_set_root(NULL, "/tmp/x"), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_root(opts, NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_root(opts, "/tmp/\xff\xfe"), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`path` is not valid UTF-8") != NULL);
+    EXPECT(dstore_options_set_root(opts, ""), DSTORE_INVALID_ARGUMENT);
+
+    EXPECT(dstore_options_set_data_key(NULL, bytes, 32), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_data_key(opts, NULL, 32), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_data_key(opts, NULL, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_data_key(opts, bytes, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_data_key(opts, bytes, 31), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`key_len` must be 32") != NULL);
+    EXPECT(dstore_options_set_data_key(opts, bytes, 33), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_data_key(opts, bytes, SIZE_MAX), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_data_key(opts, bytes, 32), DSTORE_OK);
+
+    EXPECT(dstore_options_set_secret(NULL, bytes, 8), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_secret(opts, NULL, 8), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_secret(opts, NULL, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_secret(opts, bytes, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_secret(opts, bytes, SIZE_MAX), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_secret(opts, bytes, 1), DSTORE_OK);
+
+    EXPECT(dstore_options_set_chunk_size(NULL, 4096), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_chunk_size(opts, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_chunk_size(opts, 63), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_chunk_size(opts, (8u << 20) + 1), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_chunk_size(opts, SIZE_MAX), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_chunk_size(opts, 64), DSTORE_OK);
+    EXPECT(dstore_options_set_chunk_size(opts, 8u << 20), DSTORE_OK);
+
+    /* No root yet: refused, and *out untouched. */
+    dstore_node *node = (dstore_node *)0x1;
+    EXPECT(dstore_new(opts, &node), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "root") != NULL);
+    CHECK(node == (dstore_node *)0x1);
+    EXPECT(dstore_new(NULL, &node), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_new(opts, NULL), DSTORE_INVALID_ARGUMENT);
+
+    dstore_options_free(opts);
+    dstore_options_free(NULL);
+}
+
+/* ---- opening: locks and secrets ------------------------------------------------------ */
+
+static void test_open(void) {
+    dstore_node *first = open_node("locked", NULL, DSTORE_OK);
+    /* A second node on the same root, in the same process: locked, *out untouched. */
+    open_node("locked", NULL, DSTORE_LOCKED);
+    CHECK(strstr(dstore_last_error(), "locked") != NULL);
+    dstore_free(first);
+    /* dstore_free released the lock. */
+    dstore_free(open_node("locked", NULL, DSTORE_OK));
+
+    /* A root remembers its cluster secret. */
+    char root[4096];
+    path_in_scratch(root, sizeof root, "secret");
+    dstore_options *opts = dstore_options_new();
+    EXPECT(dstore_options_set_root(opts, root), DSTORE_OK);
+    EXPECT(dstore_options_set_secret(opts, (const uint8_t *)"one", 3), DSTORE_OK);
+    dstore_node *node = NULL;
+    EXPECT(dstore_new(opts, &node), DSTORE_OK);
+    dstore_free(node);
+    node = NULL;
+    EXPECT(dstore_options_set_secret(opts, (const uint8_t *)"two", 3), DSTORE_OK);
+    EXPECT(dstore_new(opts, &node), DSTORE_WRONG_KEY);
+    CHECK(node == NULL);
+    dstore_options_free(opts);
+
+    /* A root that cannot be created (below a regular file). */
+    char file[4096], below[4096];
+    path_in_scratch(file, sizeof file, "plain-file");
+    path_in_scratch(below, sizeof below, "plain-file/root");
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    fclose(f);
+    opts = dstore_options_new();
+    EXPECT(dstore_options_set_root(opts, below), DSTORE_OK);
+    EXPECT(dstore_new(opts, &node), DSTORE_IO);
+    dstore_options_free(opts);
+}
+
+/* ---- NULL, invalid UTF-8 and impossible lengths, for every entry point ---------------- */
+
+static void test_arguments(dstore_node *node) {
+    const char *bad_utf8 = "k\xff\xfe";
+    const char *keys_refused[] = {bad_utf8, ""};
+    char long_key[1026];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[1025] = '\0'; /* 1025 bytes: one too many */
+    char path[4096];
+    path_in_scratch(path, sizeof path, "args-file");
+    const uint8_t data[] = "abc";
+    uint8_t *out = (uint8_t *)0x1;
+    size_t out_len = 77;
+    bool has = true;
+    char **keys = (char **)0x1;
+    size_t count = 77;
+    char id[65];
+
+    /* NULL node. */
+    EXPECT(dstore_store(NULL, "k", data, 3, true), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`node` is NULL") != NULL);
+    EXPECT(dstore_get(NULL, "k", &out, &out_len), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_has(NULL, "k", &has), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_delete(NULL, "k"), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_keys(NULL, &keys, &count), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_store_file(NULL, "k", path, true), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_file(NULL, "k", path), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_node_id(NULL, id, sizeof id), DSTORE_INVALID_ARGUMENT);
+
+    /* NULL key. */
+    EXPECT(dstore_store(node, NULL, data, 3, true), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`key` is NULL") != NULL);
+    EXPECT(dstore_get(node, NULL, &out, &out_len), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_has(node, NULL, &has), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_delete(node, NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_store_file(node, NULL, path, true), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_file(node, NULL, path), DSTORE_INVALID_ARGUMENT);
+
+    /* Keys that are not UTF-8, or empty: refused by every function that takes a key. */
+    for (size_t i = 0; i < sizeof keys_refused / sizeof *keys_refused; i++) {
+        const char *key = keys_refused[i];
+        EXPECT(dstore_store(node, key, data, 3, true), DSTORE_INVALID_ARGUMENT);
+        CHECK(strstr(dstore_last_error(), key[0] ? "not valid UTF-8" : "1 to 1024") != NULL);
+        EXPECT(dstore_get(node, key, &out, &out_len), DSTORE_INVALID_ARGUMENT);
+        EXPECT(dstore_has(node, key, &has), DSTORE_INVALID_ARGUMENT);
+        EXPECT(dstore_delete(node, key), DSTORE_INVALID_ARGUMENT);
+        EXPECT(dstore_store_file(node, key, path, true), DSTORE_INVALID_ARGUMENT);
+        EXPECT(dstore_get_file(node, key, path), DSTORE_INVALID_ARGUMENT);
+    }
+    /* 1025 bytes is one too many; 1024 is fine. */
+    EXPECT(dstore_store(node, long_key, data, 3, true), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "1025") != NULL);
+    EXPECT(dstore_get(node, long_key, &out, &out_len), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_has(node, long_key, &has), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_delete(node, long_key), DSTORE_INVALID_ARGUMENT);
+    long_key[1024] = '\0';
+    EXPECT(dstore_store(node, long_key, data, 3, true), DSTORE_OK);
+    EXPECT(dstore_has(node, long_key, &has), DSTORE_OK);
+    CHECK(has);
+    EXPECT(dstore_delete(node, long_key), DSTORE_OK);
+    has = true;
+
+    /* Paths: NULL and invalid UTF-8. */
+    EXPECT(dstore_store_file(node, "k", NULL, true), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`path` is NULL") != NULL);
+    EXPECT(dstore_store_file(node, "k", "/tmp/\xff", true), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_file(node, "k", NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_file(node, "k", "/tmp/\xff"), DSTORE_INVALID_ARGUMENT);
+
+    /* Data: impossible lengths are refused before anything is read. */
+    EXPECT(dstore_store(node, "k", data, SIZE_MAX, true), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "larger than any buffer") != NULL);
+    EXPECT(dstore_store(node, "k", data, (size_t)PTRDIFF_MAX + 1, false), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_store(node, "k", NULL, 3, true), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`data` is NULL") != NULL);
+
+    /* NULL outputs. */
+    EXPECT(dstore_get(node, "k", NULL, &out_len), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`out` is NULL") != NULL);
+    EXPECT(dstore_get(node, "k", &out, NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_has(node, "k", NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_keys(node, NULL, &count), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_keys(node, &keys, NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_node_id(node, NULL, 65), DSTORE_INVALID_ARGUMENT);
+
+    /* A node id needs 65 bytes; a smaller buffer is refused and left as it was. */
+    memset(id, '?', sizeof id);
+    EXPECT(dstore_node_id(node, id, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_node_id(node, id, 64), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`buf_len` is 64") != NULL);
+    for (size_t i = 0; i < sizeof id; i++) {
+        CHECK(id[i] == '?');
+    }
+    EXPECT(dstore_node_id(node, id, sizeof id), DSTORE_OK);
+    CHECK(strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64);
+
+    /* Outputs of the failed calls above were never written. */
+    CHECK(out == (uint8_t *)0x1 && out_len == 77 && has && keys == (char **)0x1 && count == 77);
+
+    /* Every _free accepts NULL. */
+    dstore_free(NULL);
+    dstore_options_free(NULL);
+    dstore_bytes_free(NULL, 0);
+    dstore_bytes_free(NULL, 10);
+    dstore_keys_free(NULL, 0);
+    dstore_keys_free(NULL, 10);
+}
+
+/* ---- values: empty, missing, deleted -------------------------------------------------- */
+
+static void test_values(dstore_node *node) {
+    /* data NULL with len 0 is a valid, empty value; reading it gives a non-NULL pointer. */
+    EXPECT(dstore_store(node, "empty", NULL, 0, true), DSTORE_OK);
+    uint8_t *out = NULL;
+    size_t out_len = 99;
+    EXPECT(dstore_get(node, "empty", &out, &out_len), DSTORE_OK);
+    CHECK(out != NULL && out_len == 0);
+    dstore_bytes_free(out, out_len);
+
+    /* A missing key: DSTORE_NOT_FOUND, and the outputs keep their values. */
+    uint8_t sentinel = 0;
+    out = &sentinel;
+    out_len = 12345;
+    EXPECT(dstore_get(node, "missing", &out, &out_len), DSTORE_NOT_FOUND);
+    CHECK(strstr(dstore_last_error(), "missing") != NULL);
+    CHECK(out == &sentinel && out_len == 12345);
+    EXPECT(dstore_delete(node, "missing"), DSTORE_NOT_FOUND);
+    bool has = true;
+    EXPECT(dstore_has(node, "missing", &has), DSTORE_OK);
+    CHECK(!has);
+
+    /* Deleted keys are missing too; deleting twice is NOT_FOUND. */
+    store_str(node, "doomed", "x", false);
+    EXPECT(dstore_delete(node, "doomed"), DSTORE_OK);
+    EXPECT(dstore_delete(node, "doomed"), DSTORE_NOT_FOUND);
+    EXPECT(dstore_get(node, "doomed", &out, &out_len), DSTORE_NOT_FOUND);
+
+    /* Overwrite, then list: keys in byte order, array freed with its strings. */
+    store_str(node, "b", "first", true);
+    store_str(node, "b", "second", false);
+    store_str(node, "a", "alpha", true);
+    EXPECT(dstore_get(node, "b", &out, &out_len), DSTORE_OK);
+    CHECK(out_len == 6 && memcmp(out, "second", 6) == 0);
+    dstore_bytes_free(out, out_len);
+    char **keys = NULL;
+    size_t count = 0;
+    EXPECT(dstore_keys(node, &keys, &count), DSTORE_OK);
+    CHECK(count == 3);
+    CHECK(strcmp(keys[0], "a") == 0 && strcmp(keys[1], "b") == 0 && strcmp(keys[2], "empty") == 0);
+    dstore_keys_free(keys, count);
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+static void test_files(dstore_node *node) {
+    char in[4096], out[4096], missing[4096], no_dir[4096];
+    path_in_scratch(in, sizeof in, "file-in");
+    path_in_scratch(out, sizeof out, "file-out");
+    path_in_scratch(missing, sizeof missing, "no-such-file");
+    path_in_scratch(no_dir, sizeof no_dir, "no-such-dir/file");
+
+    EXPECT(dstore_store_file(node, "f", missing, true), DSTORE_IO);
+    CHECK(strstr(dstore_last_error(), "no-such-file") != NULL);
+    EXPECT(dstore_get_file(node, "never-stored", out), DSTORE_NOT_FOUND);
+
+    FILE *f = fopen(in, "wb");
+    CHECK(f != NULL);
+    CHECK(fputs("file body\n", f) >= 0);
+    fclose(f);
+    EXPECT(dstore_store_file(node, "f", in, true), DSTORE_OK);
+    EXPECT(dstore_get_file(node, "f", no_dir), DSTORE_IO);
+    EXPECT(dstore_get_file(node, "f", out), DSTORE_OK);
+    char buf[64] = "";
+    f = fopen(out, "rb");
+    CHECK(f != NULL);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    CHECK(n == 10 && memcmp(buf, "file body\n", 10) == 0);
+}
+
+/* ---- wrong data key ------------------------------------------------------------------- */
+
+static void test_wrong_key(void) {
+    dstore_node *writer = open_node("keyed", KEY_A, DSTORE_OK);
+    store_str(writer, "sealed", "for A only", true);
+    store_str(writer, "open", "for anyone", false);
+    dstore_free(writer);
+
+    dstore_node *reader = open_node("keyed", KEY_B, DSTORE_OK);
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    EXPECT(dstore_get(reader, "sealed", &out, &out_len), DSTORE_WRONG_KEY);
+    CHECK(out == NULL && out_len == 0);
+    EXPECT(dstore_get(reader, "open", &out, &out_len), DSTORE_OK);
+    CHECK(out_len == 10 && memcmp(out, "for anyone", 10) == 0);
+    dstore_bytes_free(out, out_len);
+    dstore_free(reader);
+}
+
+/* ---- corruption on disk --------------------------------------------------------------- */
+
+static int chunks_flipped;
+
+static int flip_first_byte(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)ftw;
+    if (type != FTW_F || st->st_size == 0) {
+        return 0;
+    }
+    FILE *f = fopen(path, "r+b");
+    if (f == NULL) {
+        return 1;
+    }
+    int c = fgetc(f);
+    fseek(f, 0, SEEK_SET);
+    fputc(c ^ 0x01, f);
+    fclose(f);
+    chunks_flipped++;
+    return 0;
+}
+
+static void test_integrity(void) {
+    dstore_node *node = open_node("corrupt", NULL, DSTORE_OK);
+    store_str(node, "plain", "plain bytes on disk", false);
+    store_str(node, "sealed", "encrypted bytes on disk", true);
+
+    char chunks[4096];
+    path_in_scratch(chunks, sizeof chunks, "corrupt/chunks");
+    CHECK(nftw(chunks, flip_first_byte, 16, FTW_PHYS) == 0);
+    CHECK(chunks_flipped == 2);
+
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    EXPECT(dstore_get(node, "plain", &out, &out_len), DSTORE_INTEGRITY);
+    CHECK(strstr(dstore_last_error(), "integrity") != NULL);
+    EXPECT(dstore_get(node, "sealed", &out, &out_len), DSTORE_INTEGRITY);
+    CHECK(out == NULL && out_len == 0);
+    /* The corrupt chunk was set aside; it is never served, so the next read fails too. */
+    EXPECT(dstore_get(node, "plain", &out, &out_len), DSTORE_INTEGRITY);
+    dstore_free(node);
+}
+
+/* ---- one node, eight threads ---------------------------------------------------------- */
+
+enum { THREADS = 8, ROUNDS = 25 };
+
+struct worker {
+    dstore_node *node;
+    int id;
+};
+
+static void *work(void *arg) {
+    const struct worker *w = arg;
+    char key[64], value[64], missing[64];
+    for (int i = 0; i < ROUNDS; i++) {
+        snprintf(key, sizeof key, "thread-%d/%d", w->id, i);
+        snprintf(value, sizeof value, "value of thread %d, round %d", w->id, i);
+        store_str(w->node, key, value, i % 2 == 0);
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        EXPECT(dstore_get(w->node, key, &out, &out_len), DSTORE_OK);
+        CHECK(out_len == strlen(value) && memcmp(out, value, out_len) == 0);
+        dstore_bytes_free(out, out_len);
+        /* Each thread's last error is its own, whatever the others do meanwhile. */
+        snprintf(missing, sizeof missing, "missing-%d-%d", w->id, i);
+        EXPECT(dstore_get(w->node, missing, &out, &out_len), DSTORE_NOT_FOUND);
+        CHECK(strstr(dstore_last_error(), missing) != NULL);
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    dstore_node *node = open_node("threads", NULL, DSTORE_OK);
+    pthread_t threads[THREADS];
+    struct worker workers[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        workers[t] = (struct worker){node, t};
+        CHECK(pthread_create(&threads[t], NULL, work, &workers[t]) == 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        CHECK(pthread_join(threads[t], NULL) == 0);
+    }
+    char **keys = NULL;
+    size_t count = 0;
+    EXPECT(dstore_keys(node, &keys, &count), DSTORE_OK);
+    CHECK(count == THREADS * ROUNDS);
+    dstore_keys_free(keys, count);
+    dstore_free(node);
+}
+
+/* ---- fork ----------------------------------------------------------------------------- */
+
+/* dstore's worker threads do not survive fork(): a child of a process that used dstore gets
+ * DSTORE_RUNTIME instead of a hang. */
+static void test_fork(dstore_node *node) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        bool has = false;
+        if (dstore_has(node, "a", &has) != DSTORE_RUNTIME ||
+            strstr(dstore_last_error(), "fork") == NULL) {
+            fprintf(stderr, "child: dstore_has: %s\n", dstore_last_error());
+            _exit(1);
+        }
+        dstore_options *opts = dstore_options_new();
+        dstore_options_set_root(opts, scratch);
+        dstore_node *other = NULL;
+        if (dstore_new(opts, &other) != DSTORE_RUNTIME || other != NULL) {
+            fprintf(stderr, "child: dstore_new: %s\n", dstore_last_error());
+            _exit(1);
+        }
+        _exit(0); /* skip the parent's atexit handlers and LeakSanitizer */
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The parent is unaffected. */
+    bool has = false;
+    EXPECT(dstore_has(node, "a", &has), DSTORE_OK);
+    CHECK(has);
+}
+
+/* ---- names and versions --------------------------------------------------------------- */
+
+static void test_names(void) {
+    CHECK(strcmp(dstore_version(), DSTORE_VERSION) == 0);
+    CHECK(strcmp(dstore_status_name(DSTORE_OK), "DSTORE_OK") == 0);
+    CHECK(strcmp(dstore_status_name(DSTORE_NOT_FOUND), "DSTORE_NOT_FOUND") == 0);
+    CHECK(strcmp(dstore_status_name(DSTORE_RUNTIME), "DSTORE_RUNTIME") == 0);
+    CHECK(strcmp(dstore_status_name(DSTORE_UNAVAILABLE), "DSTORE_UNAVAILABLE") == 0);
+    CHECK(strcmp(dstore_status_name((dstore_status)1234), "DSTORE_UNKNOWN_STATUS") == 0);
+    CHECK(DSTORE_OK == 0 && DSTORE_INVALID_ARGUMENT == 1 && DSTORE_NOT_FOUND == 2 &&
+          DSTORE_INTEGRITY == 3 && DSTORE_WRONG_KEY == 4 && DSTORE_IO == 5 &&
+          DSTORE_LOCKED == 6 && DSTORE_CLOSED == 7 && DSTORE_PANIC == 8 && DSTORE_RUNTIME == 9 &&
+          DSTORE_UNAVAILABLE == 10);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
+        return 2;
+    }
+    scratch = argv[1];
+    CHECK(dstore_last_error()[0] == '\0');
+
+    test_names();
+    test_options();
+    test_open();
+    dstore_node *node = open_node("main", NULL, DSTORE_OK);
+    test_arguments(node);
+    test_values(node);
+    test_files(node);
+    test_wrong_key();
+    test_integrity();
+    test_threads();
+    test_fork(node);
+    dstore_free(node);
+
+    printf("ffi_edge_cases: %u checks passed\n", atomic_load(&checks));
+    return 0;
+}

@@ -1,0 +1,250 @@
+"""The C ABI from C and C++: builds libdstore, compiles the examples and tests/c programs
+against the committed headers with -Werror, and runs them under AddressSanitizer,
+LeakSanitizer and UBSan.
+
+Runs on its own (`python3 -m pytest tests/test_c_abi.py`): the session fixture builds the
+library with `cargo build --release -p dstore-ffi` into $CARGO_TARGET_DIR (default
+<repo>/target), the release build that tests, the C library and the Python module share.
+Compiled programs go under pytest's tmp_path, never into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INCLUDE = REPO / "include"
+
+WARNINGS = ["-Wall", "-Wextra", "-Werror"]
+SANITIZERS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+SANITIZER_ENV = {
+    # LeakSanitizer is on by default with ASan on Linux; say so, so that it stays on.
+    "ASAN_OPTIONS": "detect_leaks=1",
+    # UBSan only prints by default; make undefined behaviour fail the run.
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+}
+# What a sanitizer writes when it finds something.
+SANITIZER_REPORTS = ["ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"]
+RUN_TIMEOUT = 300  # seconds; the programs take well under a second
+
+
+@pytest.fixture(scope="session")
+def libdir() -> Path:
+    """The directory holding libdstore.so (and libdstore.a), freshly built."""
+    for tool in ("cargo", "gcc", "g++"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    subprocess.run(
+        ["cargo", "build", "--release", "-p", "dstore-ffi"],
+        cwd=REPO,
+        check=True,
+        timeout=1800,
+    )
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target  # cargo reads it relative to where it ran
+    release = target / "release"
+    assert (release / "libdstore.so").is_file(), f"no libdstore.so in {release}"
+    return release
+
+
+def compile_program(
+    sources: list[Path], out: Path, libdir: Path, *, cxx: bool, sanitize: bool = True
+) -> Path:
+    """Compiles and links `sources` against libdstore.so; fails the test on any warning."""
+    compiler, std = ("g++", "-std=c++17") if cxx else ("gcc", "-std=c11")
+    cmd = [
+        compiler,
+        std,
+        *WARNINGS,
+        "-g",
+        *(SANITIZERS if sanitize else []),
+        "-I",
+        str(INCLUDE),
+        *map(str, sources),
+        "-o",
+        str(out),
+        f"-L{libdir}",
+        "-ldstore",
+        f"-Wl,-rpath,{libdir}",
+        "-lpthread",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
+    return out
+
+
+def run_sanitized(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs `program` and fails the test on a non-zero exit or any sanitizer report."""
+    result = subprocess.run(
+        [str(program), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **SANITIZER_ENV},
+        timeout=RUN_TIMEOUT,
+    )
+    context = (
+        f"{program.name} exited {result.returncode}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    for report in SANITIZER_REPORTS:
+        assert report not in result.stderr, context
+    assert result.returncode == 0, context
+    return result
+
+
+def assert_lines(stdout: str, *expected: str) -> None:
+    for line in expected:
+        assert line in stdout, f"{line!r} missing from:\n{stdout}"
+
+
+# ---- the headers ------------------------------------------------------------------------
+
+
+def test_c_header_compiles_as_c99_and_as_cpp(tmp_path: Path) -> None:
+    # Included twice: the include guard must hold.
+    body = '#include "dstore.h"\n#include "dstore.h"\nint main(void) { return DSTORE_OK; }\n'
+    for name, cmd in [
+        ("check.c", ["gcc", "-std=c99", "-pedantic"]),
+        ("check.cpp", ["g++", "-std=c++11", "-pedantic"]),
+    ]:
+        source = tmp_path / name
+        source.write_text(body)
+        full = [*cmd, *WARNINGS, "-fsyntax-only", "-I", str(INCLUDE), str(source)]
+        result = subprocess.run(full, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(full)}\n{result.stderr}"
+
+
+def test_cpp_wrapper_compiles_as_cpp17(tmp_path: Path) -> None:
+    source = tmp_path / "check.cpp"
+    source.write_text('#include "dstore.hpp"\n#include "dstore.hpp"\nint main() { return 0; }\n')
+    cmd = ["g++", "-std=c++17", "-pedantic", *WARNINGS, "-fsyntax-only", "-I", str(INCLUDE)]
+    cmd.append(str(source))
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
+
+
+# ---- the programs -----------------------------------------------------------------------
+
+
+def test_c_quickstart(libdir: Path, tmp_path: Path) -> None:
+    source = REPO / "examples/c/quickstart.c"
+    program = compile_program([source], tmp_path / "quickstart", libdir, cxx=False)
+    root = tmp_path / "root"
+    result = run_sanitized(program, str(root))
+    assert_lines(
+        result.stdout,
+        f"storage root {root}",
+        "stored notes/secret (encrypted)",
+        "stored public/notice (plain)",
+        'get notes/secret   -> "meet at noon" (12 bytes)',
+        'get public/notice  -> "hello, world" (12 bytes)',
+        "keys (2):",
+        "has public/notice: yes",
+        "deleted public/notice; has public/notice: no",
+        "get public/notice -> DSTORE_NOT_FOUND",
+        "read it back",
+        "all done",
+    )
+    assert (root / "LOCK").is_file() and (root / "chunks").is_dir()
+
+
+def test_cpp_quickstart(libdir: Path, tmp_path: Path) -> None:
+    source = REPO / "examples/cpp/quickstart.cpp"
+    program = compile_program([source], tmp_path / "quickstart", libdir, cxx=True)
+    result = run_sanitized(program, str(tmp_path / "root"))
+    assert_lines(
+        result.stdout,
+        'get notes/secret -> "meet at noon"',
+        'get public/notice -> "hello, world"',
+        "keys (2):",
+        "get public/notice threw dstore::NotFound (DSTORE_NOT_FOUND: dstore_get: not found",
+        "stored and fetched files/example.txt: identical",
+        "all done",
+    )
+
+
+def test_ffi_edge_cases(libdir: Path, tmp_path: Path) -> None:
+    source = REPO / "tests/c/ffi_edge_cases.c"
+    program = compile_program([source], tmp_path / "ffi_edge_cases", libdir, cxx=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = run_sanitized(program, str(scratch))
+    assert_lines(result.stdout, "checks passed")
+
+
+def test_static_library_links_with_the_documented_flags(libdir: Path, tmp_path: Path) -> None:
+    """The header's opening comment and the README promise `libdstore.a -lpthread -ldl -lm`."""
+    program = tmp_path / "quickstart-static"
+    cmd = [
+        "gcc",
+        "-std=c11",
+        *WARNINGS,
+        "-I",
+        str(INCLUDE),
+        str(REPO / "examples/c/quickstart.c"),
+        "-o",
+        str(program),
+        str(libdir / "libdstore.a"),
+        "-lpthread",
+        "-ldl",
+        "-lm",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
+    run = subprocess.run(
+        [str(program), str(tmp_path / "root")], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert run.returncode == 0, run.stderr
+    assert_lines(run.stdout, "all done")
+
+
+# ---- the checks above are only as good as the sanitizers --------------------------------
+
+LEAKY_PROGRAM = r"""
+#include <stdio.h>
+#include "dstore.h"
+int main(int argc, char **argv) {
+    (void)argc;
+    dstore_options *opts = dstore_options_new();
+    dstore_node *node = NULL;
+    uint8_t *value = NULL;
+    size_t len = 0;
+    if (dstore_options_set_root(opts, argv[1]) != DSTORE_OK ||
+        dstore_new(opts, &node) != DSTORE_OK ||
+        dstore_store(node, "k", (const uint8_t *)"leaked value", 12, true) != DSTORE_OK ||
+        dstore_get(node, "k", &value, &len) != DSTORE_OK) {
+        fprintf(stderr, "%s\n", dstore_last_error());
+        return 2;
+    }
+    /* Forgets dstore_bytes_free(value, len). */
+    dstore_options_free(opts);
+    dstore_free(node);
+    return 0;
+}
+"""
+
+
+def test_leak_sanitizer_sees_a_buffer_that_c_forgets_to_free(
+    libdir: Path, tmp_path: Path
+) -> None:
+    """Rust allocates with the system malloc, so LeakSanitizer watches dstore's buffers too:
+    a clean run of the programs above means they free everything dstore hands them."""
+    source = tmp_path / "leaky.c"
+    source.write_text(LEAKY_PROGRAM)
+    program = compile_program([source], tmp_path / "leaky", libdir, cxx=False)
+    result = subprocess.run(
+        [str(program), str(tmp_path / "root")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **SANITIZER_ENV},
+        timeout=RUN_TIMEOUT,
+    )
+    assert result.returncode != 0, result.stderr
+    assert "ERROR: LeakSanitizer: detected memory leaks" in result.stderr, result.stderr
+    assert "12 byte(s) leaked in 1 allocation(s)" in result.stderr, result.stderr
