@@ -307,31 +307,34 @@ impl Node {
     }
 
     /// Waits until this node sees at least one other member and its view of the members has
-    /// stopped growing for two heartbeats (so peer exchange has run), for up to `timeout`.
-    /// Returns the number of live peers; `Unavailable` if none answered in time. A client
-    /// calls this before its first request so that it places data as the members do.
+    /// stopped changing (members learnt from peers are pinged at once, so this takes a few
+    /// round trips), for up to `timeout`. Returns the number of live peers. `Unavailable` if
+    /// none answered in time, or at once if every bootstrap peer refused this node's secret.
+    /// A client calls this before its first request, so that it places data as members do.
     pub async fn settle(&self, timeout: std::time::Duration) -> Result<usize> {
         let Some(remote) = &self.inner.remote else {
             return Ok(0);
         };
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut seen = 0;
-        let mut stable = 0;
+        let (mut calm, mut last) = (0, (0, 0));
         while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(crate::cluster::HEARTBEAT).await;
-            let now = remote.cluster.peers().len();
-            stable = if now == seen && now > 0 {
-                stable + 1
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if let Some(why) = remote.cluster.refused_by_all() {
+                return Err(Error::Unavailable(format!("refused by the cluster: {why}")));
+            }
+            let now = remote.cluster.known_and_live();
+            calm = if now.1 > 0 && now == last {
+                calm + 1
             } else {
                 0
             };
-            seen = now;
-            if stable >= 2 {
-                return Ok(now);
+            last = now;
+            if calm >= 4 {
+                return Ok(now.1);
             }
         }
-        if seen > 0 {
-            return Ok(seen);
+        if last.1 > 0 {
+            return Ok(last.1);
         }
         Err(Error::Unavailable(
             "no cluster member answered (unreachable, or another cluster secret: the members' \

@@ -63,6 +63,9 @@ struct State {
     conns: HashMap<NodeId, Arc<Conn>>,
     /// Bootstrap addresses whose node is not known yet, and when to dial them next.
     bootstrap_next: HashMap<String, Instant>,
+    /// Why each bootstrap address last refused us, if it proved another cluster secret: a
+    /// client can give up at once instead of waiting for a member that will never answer.
+    refused_by: HashMap<String, String>,
 }
 
 impl Cluster {
@@ -209,10 +212,14 @@ impl Cluster {
             true,
         )
         .await?;
-        Ok(self.adopt(
+        let conn = self.adopt(
             session.peer.clone(),
             Conn::spawn(session, self.dispatcher()),
-        ))
+        );
+        if matches!(conn.peer.role, Role::Member { .. }) {
+            self.ping(conn.peer.node); // learn its members now, not at the next heartbeat
+        }
+        Ok(conn)
     }
 
     /// Records a new connection: a member's becomes the one used to reach it.
@@ -262,38 +269,89 @@ impl Cluster {
             if due {
                 let (cluster, addr) = (self.clone(), addr.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = cluster.dial(&addr).await {
-                        tracing::debug!(%addr, error = %e, "bootstrap peer not reachable");
+                    match cluster.dial(&addr).await {
+                        Ok(_) => {
+                            cluster.lock().refused_by.remove(&addr);
+                        }
+                        Err(e @ NetError::Auth(_)) => {
+                            tracing::warn!(%addr, error = %e, "bootstrap peer refused us");
+                            cluster.lock().refused_by.insert(addr, e.to_string());
+                        }
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "bootstrap peer not reachable")
+                        }
                     }
                 });
             }
         }
         for m in members {
-            let cluster = self.clone();
-            tokio::spawn(async move {
-                let connected = cluster
-                    .lock()
-                    .conns
-                    .get(&m.id)
-                    .is_some_and(|c| !c.is_closed());
-                if !connected && !cluster.lock().members.may_dial(&m.id) {
-                    return;
-                }
-                match cluster.call(m.id, Request::Ping).await {
-                    Ok(Response::Pong { members }) => {
+            self.ping(m.id);
+        }
+    }
+
+    /// Pings member `id` in the background (dialling it if needed and allowed); the answer
+    /// refreshes its health and teaches this node the members it knows. Members learnt that
+    /// way are pinged at once, so a new node knows the whole cluster within a few round
+    /// trips rather than heartbeats.
+    fn ping(self: &Arc<Self>, id: NodeId) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let connected = cluster
+                .lock()
+                .conns
+                .get(&id)
+                .is_some_and(|c| !c.is_closed());
+            if !connected && !cluster.lock().members.may_dial(&id) {
+                return;
+            }
+            match cluster.call(id, Request::Ping).await {
+                Ok(Response::Pong { members }) => {
+                    let new: Vec<NodeId> = {
                         let mut state = cluster.lock();
-                        state.members.answered(&m.id);
+                        state.members.answered(&id);
+                        let mut new = Vec::new();
                         for info in members.into_iter().filter(|i| i.id != cluster.me) {
+                            if state.members.get(&info.id).is_none() {
+                                new.push(info.id);
+                            }
                             state.members.learn(info);
                         }
+                        new
+                    };
+                    for n in new {
+                        cluster.ping(n);
                     }
-                    Ok(other) => {
-                        tracing::warn!(peer = %m.id, ?other, "unexpected answer to a ping")
-                    }
-                    Err(e) => tracing::debug!(peer = %m.id, error = %e, "heartbeat failed"),
                 }
-            });
-        }
+                Ok(other) => tracing::warn!(peer = %id, ?other, "unexpected answer to a ping"),
+                Err(e) => tracing::debug!(peer = %id, error = %e, "heartbeat failed"),
+            }
+        });
+    }
+
+    /// Members known, and how many of them are live.
+    pub fn known_and_live(&self) -> (usize, usize) {
+        let state = self.lock();
+        (
+            state.members.all().len(),
+            state.members.live(&self.timeouts).len(),
+        )
+    }
+
+    /// If every bootstrap address has refused this node's proof of the secret: why.
+    pub fn refused_by_all(&self) -> Option<String> {
+        let state = self.lock();
+        let all = !self.bootstrap.is_empty()
+            && self
+                .bootstrap
+                .iter()
+                .all(|a| state.refused_by.contains_key(a));
+        all.then(|| {
+            self.bootstrap
+                .iter()
+                .map(|a| format!("{a}: {}", state.refused_by[a]))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }
 

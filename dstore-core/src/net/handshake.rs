@@ -93,6 +93,25 @@ pub struct Session<R, W> {
     pub writer: SealedWriter<W>,
 }
 
+/// Decodes a peer's hello and checks that it speaks this protocol and is not this node.
+fn check_hello(bytes: &[u8], me: NodeId) -> Result<Hello, NetError> {
+    let peer: Hello =
+        codec::decode(bytes, "hello").map_err(|e| NetError::Protocol(e.to_string()))?;
+    if peer.magic != MAGIC {
+        return Err(NetError::Protocol("not a dstore peer".into()));
+    }
+    if peer.version != PROTOCOL_VERSION {
+        return Err(NetError::Protocol(format!(
+            "peer speaks protocol version {}, this node {PROTOCOL_VERSION}",
+            peer.version
+        )));
+    }
+    if peer.node == me {
+        return Err(NetError::Protocol("connected to itself".into()));
+    }
+    Ok(peer)
+}
+
 /// Runs the handshake over a stream's two halves, as the side that connected (`initiator`) or
 /// the side that accepted.
 pub async fn handshake<R, W>(
@@ -134,27 +153,17 @@ where
         nonce: crypto::random_bytes(),
         role,
     });
+    // The responder checks the initiator's hello before sending its own, so garbage and
+    // other protocols get nothing back.
     let theirs = if initiator {
         write_frame(&mut writer, &mine).await?;
         read_frame(&mut reader, MAX_HELLO, None).await?
     } else {
-        let theirs = read_frame(&mut reader, MAX_HELLO, None).await?;
-        write_frame(&mut writer, &mine).await?;
-        theirs
+        read_frame(&mut reader, MAX_HELLO, None).await?
     };
-    let peer: Hello =
-        codec::decode(&theirs, "hello").map_err(|e| NetError::Protocol(e.to_string()))?;
-    if peer.magic != MAGIC {
-        return Err(NetError::Protocol("not a dstore peer".into()));
-    }
-    if peer.version != PROTOCOL_VERSION {
-        return Err(NetError::Protocol(format!(
-            "peer speaks protocol version {}, this node {PROTOCOL_VERSION}",
-            peer.version
-        )));
-    }
-    if peer.node == me {
-        return Err(NetError::Protocol("connected to itself".into()));
+    let peer = check_hello(&theirs, me)?;
+    if !initiator {
+        write_frame(&mut writer, &mine).await?;
     }
     let (hello_i, hello_r) = if initiator {
         (&mine, &theirs)
