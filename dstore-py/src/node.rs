@@ -29,15 +29,25 @@ pub struct PyNode {
 
 #[pymethods]
 impl PyNode {
-    /// Opens (or creates) the node whose storage root is `root`.
+    /// Opens (or creates) the node whose storage root is `root`. With `listen` it is a cluster
+    /// member reachable at that address; with `client=True` it joins through `peers` without
+    /// listening or owning data; with neither it is standalone.
     #[new]
-    #[pyo3(signature = (root, key=None, chunk_size=None, secret=None))]
+    #[pyo3(signature = (root, key=None, chunk_size=None, secret=None, *, listen=None, peers=None,
+                        replicas=None, zone=None, client=false, advertise=None))]
+    #[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
     fn new(
         py: Python<'_>,
         root: PathBuf,
         key: Option<&Bound<'_, PyAny>>,
         chunk_size: Option<i64>,
         secret: Option<&Bound<'_, PyAny>>,
+        listen: Option<String>,
+        peers: Option<Vec<String>>,
+        replicas: Option<i64>,
+        zone: Option<String>,
+        client: bool,
+        advertise: Option<String>,
     ) -> PyResult<Self> {
         let mut config = dstore_core::Config::new(root.clone());
         if let Some(key) = key {
@@ -55,6 +65,16 @@ impl PyNode {
         if let Some(secret) = secret {
             config.secret = Some(bytes_like(secret, "secret")?);
         }
+        if let Some(n) = replicas {
+            config.replicas = usize::try_from(n).map_err(|_| {
+                errors::invalid_argument(py, format!("replicas must be 1 to 255, not {n}"))
+            })?;
+        }
+        config.listen = listen;
+        config.peers = peers.unwrap_or_default();
+        config.zone = zone;
+        config.client = client;
+        config.advertise = advertise;
         let node = block_on(py, dstore_core::Node::open(config))?;
         Ok(Self {
             id: node.id().to_hex(),
@@ -75,6 +95,42 @@ impl PyNode {
     ) -> PyResult<()> {
         let data = bytes_like(data, "data")?;
         block_on(py, self.node.store(&key, &data, StoreOptions { encrypt }))
+    }
+
+    /// The address peers reach this node at (`"host:port"`), or None for a standalone node
+    /// or a client.
+    #[getter]
+    fn addr(&self) -> Option<String> {
+        self.node.addr()
+    }
+
+    /// The live members of the cluster other than this node: dicts with `id`, `addr`, `zone`.
+    fn peers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.node
+            .peers()
+            .into_iter()
+            .map(|p| {
+                let d = PyDict::new(py);
+                d.set_item("id", p.id.to_hex())?;
+                d.set_item("addr", p.addr)?;
+                d.set_item("zone", p.zone)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// Waits (up to `timeout` seconds) until this node knows the cluster's members; returns
+    /// how many it sees. A client calls this before its first request. Raises
+    /// UnavailableError if no member answers, or at once if they refuse the secret.
+    #[pyo3(signature = (timeout=10.0))]
+    fn settle(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
+        let timeout = std::time::Duration::try_from_secs_f64(timeout).map_err(|_| {
+            errors::invalid_argument(
+                py,
+                format!("timeout must be a non-negative number of seconds, not {timeout}"),
+            )
+        })?;
+        block_on(py, self.node.settle(timeout))
     }
 
     /// The value of `key`.

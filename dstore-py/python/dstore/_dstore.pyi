@@ -54,6 +54,15 @@ class Stats(TypedDict):
     bytes_read: int
     """Plaintext bytes read through this handle since it was opened."""
 
+@type_check_only
+class Peer(TypedDict):
+    id: str
+    """The member's node id, 64 hex digits."""
+    addr: str
+    """The address it is reached at."""
+    zone: Optional[str]
+    """Its zone label, if any."""
+
 @final
 class Node:
     """A dstore node: one storage root, open until `close()` (or the end of a `with`).
@@ -64,8 +73,15 @@ class Node:
     1 to MAX_KEY_LEN UTF-8 bytes without NUL. Every call releases the GIL; a Node may be
     shared by many threads.
 
+    Cluster: with `listen` ("host:port", port 0 for any) the node is a member that peers
+    reach at `addr`; `peers` are bootstrap addresses, `replicas` the copies kept of everything
+    (default 3), `zone` a failure-domain label. With `client=True` it reaches the cluster
+    through `peers` without listening or owning data. All nodes of a cluster share `secret`;
+    those that should read each other's encrypted values share `key`.
+
     Raises LockedError if another node has `root` open, InvalidArgumentError (a ValueError)
-    for a bad key length, chunk size or empty secret.
+    for a bad key length, chunk size, replica count or empty secret, StorageIOError if the
+    listen address cannot be bound.
     """
 
     def __new__(
@@ -74,7 +90,22 @@ class Node:
         key: Optional[Buffer] = None,
         chunk_size: Optional[int] = None,
         secret: Optional[Buffer] = None,
+        *,
+        listen: Optional[str] = None,
+        peers: Optional[List[str]] = None,
+        replicas: Optional[int] = None,
+        zone: Optional[str] = None,
+        client: bool = False,
+        advertise: Optional[str] = None,
     ) -> Self: ...
+    @property
+    def addr(self) -> Optional[str]:
+        """The address peers reach this node at, or None (standalone node or client)."""
+    def peers(self) -> List[Peer]:
+        """The live members of the cluster other than this node."""
+    def settle(self, timeout: float = 10.0) -> int:
+        """Waits until this node knows the cluster's members; returns how many it sees.
+        Raises UnavailableError if none answers, or at once if they refuse the secret."""
     def store(self, key: str, data: Buffer, encrypt: bool = True) -> None:
         """Stores `data` (any bytes-like object) under `key`, replacing any older value."""
     def get(self, key: str) -> bytes:

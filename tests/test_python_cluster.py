@@ -1,0 +1,100 @@
+"""The Python module in a cluster: members and clients in this process, and interplay with
+`dstore node` processes and the `dstore` command (fixtures in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import dstore
+from conftest import KEY, SECRET, Nodes, dstore as dstore_cli
+
+CHUNK = 4096
+DATA_KEY = bytes.fromhex(KEY)
+
+
+def member(root: Path, peers: list[str] | None = None, **kw: object) -> dstore.Node:
+    return dstore.Node(root, key=DATA_KEY, secret=SECRET.encode(), chunk_size=CHUNK, listen="127.0.0.1:0", peers=peers or [], **kw)
+
+
+def wait_for(cond, what: str, seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_members_replicate_and_serve_each_other(tmp_path: Path) -> None:
+    a = member(tmp_path / "a")
+    assert a.addr and not a.addr.endswith(":0")
+    b = member(tmp_path / "b", [a.addr])
+    c = member(tmp_path / "c", [a.addr], zone="z2")
+    with a, b, c:
+        wait_for(lambda: all(len(n.peers()) == 2 for n in (a, b, c)), "membership")
+        assert {p["id"] for p in a.peers()} == {b.id, c.id}
+        assert {p["zone"] for p in a.peers()} == {None, "z2"}
+        value = os.urandom(5 * CHUNK + 3)
+        b.store("shared/value", value)
+        for n in (a, b, c):
+            assert n.get("shared/value") == value
+            assert n.keys() == ["shared/value"]
+        c.delete("shared/value")
+        with pytest.raises(KeyError):
+            a.get("shared/value")
+
+
+def test_a_client_reads_and_writes_through_the_members(tmp_path: Path) -> None:
+    a = member(tmp_path / "a")
+    b = member(tmp_path / "b", [a.addr])
+    with a, b, dstore.Node(tmp_path / "client", key=DATA_KEY, secret=SECRET.encode(), peers=[a.addr], client=True) as client:
+        assert client.addr is None
+        assert client.settle(10) == 2
+        client.store("from-client", b"hello cluster")
+        assert b.get("from-client") == b"hello cluster"
+        assert "from-client" in a.keys()
+
+
+def test_a_client_with_the_wrong_secret_is_refused_at_once(tmp_path: Path) -> None:
+    with member(tmp_path / "a") as a:
+        with dstore.Node(tmp_path / "c", secret=b"wrong", peers=[a.addr], client=True) as intruder:
+            started = time.monotonic()
+            with pytest.raises(dstore.UnavailableError, match="refused"):
+                intruder.settle(30)
+            assert time.monotonic() - started < 30
+        assert a.keys() == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"replicas": 0},
+        {"replicas": 256},
+        {"client": True, "listen": "127.0.0.1:0"},
+        {"peers": ["127.0.0.1:1"]},  # a member needs a listen address
+    ],
+)
+def test_bad_cluster_options_are_value_errors(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        dstore.Node(tmp_path / "r", **kwargs)
+
+
+def test_an_address_that_cannot_be_bound_is_an_os_error(tmp_path: Path) -> None:
+    with member(tmp_path / "a") as a:
+        with pytest.raises(OSError):
+            dstore.Node(tmp_path / "b", secret=SECRET.encode(), listen=a.addr)
+
+
+def test_python_and_the_command_line_share_one_cluster(nodes: Nodes, tmp_path: Path) -> None:
+    first, _, _ = nodes.cluster(3)
+    (tmp_path / "in.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    dstore_cli("put", "--peer", first, "from-cli", str(tmp_path / "in.bin"))
+    with dstore.Node(tmp_path / "py", key=DATA_KEY, secret=SECRET.encode(), peers=[first], client=True) as py:
+        assert py.settle() == 3
+        assert py.get("from-cli") == (tmp_path / "in.bin").read_bytes()
+        py.store("from-python", b"written by Python")
+    assert dstore_cli("get", "--peer", first, "from-python").stdout == b"written by Python"
