@@ -4,26 +4,13 @@
 //! the network, kills a node with SIGKILL and reads again. Every step checks what it claims;
 //! every process it starts is stopped, whatever happens.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dstore_core::{Config, Error, Node, StoreOptions};
 
+use crate::procs::{spawn_node, Processes};
 use crate::AnyResult;
-
-/// The storage node processes; killed when dropped, so no error path leaves one running.
-struct Processes(Vec<(Child, String)>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (child, _) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -43,35 +30,6 @@ fn check(ok: bool, what: &str) -> AnyResult {
         Ok(())
     } else {
         Err(format!("demo check failed: {what}").into())
-    }
-}
-
-/// Starts `dstore node` and returns it with the address it printed.
-fn spawn_node(
-    root: &Path,
-    peer: Option<&str>,
-    secret: &str,
-    key: &str,
-) -> AnyResult<(Child, String)> {
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["node", "--listen", "127.0.0.1:0", "--root"])
-        .arg(root)
-        .env("DSTORE_SECRET", secret)
-        .env("DSTORE_KEY", key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(p) = peer {
-        cmd.args(["--peer", p]);
-    }
-    let mut child = cmd.spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    match line.trim().rsplit_once(" listening on ") {
-        Some((_, addr)) => Ok((child, addr.to_owned())),
-        None => {
-            let _ = child.kill();
-            Err(format!("a node did not start: {line:?}").into())
-        }
     }
 }
 

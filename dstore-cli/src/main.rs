@@ -8,6 +8,7 @@
 mod bench;
 mod config;
 mod demo;
+mod procs;
 mod progress;
 
 use std::io::IsTerminal;

@@ -29,6 +29,19 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .expect("encoding an in-memory dstore type cannot fail")
 }
 
+/// `encode`, leaving `spare` bytes of capacity after the encoding (room for a tag appended
+/// in place, so a 1 MiB frame is not copied to grow by 16 bytes).
+pub fn encode_with_spare<T: Serialize>(value: &T, spare: usize) -> Vec<u8> {
+    let len = options()
+        .serialized_size(value)
+        .expect("sizing an in-memory dstore type cannot fail");
+    let mut out = Vec::with_capacity(len as usize + spare);
+    options()
+        .serialize_into(&mut out, value)
+        .expect("encoding an in-memory dstore type cannot fail");
+    out
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     options()
         .deserialize(bytes)

@@ -13,7 +13,7 @@
 //!   BLAKE3 id.
 
 use aes::Aes256;
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, Payload};
 use aes_gcm::Aes256Gcm;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use hmac::{KeyInit, Mac};
@@ -210,23 +210,38 @@ impl FrameKey {
     pub fn seal(&self, seq: u64, plaintext: &[u8]) -> Vec<u8> {
         let payload = Payload {
             msg: plaintext,
-            aad: b"dstore frame v1",
+            aad: FRAME_AAD,
         };
         self.0
             .encrypt(&Self::nonce(seq), payload)
             .expect("AES-GCM encrypts any frame below 64 GiB")
     }
 
-    pub fn open(&self, seq: u64, sealed: &[u8]) -> Result<Vec<u8>> {
-        let payload = Payload {
-            msg: sealed,
-            aad: b"dstore frame v1",
-        };
+    /// `seal` without a copy: encrypts `buf` where it is and appends the tag (give it
+    /// `FRAME_TAG_LEN` bytes of spare capacity to avoid a reallocation).
+    pub fn seal_in_place(&self, seq: u64, mut buf: Vec<u8>) -> Vec<u8> {
         self.0
-            .decrypt(&Self::nonce(seq), payload)
-            .map_err(|_| Error::Integrity(format!("frame {seq} fails authentication")))
+            .encrypt_in_place(&Self::nonce(seq), FRAME_AAD, &mut buf)
+            .expect("AES-GCM encrypts any frame below 64 GiB");
+        buf
+    }
+
+    pub fn open(&self, seq: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.open_in_place(seq, sealed.to_vec())
+    }
+
+    /// `open` without a copy: decrypts `buf` where it is and drops the tag.
+    pub fn open_in_place(&self, seq: u64, mut buf: Vec<u8>) -> Result<Vec<u8>> {
+        self.0
+            .decrypt_in_place(&Self::nonce(seq), FRAME_AAD, &mut buf)
+            .map_err(|_| Error::Integrity(format!("frame {seq} fails authentication")))?;
+        Ok(buf)
     }
 }
+
+const FRAME_AAD: &[u8] = b"dstore frame v1";
+/// Bytes the AES-GCM tag adds to a frame.
+pub const FRAME_TAG_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use super::handshake::{Hello, Session};
 use super::message::{Body, Envelope, Request, Response};
 use super::NetError;
 use crate::codec;
+use crate::crypto::FRAME_TAG_LEN;
 
 /// A connection with no frame for this long is dead (heartbeats run every second or so).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,7 +73,7 @@ impl Conn {
         let who = peer.node;
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
-                if let Err(e) = writer.send(&frame).await {
+                if let Err(e) = writer.send(frame).await {
                     tracing::debug!(peer = %who, error = %e, "connection closed while sending");
                     break;
                 }
@@ -107,10 +108,13 @@ impl Conn {
                         let (handler, tx, peer) = (handler.clone(), tx.clone(), peer.clone());
                         tokio::spawn(async move {
                             let response = handler.handle(&peer, r).await;
-                            let reply = codec::encode(&Envelope {
-                                id: envelope.id,
-                                body: Body::Response(response),
-                            });
+                            let reply = codec::encode_with_spare(
+                                &Envelope {
+                                    id: envelope.id,
+                                    body: Body::Response(response),
+                                },
+                                FRAME_TAG_LEN,
+                            );
                             let _ = tx.send(reply).await;
                             drop(permit);
                         });
@@ -149,10 +153,13 @@ impl Conn {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, done);
-        let frame = codec::encode(&Envelope {
-            id,
-            body: Body::Request(request),
-        });
+        let frame = codec::encode_with_spare(
+            &Envelope {
+                id,
+                body: Body::Request(request),
+            },
+            FRAME_TAG_LEN,
+        );
         let outcome = tokio::time::timeout(timeout, async {
             self.tx.send(frame).await.map_err(|_| NetError::Closed)?;
             answer.await.map_err(|_| NetError::Closed)

@@ -58,8 +58,9 @@ pub struct SealedWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> SealedWriter<W> {
-    pub async fn send(&mut self, body: &[u8]) -> Result<(), NetError> {
-        let sealed = self.key.seal(self.seq, body);
+    /// Seals `body` in place (see `FrameKey::seal_in_place`) and sends it.
+    pub async fn send(&mut self, body: Vec<u8>) -> Result<(), NetError> {
+        let sealed = self.key.seal_in_place(self.seq, body);
         self.seq += 1;
         write_frame(&mut self.inner, &sealed).await
     }
@@ -79,7 +80,7 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
         let sealed = read_frame(&mut self.inner, MAX_FRAME, idle).await?;
         let body = self
             .key
-            .open(self.seq, &sealed)
+            .open_in_place(self.seq, sealed)
             .map_err(|e| NetError::Protocol(e.to_string()))?;
         self.seq += 1;
         Ok(body)
@@ -247,9 +248,9 @@ mod tests {
         assert_eq!(b.peer.node, NodeId([1; 32]));
         assert_eq!(b.peer.role, member(1));
         for i in 0..3u8 {
-            a.writer.send(&[i; 100]).await.unwrap();
+            a.writer.send(vec![i; 100]).await.unwrap();
             assert_eq!(b.reader.recv(None).await.unwrap(), [i; 100]);
-            b.writer.send(b"back").await.unwrap();
+            b.writer.send(b"back".to_vec()).await.unwrap();
             assert_eq!(a.reader.recv(None).await.unwrap(), b"back");
         }
     }

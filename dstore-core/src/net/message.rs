@@ -26,6 +26,8 @@ pub enum Request {
     /// Store a chunk durably. The receiver checks `data` against `id` first.
     PutChunk {
         id: ChunkId,
+        // serde_bytes: a byte string is one copy, not a sequence of a million u8s.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     GetChunk {
@@ -34,6 +36,7 @@ pub enum Request {
     /// Store an encoded manifest if it is newer than what the receiver holds. The receiver
     /// checks its cluster MAC first.
     PutManifest {
+        #[serde(with = "serde_bytes")]
         manifest: Vec<u8>,
     },
     GetManifest {
@@ -47,8 +50,8 @@ pub enum Request {
 pub enum Response {
     Pong { members: Vec<MemberInfo> },
     Stored,
-    Chunk(Vec<u8>),
-    Manifest(Option<Vec<u8>>),
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    Manifest(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Keys(Vec<KeyState>),
     Failed { kind: FailureKind, message: String },
 }

@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::AnyResult;
 
+mod cluster;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Size of the large value, in MiB.
@@ -32,14 +34,17 @@ pub struct Args {
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Where to put the store (default: a temp dir, removed afterwards).
+    /// Where to put the stores (default: a temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Run only one part: `local` (one node, its own store) or `cluster` (3 node processes).
+    #[arg(long, value_parser = ["local", "cluster"])]
+    only: Option<String>,
 }
 
 const MIB: f64 = (1 << 20) as f64;
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -109,26 +114,49 @@ impl AsyncRead for Source {
     }
 }
 
-/// Peak resident memory of this process since the last reset, in MiB (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+/// Whose memory a measurement reports: this process (one node in it), or node processes.
+pub(crate) enum Memory {
+    Own,
+    Processes(Vec<u32>),
 }
 
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+impl Memory {
+    fn files(&self) -> Vec<String> {
+        match self {
+            Memory::Own => vec!["self".into()],
+            Memory::Processes(pids) => pids.iter().map(u32::to_string).collect(),
+        }
+    }
+
+    /// Restarts the peak counters (Linux: writing 5 to clear_refs resets VmHWM).
+    fn reset(&self) {
+        for p in self.files() {
+            let _ = std::fs::write(format!("/proc/{p}/clear_refs"), "5");
+        }
+    }
+
+    /// Peak resident memory of each process since the last reset, in MiB.
+    fn peaks(&self) -> Vec<f64> {
+        self.files()
+            .iter()
+            .filter_map(|p| {
+                let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+                let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib / 1024.0)
+            })
+            .collect()
+    }
 }
 
-fn row(what: &str, value: String, note: String) {
+pub(crate) fn row(what: &str, value: String, note: String) {
     println!("  {what:<44} {value:>14}   {note}");
     let _ = std::io::stdout().flush();
 }
 
 pub async fn run(args: Args) -> AnyResult {
     let reps = args.reps.max(1);
-    println!("dstore bench: one node, local store, medians of {reps} runs\n");
+    println!("dstore bench: medians of {reps} runs\n");
 
     println!("Machine limits, one core, 1 MiB buffers (measured now):");
     let key = DataKey::new(&[7; 32]);
@@ -183,15 +211,71 @@ pub async fn run(args: Args) -> AnyResult {
         format!("{disk:.0} MB/s"),
         "the yardstick for plain stores".into(),
     );
-    large(
-        &args,
-        reps,
-        &base.join("large"),
-        [(true, store_pipe, get_pipe), (false, disk, plain_pipe)],
-    )
-    .await?;
-    small(&args, reps, &base.join("small")).await?;
+    let tcp = loopback_tcp(reps).await?;
+    row(
+        "loopback TCP, one stream, both ends",
+        format!("{tcp:.0} MB/s"),
+        String::new(),
+    );
+    let limits = Limits {
+        store_pipe,
+        get_pipe,
+        disk,
+        plain_pipe,
+    };
+
+    if args.only.as_deref() != Some("cluster") {
+        println!("\n== One node, its own store (no network) ==");
+        let node = Node::open(Config::new(base.join("local"))).await?;
+        large(&node, &args, reps, &limits, &Memory::Own, "this process").await?;
+        small(&node, &args, reps).await?;
+        node.close().await;
+    }
+    if args.only.as_deref() != Some("local") {
+        cluster::run(&args, reps, &limits, &base.join("cluster")).await?;
+    }
     Ok(())
+}
+
+/// The yardsticks measured at the start, for the ratios.
+pub(crate) struct Limits {
+    store_pipe: f64,
+    get_pipe: f64,
+    disk: f64,
+    plain_pipe: f64,
+}
+
+/// One TCP stream over loopback through tokio, 1 MiB writes, median of `reps` runs of
+/// 256 MiB, in MB/s.
+async fn loopback_tcp(reps: usize) -> AnyResult<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut runs = Vec::new();
+    for _ in 0..reps {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let total = 256usize << 20;
+        let sender = tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            let block = vec![7u8; 1 << 20];
+            for _ in 0..total >> 20 {
+                s.write_all(&block).await?;
+            }
+            std::io::Result::Ok(())
+        });
+        let (mut r, _) = listener.accept().await?;
+        let t = Instant::now();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < total {
+            match r.read(&mut buf).await? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        runs.push(got as f64 / MIB / t.elapsed().as_secs_f64());
+        sender.await??;
+    }
+    Ok(median(runs))
 }
 
 /// What the disk gives durable 1 MiB writes, as the store does them: 8 threads (as many as the store keeps in flight) each writing
@@ -230,27 +314,44 @@ fn durable_writes(reps: usize, dir: &Path) -> AnyResult<f64> {
     Ok(median(runs))
 }
 
-async fn large(args: &Args, reps: usize, root: &Path, modes: [(bool, f64, f64); 2]) -> AnyResult {
-    let node = Node::open(Config::new(root)).await?;
+/// Stores and reads back one large value, encrypted then plain, `reps` times each.
+pub(crate) async fn large(
+    node: &Node,
+    args: &Args,
+    reps: usize,
+    limits: &Limits,
+    memory: &Memory,
+    whose: &str,
+) -> AnyResult {
     let len = args.large_mib << 20;
     println!(
-        "\nA {} MiB value, 1 MiB chunks, fsync on (ratios to the yardsticks above):",
+        "A {} MiB value, 1 MiB chunks, fsync on (ratios to the yardsticks above):",
         args.large_mib
     );
+    let modes = [
+        (true, limits.store_pipe, limits.get_pipe),
+        (false, limits.disk, limits.plain_pipe),
+    ];
     for (encrypt, store_limit, get_limit) in modes {
         let mode = if encrypt { "encrypted" } else { "plain" };
-        let (mut puts, mut gets, mut peak) = (Vec::new(), Vec::new(), 0f64);
-        for _ in 0..reps {
-            reset_peak_rss();
+        let (mut puts, mut gets, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..reps {
+            let key = format!("large/{mode}/{rep}");
+            memory.reset();
             let t = Instant::now();
-            node.store_reader("large", Source::new(len), StoreOptions { encrypt })
+            node.store_reader(&key, Source::new(len), StoreOptions { encrypt })
                 .await?;
             puts.push(len as f64 / MIB / t.elapsed().as_secs_f64());
             let t = Instant::now();
-            let n = node.get_writer("large", tokio::io::sink()).await?;
+            let n = node.get_writer(&key, tokio::io::sink()).await?;
             gets.push(n as f64 / MIB / t.elapsed().as_secs_f64());
-            peak = peak.max(peak_rss_mib().unwrap_or(0.0));
-            node.delete("large").await?;
+            peaks = memory
+                .peaks()
+                .into_iter()
+                .zip(peaks.iter().copied().chain(std::iter::repeat(0.0)))
+                .map(|(a, b)| a.max(b))
+                .collect();
+            node.delete(&key).await?;
         }
         let (put, get) = (median(puts), median(gets));
         row(
@@ -263,19 +364,20 @@ async fn large(args: &Args, reps: usize, root: &Path, modes: [(bool, f64, f64); 
             format!("{get:.0} MB/s"),
             format!("{:.2}x", get / get_limit),
         );
+        let shown: Vec<String> = peaks.iter().map(|p| format!("{p:.0}")).collect();
         row(
-            &format!("peak RSS of the whole process, {mode}"),
-            format!("{peak:.0} MiB"),
-            format!("for a {} MiB value", args.large_mib),
+            &format!("peak RSS, {whose}, {mode}"),
+            format!("{} MiB", shown.join(" / ")),
+            format!("with a {} MiB value", args.large_mib),
         );
     }
     Ok(())
 }
 
-async fn small(args: &Args, reps: usize, root: &Path) -> AnyResult {
-    let node = Node::open(Config::new(root)).await?;
+/// Stores, then reads, `small_count` small values from `concurrency` callers at once.
+pub(crate) async fn small(node: &Node, args: &Args, reps: usize) -> AnyResult {
     println!(
-        "\n{} values of {} bytes, {} concurrent callers, fsync on:",
+        "{} values of {} bytes, {} concurrent callers, fsync on:",
         args.small_count, args.small_size, args.concurrency
     );
     let value = Arc::new((0..args.small_size).map(|i| i as u8).collect::<Vec<u8>>());
@@ -284,31 +386,24 @@ async fn small(args: &Args, reps: usize, root: &Path) -> AnyResult {
         let (mut puts, mut gets) = (Vec::new(), Vec::new());
         for rep in 0..reps {
             let keys: Vec<String> = (0..args.small_count)
-                .map(|i| format!("small/{rep}/{i}"))
+                .map(|i| format!("small/{mode}/{rep}/{i}"))
                 .collect();
             let t = Instant::now();
-            for_each_concurrently(&node, &keys, args.concurrency, |node, key| {
+            for_each_concurrently(node, &keys, args.concurrency, |node, key| {
                 // Distinct contents, so no value deduplicates against another.
                 let mut v = value.as_ref().clone();
                 let n = key.len().min(v.len());
                 v[..n].copy_from_slice(&key.as_bytes()[..n]);
-                async move {
-                    node.store(&key, &v, StoreOptions { encrypt })
-                        .await
-                        .map(|_| ())
-                }
+                async move { node.store(&key, &v, StoreOptions { encrypt }).await }
             })
             .await?;
             puts.push(keys.len() as f64 / t.elapsed().as_secs_f64());
             let t = Instant::now();
-            for_each_concurrently(&node, &keys, args.concurrency, |node, key| async move {
+            for_each_concurrently(node, &keys, args.concurrency, |node, key| async move {
                 node.get(&key).await.map(|_| ())
             })
             .await?;
             gets.push(keys.len() as f64 / t.elapsed().as_secs_f64());
-            for key in &keys {
-                node.delete(key).await?;
-            }
         }
         row(
             &format!("store, {mode}"),

@@ -1,0 +1,49 @@
+//! Storage node processes started by `demo` and `bench`: `dstore node` run from this same
+//! binary, with the address it printed, killed when the guard is dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::AnyResult;
+
+/// The storage node processes; killed when dropped, so no error path leaves one running.
+pub struct Processes(pub Vec<(Child, String)>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `dstore node` and returns it with the address it printed.
+pub fn spawn_node(
+    root: &Path,
+    peer: Option<&str>,
+    secret: &str,
+    key: &str,
+) -> AnyResult<(Child, String)> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["node", "--listen", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .env("DSTORE_SECRET", secret)
+        .env("DSTORE_KEY", key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(p) = peer {
+        cmd.args(["--peer", p]);
+    }
+    let mut child = cmd.spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    match line.trim().rsplit_once(" listening on ") {
+        Some((_, addr)) => Ok((child, addr.to_owned())),
+        None => {
+            let _ = child.kill();
+            Err(format!("a node did not start: {line:?}").into())
+        }
+    }
+}
