@@ -18,6 +18,8 @@ mod codec;
 pub mod crypto;
 mod error;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod manifest;
 pub mod net;
