@@ -29,6 +29,26 @@ fn config(root: &std::path::Path, peers: &[String]) -> Config {
     c
 }
 
+/// A member run by `handler` instead of a store (to play a peer that lies or stalls).
+async fn fake_member(handler: Arc<dyn Handler>, seed: &Node) -> Arc<Cluster> {
+    let config = ClusterConfig {
+        listen: Some("127.0.0.1:0".into()),
+        peers: vec![seed.addr().unwrap()],
+        ..Default::default()
+    };
+    Cluster::start(NodeId::random(), ClusterKey::new(SECRET), config, handler)
+        .await
+        .unwrap()
+}
+
+/// A client that joins through `seed` and holds no data of its own.
+fn client_config(root: &std::path::Path, seed: &Node) -> Config {
+    let mut c = config(root, &[seed.addr().unwrap()]);
+    c.listen = None;
+    c.client = true;
+    c
+}
+
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
     for _ in 0..200 {
         if cond() {
@@ -184,18 +204,7 @@ impl Handler for Liar {
 async fn a_peer_that_sends_wrong_bytes_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = cluster(dir.path(), 3).await;
-    let liar = Cluster::start(
-        NodeId::random(),
-        ClusterKey::new(SECRET),
-        ClusterConfig {
-            listen: Some("127.0.0.1:0".into()),
-            peers: vec![nodes[0].addr().unwrap()],
-            ..Default::default()
-        },
-        Arc::new(Liar),
-    )
-    .await
-    .unwrap();
+    let liar = fake_member(Arc::new(Liar), &nodes[0]).await;
     eventually("the liar is a member", || {
         nodes.iter().all(|n| n.peers().len() == 3)
     })
@@ -203,9 +212,7 @@ async fn a_peer_that_sends_wrong_bytes_is_skipped() {
     let data = pattern(4, 30 * CHUNK);
     nodes[0].store("v", &data, ENC).await.unwrap();
     // A reader with no copies of its own: it must fetch every chunk, and the liar owns some.
-    let mut client = config(&dir.path().join("client"), &[nodes[1].addr().unwrap()]);
-    client.listen = None;
-    client.client = true;
+    let client = client_config(&dir.path().join("client"), &nodes[1]);
     let client = Node::open(client).await.unwrap();
     eventually("the client sees the members", || client.peers().len() == 4).await;
     assert_eq!(client.get("v").await.unwrap(), data);
@@ -381,27 +388,14 @@ impl Handler for Staller {
 async fn a_peer_that_stalls_is_skipped_after_the_call_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = cluster(dir.path(), 3).await;
-    let staller = Cluster::start(
-        NodeId::random(),
-        ClusterKey::new(SECRET),
-        ClusterConfig {
-            listen: Some("127.0.0.1:0".into()),
-            peers: vec![nodes[0].addr().unwrap()],
-            ..Default::default()
-        },
-        Arc::new(Staller),
-    )
-    .await
-    .unwrap();
+    let staller = fake_member(Arc::new(Staller), &nodes[0]).await;
     eventually("the staller is a member", || {
         nodes.iter().all(|n| n.peers().len() == 3)
     })
     .await;
     let data = pattern(8, 16 * CHUNK);
     nodes[0].store("v", &data, ENC).await.unwrap();
-    let mut c = config(&dir.path().join("client"), &[nodes[1].addr().unwrap()]);
-    c.listen = None;
-    c.client = true;
+    let mut c = client_config(&dir.path().join("client"), &nodes[1]);
     c.timeouts.call = Duration::from_millis(300);
     let client = Node::open(c).await.unwrap();
     eventually("the client sees the members", || client.peers().len() == 4).await;
@@ -453,9 +447,7 @@ async fn an_owner_that_leaves_mid_transfer_is_replaced() {
     let mut nodes = cluster(dir.path(), 4).await;
     let data = pattern(9, 60 * CHUNK);
     nodes[0].store("v", &data, ENC).await.unwrap();
-    let mut c = config(&dir.path().join("client"), &[nodes[0].addr().unwrap()]);
-    c.listen = None;
-    c.client = true;
+    let c = client_config(&dir.path().join("client"), &nodes[0]);
     let client = Node::open(c).await.unwrap();
     eventually("the client sees the members", || client.peers().len() == 4).await;
     let (tx, rx) = tokio::sync::oneshot::channel();

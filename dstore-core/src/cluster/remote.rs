@@ -89,79 +89,78 @@ impl Remote {
         id: ChunkId,
         data: Arc<Vec<u8>>,
     ) -> Result<()> {
-        let owners = self.owners(&id.0);
-        if owners.is_empty() {
-            return Err(Error::Unavailable("no storage node is reachable".into()));
-        }
-        let need = quorum(owners.len());
-        let sends = owners
-            .into_iter()
-            .map(|owner| {
-                let (cluster, store, data) = (self.cluster.clone(), store.clone(), data.clone());
-                let local = self.is_me(&owner.id);
-                async move {
-                    if local {
-                        tokio::task::spawn_blocking(move || store.hold_chunk(id, &data))
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| e.to_string())
-                    } else {
-                        let request = Request::PutChunk {
-                            id,
-                            data: data.to_vec(),
-                        };
-                        match cluster.call(owner.id, request).await {
-                            Ok(Response::Stored) => Ok(()),
-                            Ok(other) => Err(format!("{}: {}", owner.id, refused(other))),
-                            Err(e) => Err(format!("{}: {e}", owner.id)),
-                        }
-                    }
-                }
-            })
-            .collect();
-        quorum_of(format!("chunk {id}"), sends, need).await
+        let local = {
+            let (store, data) = (store.clone(), data.clone());
+            move || store.hold_chunk(id, &data)
+        };
+        let request = move || Request::PutChunk {
+            id,
+            data: data.to_vec(),
+        };
+        self.store_on_owners(format!("chunk {id}"), &id.0, local, request)
+            .await
     }
 
     /// Stores a manifest (or tombstone) on a majority of its key's owners.
     pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<()> {
-        let owners = self.owners(&KeyId::of(&manifest.body.key).0);
+        let what = format!("manifest of {:?}", manifest.body.key);
+        let key_id = KeyId::of(&manifest.body.key);
+        let bytes = manifest.to_bytes();
+        let local = {
+            let store = store.clone();
+            move || store.adopt(&manifest).map(|_| ())
+        };
+        let request = move || Request::PutManifest {
+            manifest: bytes.clone(),
+        };
+        self.store_on_owners(what, &key_id.0, local, request).await
+    }
+
+    /// Stores an object on a majority of the owners of `object`: with `local` on this node
+    /// (on the blocking pool), with the request `request` makes on the others. Returns once a
+    /// majority succeeded; the other copies carry on in the background.
+    async fn store_on_owners(
+        &self,
+        what: String,
+        object: &[u8; 32],
+        local: impl FnOnce() -> Result<()> + Send + 'static,
+        request: impl Fn() -> Request + Send + Sync + 'static,
+    ) -> Result<()> {
+        let owners = self.owners(object);
         if owners.is_empty() {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
         let need = quorum(owners.len());
-        let bytes = Arc::new(manifest.to_bytes());
-        let manifest = Arc::new(manifest);
+        let request = Arc::new(request);
+        let mut local = Some(local);
         let sends = owners
             .into_iter()
             .map(|owner| {
-                let (cluster, store, manifest, bytes) = (
-                    self.cluster.clone(),
-                    store.clone(),
-                    manifest.clone(),
-                    bytes.clone(),
-                );
-                let local = self.is_me(&owner.id);
-                async move {
-                    if local {
-                        tokio::task::spawn_blocking(move || store.adopt(&manifest))
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    } else {
-                        let request = Request::PutManifest {
-                            manifest: bytes.to_vec(),
+                let (cluster, request) = (self.cluster.clone(), request.clone());
+                let here = if self.is_me(&owner.id) {
+                    local.take()
+                } else {
+                    None
+                };
+                Box::pin(async move {
+                    if let Some(op) = here {
+                        return match tokio::task::spawn_blocking(op).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
                         };
-                        match cluster.call(owner.id, request).await {
-                            Ok(Response::Stored) => Ok(()),
-                            Ok(other) => Err(format!("{}: {}", owner.id, refused(other))),
-                            Err(e) => Err(format!("{}: {e}", owner.id)),
-                        }
                     }
-                }
+                    match cluster.call(owner.id, request()).await {
+                        Ok(Response::Stored) => Ok(()),
+                        Ok(other) => Err(format!("{}: {}", owner.id, refused(other))),
+                        Err(e) => Err(format!("{}: {e}", owner.id)),
+                    }
+                })
+                    as std::pin::Pin<
+                        Box<dyn Future<Output = std::result::Result<(), String>> + Send>,
+                    >
             })
             .collect();
-        quorum_of(format!("manifest of {:?}", manifest.body.key), sends, need).await
+        quorum_of(what, sends, need).await
     }
 
     /// The newest manifest (or tombstone) of `key` among a majority of its owners; `None` if
