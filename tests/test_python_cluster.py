@@ -98,3 +98,23 @@ def test_python_and_the_command_line_share_one_cluster(nodes: Nodes, tmp_path: P
         assert py.get("from-cli") == (tmp_path / "in.bin").read_bytes()
         py.store("from-python", b"written by Python")
     assert dstore_cli("get", "--peer", first, "from-python").stdout == b"written by Python"
+
+
+def test_dstore_log_sends_the_core_logs_to_stderr(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import dstore, sys\n"
+        f"a = dstore.Node({str(tmp_path / 'a')!r}, secret=b'right', listen='127.0.0.1:0')\n"
+        f"b = dstore.Node({str(tmp_path / 'b')!r}, secret=b'wrong', peers=[a.addr], client=True)\n"
+        "try:\n    b.settle(10)\nexcept dstore.UnavailableError:\n    pass\n"
+        "a.close(); b.close()\n"
+    )
+    quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if k != "DSTORE_LOG"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DSTORE_LOG": "warn"})
+    assert loud.returncode == 0
+    assert "refused" in loud.stderr

@@ -14,6 +14,7 @@ use crate::errors::{self, Error};
 /// One multi-thread runtime for the whole process, made on first use. The core does its disk
 /// work on the runtime's blocking pool, so one runtime serves every node and every thread.
 static RUNTIME: Lazy<Result<Owned, String>> = Lazy::new(|| {
+    init_logging();
     Builder::new_multi_thread()
         .enable_all()
         .thread_name("dstore-worker")
@@ -24,6 +25,17 @@ static RUNTIME: Lazy<Result<Owned, String>> = Lazy::new(|| {
         })
         .map_err(|e| format!("could not start the dstore runtime: {e}"))
 });
+
+/// With `DSTORE_LOG` set (e.g. `DSTORE_LOG=debug`), dstore's logs go to stderr. Without it
+/// nothing is installed: logging belongs to the application.
+fn init_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("DSTORE_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
 
 struct Owned {
     runtime: Runtime,
