@@ -166,16 +166,20 @@ impl Remote {
     /// The newest manifest (or tombstone) of `key` among a majority of its owners; `None` if
     /// none of them has one.
     pub async fn get_manifest(&self, store: &Arc<Store>, key: &str) -> Result<Option<Manifest>> {
-        let owners = self.owners(&KeyId::of(key).0);
+        let mut owners = self.owners(&KeyId::of(key).0);
         if owners.is_empty() {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
         let need = quorum(owners.len());
+        // Ask a majority (this node first, when it is an owner: the cheapest answer), and
+        // another owner for each one that fails.
+        owners.sort_by_key(|o| !self.is_me(&o.id));
+        let mut waiting = owners.into_iter();
         let mut asks = tokio::task::JoinSet::new();
-        for owner in owners {
+        let ask = |owner: Candidate| {
             let (cluster, store, key) = (self.cluster.clone(), store.clone(), key.to_owned());
             let local = self.is_me(&owner.id);
-            asks.spawn(async move {
+            async move {
                 if local {
                     let k = key.clone();
                     return match tokio::task::spawn_blocking(move || store.manifest(&k)).await {
@@ -204,7 +208,10 @@ impl Remote {
                     Ok(other) => Err(format!("{}: {}", owner.id, refused(other))),
                     Err(e) => Err(format!("{}: {e}", owner.id)),
                 }
-            });
+            }
+        };
+        for owner in waiting.by_ref().take(need) {
+            asks.spawn(ask(owner));
         }
         let (mut answers, mut failures, mut newest): (usize, Vec<String>, Option<Manifest>) =
             (0, Vec::new(), None);
@@ -221,14 +228,15 @@ impl Remote {
                         }
                     }
                     if answers >= need {
-                        // The remaining owners keep running in the background.
-                        asks.detach_all();
                         return Ok(newest);
                     }
                 }
                 Err(e) => {
                     tracing::debug!(key, error = %e, "an owner failed a manifest read");
                     failures.push(e);
+                    if let Some(next) = waiting.next() {
+                        asks.spawn(ask(next));
+                    }
                 }
             }
         }
