@@ -148,3 +148,24 @@ def test_the_demo_runs_and_checks_every_step() -> None:
     out = dstore("demo").stdout.decode()
     assert "Everything above was checked" in out
     assert "Killed node-1" in out
+
+
+def test_a_restarted_member_is_redialled_and_serves_what_it_holds(nodes: Nodes, tmp_path: Path) -> None:
+    a, b, c = nodes.cluster(3)
+    (tmp_path / "in.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    dstore("put", "--peer", a, "kept", str(tmp_path / "in.bin"))
+    nodes.procs[2].kill()
+    nodes.procs[2].wait()
+    time.sleep(1)
+    # The same root, on the same address: the others redial it (with backoff) and take it back.
+    args = [str(DSTORE), "node", "--root", str(tmp_path / "n2"), "--listen", c, "--peer", a]
+    log = open(tmp_path / "n2-again.log", "w")
+    nodes.files.append(log)
+    again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env())
+    nodes.procs.append(again)
+    assert c in nodes.first_line(again)
+    deadline = time.monotonic() + 30
+    while "members  3" not in dstore("status", "--peer", a).stdout.decode():
+        assert time.monotonic() < deadline, "the restarted member was never seen again"
+        time.sleep(0.5)
+    assert dstore("get", "--peer", c, "kept").stdout == (tmp_path / "in.bin").read_bytes()
