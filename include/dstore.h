@@ -18,6 +18,17 @@
  *   thread at a time. Do not call dstore from a thread of a tokio runtime, nor in a child
  *   forked after the parent used dstore (DSTORE_RUNTIME).
  * - A panic inside dstore (a bug) is caught and returned as DSTORE_PANIC.
+ *
+ * Cluster
+ * - By default a node is standalone. With dstore_options_set_listen() it is a cluster member
+ *   that holds data for its peers; with dstore_options_set_client() it is a client that reads
+ *   and writes through the members. Either joins the members named by
+ *   dstore_options_add_peer(); every node of a cluster needs the same secret
+ *   (dstore_options_set_secret), and nodes that read each other's encrypted values the same
+ *   data key. A client calls dstore_settle() before its first request. The other calls work
+ *   the same on every kind of node; DSTORE_UNAVAILABLE means too few members answered.
+ * - dstore_free() of a cluster node stops all its network activity and closes its port
+ *   before it returns.
  */
 
 #ifndef DSTORE_H
@@ -112,6 +123,25 @@ typedef struct dstore_node dstore_node;
  */
 typedef struct dstore_options dstore_options;
 
+/**
+ * One live member of the cluster, as listed by dstore_peers().
+ */
+typedef struct {
+  /**
+   * Its node id: 64 lowercase hex digits and a NUL.
+   */
+  char id[65];
+  /**
+   * The address it is reached at, "host:port", NUL-terminated. Part of the array: freed by
+   * dstore_peers_free() with it, never on its own.
+   */
+  const char *addr;
+  /**
+   * Its zone, NUL-terminated, or NULL if it has none. Owned by the array, like `addr`.
+   */
+  const char *zone;
+} dstore_peer;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -138,8 +168,9 @@ const char *dstore_last_error(void);
 
 /**
  * A new options object with the defaults: no root (one must be set), the data key and
- * cluster secret kept in the root, 1 MiB chunks. The caller owns it and frees it with
- * dstore_options_free(). Returns NULL only if dstore has a bug (see DSTORE_PANIC).
+ * cluster secret kept in the root, 1 MiB chunks, standalone (no network). The caller owns it
+ * and frees it with dstore_options_free(). Returns NULL only if dstore has a bug (see
+ * DSTORE_PANIC).
  */
 dstore_options *dstore_options_new(void);
 
@@ -172,6 +203,49 @@ dstore_status dstore_options_set_secret(dstore_options *opts,
 dstore_status dstore_options_set_chunk_size(dstore_options *opts, size_t chunk_size);
 
 /**
+ * Makes the node a cluster member that listens for peers on `addr`, "host:port"
+ * (NUL-terminated UTF-8, copied), e.g. "0.0.0.0:7000", or "127.0.0.1:0" for any free port
+ * (dstore_node_addr() then says which). Not with dstore_options_set_client().
+ */
+dstore_status dstore_options_set_listen(dstore_options *opts, const char *addr);
+
+/**
+ * Sets the address peers dial to reach this member, "host:port" (NUL-terminated UTF-8,
+ * copied), when it is not the one it listens on (behind NAT, or listening on 0.0.0.0). By
+ * default: the listen address, with 0.0.0.0 replaced by the local address that routes to the
+ * first peer.
+ */
+dstore_status dstore_options_set_advertise(dstore_options *opts, const char *addr);
+
+/**
+ * Adds a bootstrap peer, "host:port" of a cluster member (NUL-terminated UTF-8, copied). Call
+ * once per peer; one live member is enough, as the rest are learnt from it. Peers cannot be
+ * removed from an options object (make a new one).
+ */
+dstore_status dstore_options_add_peer(dstore_options *opts, const char *addr);
+
+/**
+ * Sets how many copies of every value a cluster keeps: 1 to 255, 3 by default, capped by the
+ * number of live members. A standalone node keeps one.
+ */
+dstore_status dstore_options_set_replicas(dstore_options *opts, size_t n);
+
+/**
+ * Sets this member's zone, a failure-domain label such as a rack or a region
+ * (NUL-terminated UTF-8, copied, not empty): copies of a value go to as many zones as
+ * possible. None by default.
+ */
+dstore_status dstore_options_set_zone(dstore_options *opts, const char *zone);
+
+/**
+ * With `client` true, the node joins the cluster of its peers (dstore_options_add_peer) as a
+ * client: it reads and writes through the members, but never listens and never holds the
+ * cluster's data. dstore_new() refuses a client with a listen address. Call dstore_settle()
+ * before the first request. False by default.
+ */
+dstore_status dstore_options_set_client(dstore_options *opts, bool client);
+
+/**
  * Frees an options object. NULL is ignored. Nodes opened with it are not affected.
  */
 void dstore_options_free(dstore_options *opts);
@@ -180,16 +254,23 @@ void dstore_options_free(dstore_options *opts);
  * Opens (or creates) the node whose storage root is set in `opts`. `opts` is read, not
  * consumed: the caller still owns and frees it. On success `*out` receives a new node that
  * the caller owns and frees with dstore_free(); on failure `*out` is left unchanged.
+ * A cluster member is listening when this returns; it finds its peers in the background.
  * DSTORE_LOCKED: another node (in this or another process) has the root open.
  * DSTORE_WRONG_KEY: the root belongs to a cluster with another secret.
+ * DSTORE_INVALID_ARGUMENT: also for options that do not go together (a client with a listen
+ * address, peers without a listen address or client mode).
+ * DSTORE_IO: also when the listen address cannot be bound (in use, not local).
  */
 dstore_status dstore_new(const dstore_options *opts, dstore_node **out);
 
 /**
  * Closes the node and frees it: waits for calls in flight on other threads to finish,
  * releases the root's lock (another node may open it once this returns), and frees the
- * handle. NULL is ignored. After this call `node` must not be used, by any thread; calling
- * it while other threads may still start calls on `node` is a bug in the caller.
+ * handle. A cluster node also leaves the cluster: its listener, connections, heartbeats and
+ * any copies still being sent beyond the quorum of a finished write are stopped, and its
+ * port is closed, before this returns. NULL is ignored. After this call `node` must not be
+ * used, by any thread; calling it while other threads may still start calls on `node` is a
+ * bug in the caller.
  */
 void dstore_free(dstore_node *node);
 
@@ -264,6 +345,42 @@ void dstore_bytes_free(uint8_t *data, size_t len);
  * count returned with it. NULL is ignored; so is a `count` no array can have.
  */
 void dstore_keys_free(char **keys, size_t count);
+
+/**
+ * Writes the address peers dial to reach this node, "host:port" and a NUL, into `buf`, which
+ * the caller owns and must have room for `buf_len` bytes. For a member that listens on port
+ * 0 this holds the port actually bound. DSTORE_NOT_FOUND: the node has no address (it is
+ * standalone, or a client). DSTORE_INVALID_ARGUMENT if `buf_len` is too small; the message
+ * says how many bytes are needed (an address is rarely over 64). `buf` is written only on
+ * success.
+ */
+dstore_status dstore_node_addr(const dstore_node *node, char *buf, size_t buf_len);
+
+/**
+ * Lists the live members of the cluster other than this node, in order of id: the members
+ * that answered a heartbeat recently. On success `*out` points to `*out_count` entries; the
+ * caller owns the array, and frees it together with the strings its entries point to with
+ * one call, dstore_peers_free(*out, *out_count) (never free() an entry's `addr` or `zone`).
+ * `*out` is not NULL even when there are no peers (a standalone node has none). On failure
+ * neither is written.
+ */
+dstore_status dstore_peers(dstore_node *node, dstore_peer **out, size_t *out_count);
+
+/**
+ * Frees a peer list returned by dstore_peers(): the strings and the array. `count` must be the
+ * count returned with it. NULL is ignored; so is a `count` no array can have.
+ */
+void dstore_peers_free(dstore_peer *peers, size_t count);
+
+/**
+ * Waits until the node sees its cluster: at least one other member answered and the set of
+ * members stopped changing, for up to `timeout_ms` milliseconds. On success `*out_peers` is
+ * the number of live peers (0 at once for a standalone node). A client calls this before its
+ * first request, so that it places data where the members expect it; a member may call it
+ * to wait for its peers. DSTORE_UNAVAILABLE: no member answered in time, or (at once) every
+ * peer refused this node's cluster secret.
+ */
+dstore_status dstore_settle(dstore_node *node, uint32_t timeout_ms, size_t *out_peers);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -8,11 +8,25 @@
 //
 // Link with -ldstore, as for C. Nothing here is needed to use dstore from C++: dstore.h is
 // C++-compatible; this header only adds ownership and exceptions.
+//
+// Cluster: a node is standalone unless its Options say otherwise. listen() makes it a member
+// that holds data for its peers, client() a client that reads and writes through the members;
+// either joins the members given to add_peer(), with the cluster's secret(). A client calls
+// settle() before its first request. The other calls work the same on every kind of node and
+// throw Unavailable when too few members answer; a Node's destructor stops all its network
+// activity and closes its port.
+//
+//     dstore::Node client(dstore::Options().root("./client").secret("s").client()
+//                             .add_peer("10.0.0.5:7000"));
+//     client.settle(std::chrono::seconds(10));
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -141,6 +155,39 @@ public:
         return *this;
     }
 
+    // Cluster options (see the top of this file and dstore.h for each).
+    // Be a member listening on "host:port" ("127.0.0.1:0": any free port; see Node::addr).
+    Options& listen(const std::string& addr) {
+        detail::check(dstore_options_set_listen(opts_, detail::c_str(addr, "listen address")));
+        return *this;
+    }
+    // The "host:port" peers should dial, if not the listen address.
+    Options& advertise(const std::string& addr) {
+        detail::check(
+            dstore_options_set_advertise(opts_, detail::c_str(addr, "advertise address")));
+        return *this;
+    }
+    // A member to join through, "host:port"; call once per peer.
+    Options& add_peer(const std::string& addr) {
+        detail::check(dstore_options_add_peer(opts_, detail::c_str(addr, "peer address")));
+        return *this;
+    }
+    // Copies kept of every value, 1 to 255 (3 by default).
+    Options& replicas(std::size_t n) {
+        detail::check(dstore_options_set_replicas(opts_, n));
+        return *this;
+    }
+    // This member's failure domain (a rack, a region).
+    Options& zone(const std::string& zone) {
+        detail::check(dstore_options_set_zone(opts_, detail::c_str(zone, "zone")));
+        return *this;
+    }
+    // Join as a client: never listens, never holds the cluster's data.
+    Options& client(bool client = true) {
+        detail::check(dstore_options_set_client(opts_, client));
+        return *this;
+    }
+
     const dstore_options* get() const noexcept { return opts_; }
 
 private:
@@ -148,6 +195,13 @@ private:
 };
 
 // ---- Node ---------------------------------------------------------------------------------
+
+// A live member of the cluster, as Node::peers() lists it.
+struct Peer {
+    std::string id;                   // 64 hex digits
+    std::string addr;                 // "host:port"
+    std::optional<std::string> zone;  // none if the member has no zone
+};
 
 // An open node. Move-only; the destructor closes it and releases the root. A Node may be used
 // from many threads at once, but must outlive every call made on it.
@@ -236,6 +290,54 @@ public:
         return std::string(buf, 64);
     }
 
+    // The address peers dial to reach this member; none for a standalone node or a client.
+    std::optional<std::string> addr() const {
+        // An address is short; a longer one is retried with a buffer that fits it. With a
+        // valid handle and buffer, DSTORE_INVALID_ARGUMENT can only mean "too small".
+        std::vector<char> buf(64);
+        for (;;) {
+            const dstore_status status = dstore_node_addr(node_, buf.data(), buf.size());
+            if (status == DSTORE_OK) {
+                return std::string(buf.data());
+            }
+            if (status == DSTORE_NOT_FOUND) {
+                return std::nullopt;
+            }
+            if (status != DSTORE_INVALID_ARGUMENT || node_ == nullptr || buf.size() >= 65536) {
+                detail::throw_status(status);
+            }
+            buf.resize(buf.size() * 4);
+        }
+    }
+
+    // The live members other than this node, in order of id.
+    std::vector<Peer> peers() {
+        PeerList list;
+        detail::check(dstore_peers(node_, &list.peers, &list.count));
+        std::vector<Peer> out;
+        out.reserve(list.count);
+        for (std::size_t i = 0; i < list.count; ++i) {
+            const dstore_peer& p = list.peers[i];
+            out.push_back(Peer{std::string(p.id), std::string(p.addr),
+                               p.zone ? std::optional<std::string>(p.zone) : std::nullopt});
+        }
+        return out;
+    }
+
+    // Waits up to `timeout` (0 to UINT32_MAX ms) until the node sees its cluster; returns the
+    // number of live peers. Throws Unavailable if no member answered or all refused the secret.
+    std::size_t settle(std::chrono::milliseconds timeout) {
+        if (timeout.count() < 0 || static_cast<unsigned long long>(timeout.count()) >
+                                       std::numeric_limits<std::uint32_t>::max()) {
+            throw InvalidArgument(DSTORE_INVALID_ARGUMENT,
+                                  "settle timeout must be 0 to 4294967295 ms");
+        }
+        std::size_t live = 0;
+        detail::check(
+            dstore_settle(node_, static_cast<std::uint32_t>(timeout.count()), &live));
+        return live;
+    }
+
     // The C handle, for calls this wrapper does not cover. Still owned by this Node.
     dstore_node* native_handle() const noexcept { return node_; }
 
@@ -256,6 +358,14 @@ private:
         KeyList(const KeyList&) = delete;
         KeyList& operator=(const KeyList&) = delete;
         ~KeyList() { dstore_keys_free(keys, count); }
+    };
+    struct PeerList {
+        dstore_peer* peers = nullptr;
+        std::size_t count = 0;
+        PeerList() = default;
+        PeerList(const PeerList&) = delete;
+        PeerList& operator=(const PeerList&) = delete;
+        ~PeerList() { dstore_peers_free(peers, count); }
     };
 
     void fetch(const std::string& key, Buffer& buffer) {

@@ -118,3 +118,15 @@ def test_dstore_log_sends_the_core_logs_to_stderr(tmp_path: Path) -> None:
                           env={**os.environ, "DSTORE_LOG": "warn"})
     assert loud.returncode == 0
     assert "refused" in loud.stderr
+
+
+def test_close_leaves_the_cluster_and_frees_the_port_at_once(tmp_path: Path) -> None:
+    a = member(tmp_path / "a")
+    b = member(tmp_path / "b", [a.addr])
+    wait_for(lambda: len(a.peers()) == 1, "joined")
+    addr = b.addr
+    b.close()
+    # Reopening the same root on the same address works right away.
+    with dstore.Node(tmp_path / "b", key=DATA_KEY, secret=SECRET.encode(), chunk_size=CHUNK, listen=addr) as again:
+        assert again.addr == addr
+    a.close()

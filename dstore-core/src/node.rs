@@ -371,7 +371,7 @@ impl Node {
     /// root: once this returns, another node may open it. Closing twice is harmless.
     pub async fn close(&self) {
         if let Some(remote) = &self.inner.remote {
-            remote.cluster.shutdown();
+            remote.cluster.shutdown().await;
         }
         self.inner.store.write().await.take();
     }

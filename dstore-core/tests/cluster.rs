@@ -221,7 +221,7 @@ async fn a_peer_that_sends_wrong_bytes_is_skipped() {
         std::fs::remove_file(c).unwrap();
     }
     assert_eq!(nodes[1].get("v").await.unwrap(), data);
-    liar.shutdown();
+    liar.shutdown().await;
     client.close().await;
     for n in nodes.drain(..) {
         n.close().await;
@@ -400,7 +400,7 @@ async fn a_peer_that_stalls_is_skipped_after_the_call_timeout() {
     let client = Node::open(c).await.unwrap();
     eventually("the client sees the members", || client.peers().len() == 4).await;
     assert_eq!(client.get("v").await.unwrap(), data);
-    staller.shutdown();
+    staller.shutdown().await;
     client.close().await;
     for n in nodes.drain(..) {
         n.close().await;

@@ -75,7 +75,7 @@ async fn a_node_started_with_one_peer_learns_them_all() {
         assert_eq!(n.candidates().len(), 4);
     }
     for n in all {
-        n.shutdown();
+        n.shutdown().await;
     }
 }
 
@@ -97,7 +97,7 @@ async fn a_wrong_secret_joins_nothing_and_the_cluster_keeps_serving() {
     assert_eq!(a.peers().len(), 1);
     assert_eq!(b.peers().len(), 1);
     for n in [a, b, intruder] {
-        n.shutdown();
+        n.shutdown().await;
     }
 }
 
@@ -106,7 +106,7 @@ async fn a_stopped_node_is_found_dead_and_found_again_when_back() {
     let a = member(b"s", vec![]).await;
     let b = member(b"s", vec![a.addr().unwrap().to_string()]).await;
     eventually("joined", || a.peers().len() == 1).await;
-    b.shutdown();
+    b.shutdown().await;
     drop(b);
     eventually("a finds b dead", || a.peers().is_empty()).await;
     let c = member(b"s", vec![a.addr().unwrap().to_string()]).await;
@@ -114,6 +114,21 @@ async fn a_stopped_node_is_found_dead_and_found_again_when_back() {
         a.peers().len() == 1 && c.peers().len() == 1
     })
     .await;
-    a.shutdown();
-    c.shutdown();
+    a.shutdown().await;
+    c.shutdown().await;
+}
+
+/// After shutdown the listening port is free at once, and nothing dials or is adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_frees_the_port_and_stays_down() {
+    let a = member(b"s", vec![]).await;
+    let b = member(b"s", vec![a.addr().unwrap().to_string()]).await;
+    eventually("joined", || a.peers().len() == 1).await;
+    let addr = a.addr().unwrap().to_string();
+    a.shutdown().await;
+    // The port can be bound again right away: the listener is gone.
+    std::net::TcpListener::bind(&addr).expect("the port is free after shutdown");
+    tokio::time::sleep(Duration::from_secs(1)).await; // b keeps trying to reach a
+    assert!(a.peers().len() <= 1);
+    b.shutdown().await;
 }

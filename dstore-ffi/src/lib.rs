@@ -2,7 +2,8 @@
 //! (`make header`) and checked against it by `tests/header.rs`.
 //!
 //! This crate holds no storage logic: each export checks its arguments, runs one call of
-//! [`dstore_core::Node`] on a shared tokio runtime, and maps the outcome to a status code.
+//! [`dstore_core::Node`] on a tokio runtime (shared, or the node's own for a cluster node; see
+//! `runtime`), and maps the outcome to a status code.
 //!
 //! The conventions, after rustls-ffi (the header's opening comment states them for C users):
 //! - every name starts with `dstore_`; constructors end in `_new`, destructors in `_free`, and
@@ -36,7 +37,9 @@ mod node;
 
 mod buffers;
 
-// Internals: argument checks, the panic boundary and the runtime.
+mod cluster;
+
+// Internals: argument checks, the panic boundary and the runtimes.
 mod args;
 mod boundary;
 mod runtime;
@@ -45,14 +48,17 @@ mod runtime;
 mod tests;
 
 pub use buffers::{dstore_bytes_free, dstore_keys_free};
+pub use cluster::{dstore_node_addr, dstore_peer, dstore_peers, dstore_peers_free, dstore_settle};
 pub use last_error::dstore_last_error;
 pub use node::{
     dstore_delete, dstore_free, dstore_get, dstore_get_file, dstore_has, dstore_keys, dstore_new,
     dstore_node, dstore_node_id, dstore_store, dstore_store_file,
 };
 pub use options::{
-    dstore_options, dstore_options_free, dstore_options_new, dstore_options_set_chunk_size,
-    dstore_options_set_data_key, dstore_options_set_root, dstore_options_set_secret,
+    dstore_options, dstore_options_add_peer, dstore_options_free, dstore_options_new,
+    dstore_options_set_advertise, dstore_options_set_chunk_size, dstore_options_set_client,
+    dstore_options_set_data_key, dstore_options_set_listen, dstore_options_set_replicas,
+    dstore_options_set_root, dstore_options_set_secret, dstore_options_set_zone,
 };
 pub use status::{dstore_status, dstore_status_name};
 

@@ -9,7 +9,7 @@ use crate::args::{self, free_handle, handle, into_handle, output};
 use crate::boundary::boundary;
 use crate::buffers;
 use crate::options::dstore_options;
-use crate::runtime::{block_on, run};
+use crate::runtime::{self, Runtime};
 use crate::status::{dstore_status, Failure, Result};
 
 /// An open dstore node: one storage root, locked while the node is open. Open with
@@ -20,7 +20,25 @@ use crate::status::{dstore_status, Failure, Result};
 pub struct dstore_node {
     /// Shared with the runtime's tasks during a call; `Node` is `Send + Sync`, which is what
     /// makes the handle usable from many threads.
-    node: Node,
+    pub(crate) node: Node,
+    /// A cluster node's own runtime, which runs its background tasks and is dropped (ending
+    /// them) in dstore_free; see runtime.rs. `None` for a standalone node, which has no
+    /// background tasks and uses the shared runtime. Declared after `node`, so that dropping
+    /// the handle drops the node before stopping its runtime.
+    own_runtime: Option<Runtime>,
+}
+
+impl dstore_node {
+    /// Runs one core call of this node to completion, on its runtime.
+    pub(crate) fn run<T>(
+        &self,
+        call: impl std::future::Future<Output = dstore_core::Result<T>>,
+    ) -> Result<T> {
+        match &self.own_runtime {
+            Some(own) => own.run(call),
+            None => runtime::shared()?.run(call),
+        }
+    }
 }
 
 // The header promises that one node may be used from many threads at once.
@@ -30,7 +48,7 @@ const _: () = {
 };
 
 /// Length of a node id in hex digits.
-const NODE_ID_HEX_LEN: usize = 64;
+pub(crate) const NODE_ID_HEX_LEN: usize = 64;
 
 // SAFETY (for every `args` call in this file): the header states the contract of each pointer
 // (NULL, or valid as described); `args` checks the rest and reports which argument failed.
@@ -38,8 +56,12 @@ const NODE_ID_HEX_LEN: usize = 64;
 /// Opens (or creates) the node whose storage root is set in `opts`. `opts` is read, not
 /// consumed: the caller still owns and frees it. On success `*out` receives a new node that
 /// the caller owns and frees with dstore_free(); on failure `*out` is left unchanged.
+/// A cluster member is listening when this returns; it finds its peers in the background.
 /// DSTORE_LOCKED: another node (in this or another process) has the root open.
 /// DSTORE_WRONG_KEY: the root belongs to a cluster with another secret.
+/// DSTORE_INVALID_ARGUMENT: also for options that do not go together (a client with a listen
+/// address, peers without a listen address or client mode).
+/// DSTORE_IO: also when the listen address cannot be bound (in use, not local).
 #[no_mangle]
 pub unsafe extern "C" fn dstore_new(
     opts: *const dstore_options,
@@ -48,16 +70,30 @@ pub unsafe extern "C" fn dstore_new(
     boundary("dstore_new", || -> Result {
         let config = unsafe { handle(opts, "opts") }?.config()?;
         let out = unsafe { output(out, "out") }?;
-        let node = run(Node::open(config))?;
-        out.write(into_handle(dstore_node { node }));
+        let clustered = config.listen.is_some() || config.client || !config.peers.is_empty();
+        let own_runtime = if clustered {
+            Some(Runtime::for_cluster_node()?)
+        } else {
+            None
+        };
+        // The node's background tasks are spawned by `open`, so it runs on the node's runtime.
+        // If it fails, dropping `own_runtime` stops whatever it had started.
+        let node = match &own_runtime {
+            Some(own) => own.run(Node::open(config))?,
+            None => runtime::shared()?.run(Node::open(config))?,
+        };
+        out.write(into_handle(dstore_node { node, own_runtime }));
         Ok(())
     })
 }
 
 /// Closes the node and frees it: waits for calls in flight on other threads to finish,
 /// releases the root's lock (another node may open it once this returns), and frees the
-/// handle. NULL is ignored. After this call `node` must not be used, by any thread; calling
-/// it while other threads may still start calls on `node` is a bug in the caller.
+/// handle. A cluster node also leaves the cluster: its listener, connections, heartbeats and
+/// any copies still being sent beyond the quorum of a finished write are stopped, and its
+/// port is closed, before this returns. NULL is ignored. After this call `node` must not be
+/// used, by any thread; calling it while other threads may still start calls on `node` is a
+/// bug in the caller.
 #[no_mangle]
 pub unsafe extern "C" fn dstore_free(node: *mut dstore_node) {
     boundary("dstore_free", || {
@@ -65,9 +101,14 @@ pub unsafe extern "C" fn dstore_free(node: *mut dstore_node) {
         if let Ok(n) = unsafe { handle(node, "node") } {
             // Where the runtime cannot run (a forked child, a tokio thread) there is nothing
             // to wait for: dropping the node below releases the root as well.
-            let _ = block_on(n.node.close());
+            let _ = n.run(async {
+                n.node.close().await;
+                Ok::<_, dstore_core::Error>(())
+            });
         }
-        // SAFETY: as above; the handle is not used after this.
+        // SAFETY: as above; the handle is not used after this. Dropping it drops the node,
+        // then stops a cluster node's runtime, which ends any task that outlived `close`
+        // (and with it its sockets) and waits for their disk work.
         unsafe { free_handle(node) }
     })
 }
@@ -120,7 +161,7 @@ pub unsafe extern "C" fn dstore_store(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let data = unsafe { args::bytes(data, len, "data") }?;
-        run(node.node.store(key, data, StoreOptions { encrypt }))
+        node.run(node.node.store(key, data, StoreOptions { encrypt }))
     })
 }
 
@@ -139,7 +180,7 @@ pub unsafe extern "C" fn dstore_get(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let (out, out_len) = unsafe { (output(out, "out")?, output(out_len, "out_len")?) };
-        let value = run(node.node.get(key))?;
+        let value = node.run(node.node.get(key))?;
         let (ptr, len) = buffers::bytes_to_c(value);
         out.write(ptr);
         out_len.write(len);
@@ -158,7 +199,7 @@ pub unsafe extern "C" fn dstore_has(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let out = unsafe { output(out, "out") }?;
-        out.write(run(node.node.has(key))?);
+        out.write(node.run(node.node.has(key))?);
         Ok(())
     })
 }
@@ -172,7 +213,7 @@ pub unsafe extern "C" fn dstore_delete(
     boundary("dstore_delete", || -> Result {
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
-        run(node.node.delete(key))
+        node.run(node.node.delete(key))
     })
 }
 
@@ -194,7 +235,7 @@ pub unsafe extern "C" fn dstore_keys(
                 output(out_count, "out_count")?,
             )
         };
-        let keys = run(node.node.keys())?;
+        let keys = node.run(node.node.keys())?;
         let (ptr, count) = buffers::keys_to_c(keys)?;
         out_keys.write(ptr);
         out_count.write(count);
@@ -216,7 +257,8 @@ pub unsafe extern "C" fn dstore_store_file(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let path = unsafe { args::string(path, "path") }?;
-        run(node.node.store_file(key, path, StoreOptions { encrypt })).map(|_size| ())
+        node.run(node.node.store_file(key, path, StoreOptions { encrypt }))
+            .map(|_size| ())
     })
 }
 
@@ -233,6 +275,6 @@ pub unsafe extern "C" fn dstore_get_file(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let path = unsafe { args::string(path, "path") }?;
-        run(node.node.get_file(key, path)).map(|_size| ())
+        node.run(node.node.get_file(key, path)).map(|_size| ())
     })
 }

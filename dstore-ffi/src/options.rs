@@ -29,6 +29,19 @@ pub struct dstore_options {
     secret: Option<Vec<u8>>,
     /// Plaintext bytes per chunk.
     chunk_size: usize,
+    /// Where a cluster member listens for peers. With `None`, no peers and `client` false, the
+    /// node is standalone (no network).
+    listen: Option<String>,
+    /// The address peers dial, when it is not the one `listen` binds.
+    advertise: Option<String>,
+    /// Bootstrap peers, in the order added.
+    peers: Vec<String>,
+    /// `None`: the core's default (3).
+    replicas: Option<usize>,
+    /// A failure-domain label.
+    zone: Option<String>,
+    /// Join as a client (no listening, no data owned).
+    client: bool,
 }
 
 impl dstore_options {
@@ -41,13 +54,24 @@ impl dstore_options {
         config.data_key = self.data_key;
         config.secret = self.secret.clone();
         config.chunk_size = self.chunk_size;
+        config.listen = self.listen.clone();
+        config.advertise = self.advertise.clone();
+        config.peers = self.peers.clone();
+        if let Some(replicas) = self.replicas {
+            config.replicas = replicas;
+        }
+        config.zone = self.zone.clone();
+        // The core refuses a client that listens, and a member without a listen address, at
+        // open: those depend on two options, so dstore_new reports them, not a setter.
+        config.client = self.client;
         Ok(config)
     }
 }
 
 /// A new options object with the defaults: no root (one must be set), the data key and
-/// cluster secret kept in the root, 1 MiB chunks. The caller owns it and frees it with
-/// dstore_options_free(). Returns NULL only if dstore has a bug (see DSTORE_PANIC).
+/// cluster secret kept in the root, 1 MiB chunks, standalone (no network). The caller owns it
+/// and frees it with dstore_options_free(). Returns NULL only if dstore has a bug (see
+/// DSTORE_PANIC).
 #[no_mangle]
 pub extern "C" fn dstore_options_new() -> *mut dstore_options {
     boundary("dstore_options_new", || {
@@ -56,6 +80,12 @@ pub extern "C" fn dstore_options_new() -> *mut dstore_options {
             data_key: None,
             secret: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            listen: None,
+            advertise: None,
+            peers: Vec::new(),
+            replicas: None,
+            zone: None,
+            client: false,
         })
     })
 }
@@ -144,9 +174,145 @@ pub unsafe extern "C" fn dstore_options_set_chunk_size(
     })
 }
 
+/// Makes the node a cluster member that listens for peers on `addr`, "host:port"
+/// (NUL-terminated UTF-8, copied), e.g. "0.0.0.0:7000", or "127.0.0.1:0" for any free port
+/// (dstore_node_addr() then says which). Not with dstore_options_set_client().
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_listen(
+    opts: *mut dstore_options,
+    addr: *const c_char,
+) -> dstore_status {
+    boundary("dstore_options_set_listen", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        let addr = unsafe { address(addr, "addr", Port::MayBeZero) }?;
+        opts.listen = Some(addr.to_owned());
+        Ok(())
+    })
+}
+
+/// Sets the address peers dial to reach this member, "host:port" (NUL-terminated UTF-8,
+/// copied), when it is not the one it listens on (behind NAT, or listening on 0.0.0.0). By
+/// default: the listen address, with 0.0.0.0 replaced by the local address that routes to the
+/// first peer.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_advertise(
+    opts: *mut dstore_options,
+    addr: *const c_char,
+) -> dstore_status {
+    boundary("dstore_options_set_advertise", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        let addr = unsafe { address(addr, "addr", Port::NonZero) }?;
+        opts.advertise = Some(addr.to_owned());
+        Ok(())
+    })
+}
+
+/// Adds a bootstrap peer, "host:port" of a cluster member (NUL-terminated UTF-8, copied). Call
+/// once per peer; one live member is enough, as the rest are learnt from it. Peers cannot be
+/// removed from an options object (make a new one).
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_add_peer(
+    opts: *mut dstore_options,
+    addr: *const c_char,
+) -> dstore_status {
+    boundary("dstore_options_add_peer", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        let addr = unsafe { address(addr, "addr", Port::NonZero) }?;
+        opts.peers.push(addr.to_owned());
+        Ok(())
+    })
+}
+
+/// Sets how many copies of every value a cluster keeps: 1 to 255, 3 by default, capped by the
+/// number of live members. A standalone node keeps one.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_replicas(
+    opts: *mut dstore_options,
+    n: usize,
+) -> dstore_status {
+    boundary("dstore_options_set_replicas", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        // Checked here too (the core checks at open) so that the error points at this call.
+        if !(1..=255).contains(&n) {
+            return Err(Failure::invalid(format!("`n` must be 1 to 255, not {n}")));
+        }
+        opts.replicas = Some(n);
+        Ok(())
+    })
+}
+
+/// Sets this member's zone, a failure-domain label such as a rack or a region
+/// (NUL-terminated UTF-8, copied, not empty): copies of a value go to as many zones as
+/// possible. None by default.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_zone(
+    opts: *mut dstore_options,
+    zone: *const c_char,
+) -> dstore_status {
+    boundary("dstore_options_set_zone", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        let zone = unsafe { args::string(zone, "zone") }?;
+        if zone.is_empty() {
+            return Err(Failure::invalid("`zone` is empty"));
+        }
+        opts.zone = Some(zone.to_owned());
+        Ok(())
+    })
+}
+
+/// With `client` true, the node joins the cluster of its peers (dstore_options_add_peer) as a
+/// client: it reads and writes through the members, but never listens and never holds the
+/// cluster's data. dstore_new() refuses a client with a listen address. Call dstore_settle()
+/// before the first request. False by default.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_client(
+    opts: *mut dstore_options,
+    client: bool,
+) -> dstore_status {
+    boundary("dstore_options_set_client", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.client = client;
+        Ok(())
+    })
+}
+
 /// Frees an options object. NULL is ignored. Nodes opened with it are not affected.
 #[no_mangle]
 pub unsafe extern "C" fn dstore_options_free(opts: *mut dstore_options) {
     // SAFETY: the header requires `opts` to be NULL or from dstore_options_new, not yet freed.
     boundary("dstore_options_free", || unsafe { free_handle(opts) })
+}
+
+/// Whether a port of 0 ("any free port") makes sense for an address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    MayBeZero,
+    NonZero,
+}
+
+/// A "host:port" address, checked for its shape only (whether the host resolves is known when
+/// the node binds or dials it), so that a typo fails at the setter rather than as a peer that
+/// never answers.
+///
+/// # Safety
+/// As for [`args::string`].
+unsafe fn address<'a>(ptr: *const c_char, name: &str, port: Port) -> Result<&'a str> {
+    let addr = unsafe { args::string(ptr, name) }?;
+    let bad = |why: &str| {
+        Failure::invalid(format!(
+            "`{name}` must be host:port (e.g. 10.0.0.5:7000 or [::1]:7000), not {addr:?}: {why}"
+        ))
+    };
+    let (host, number) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad("an IPv6 host goes in brackets"));
+    }
+    match number.parse::<u16>() {
+        Ok(0) if port == Port::NonZero => Err(bad("port 0 cannot be dialled")),
+        Ok(_) => Ok(addr),
+        Err(_) => Err(bad("the port is not a number from 0 to 65535")),
+    }
 }

@@ -529,3 +529,458 @@ fn one_node_serves_many_threads() {
     }
     assert_eq!(count, 160);
 }
+
+// ---- clusters ------------------------------------------------------------------------------
+
+/// Held by the tests that open cluster nodes, so that counting this process's node runtime
+/// threads sees only one test's nodes.
+static CLUSTER_NODES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER_NODES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Threads of this process whose name starts with "dstore-node": the cluster nodes' runtimes.
+fn node_runtime_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm"));
+            comm.is_ok_and(|c| c.starts_with("dstore-node"))
+        })
+        .count()
+}
+
+/// Opens a node on `root` with the cluster secret `secret` (and a fixed data key), after
+/// `configure` has set its cluster options.
+fn open_cluster_node(
+    root: &std::path::Path,
+    secret: &[u8],
+    configure: impl FnOnce(*mut dstore_options),
+) -> Result<*mut dstore_node> {
+    // SAFETY: every pointer passed is valid.
+    unsafe {
+        let opts = dstore_options_new();
+        let root = c(root.to_str().unwrap());
+        assert_status(dstore_options_set_root(opts, root.as_ptr()), DSTORE_OK, "");
+        let key = [7u8; 32];
+        let status = dstore_options_set_data_key(opts, key.as_ptr(), key.len());
+        assert_status(status, DSTORE_OK, "");
+        let status = dstore_options_set_secret(opts, secret.as_ptr(), secret.len());
+        assert_status(status, DSTORE_OK, "");
+        configure(opts);
+        let mut node = null_mut();
+        let status = dstore_new(opts, &mut node);
+        dstore_options_free(opts);
+        match status {
+            DSTORE_OK => Ok(node),
+            s => Err(Failure::new(s, last_error())),
+        }
+    }
+}
+
+/// Calls a string setter and asserts its outcome.
+#[track_caller]
+fn set(
+    setter: unsafe extern "C" fn(*mut dstore_options, *const c_char) -> dstore_status,
+    opts: *mut dstore_options,
+    value: &str,
+    expected: dstore_status,
+    mentions: &str,
+) {
+    let value = c(value);
+    // SAFETY: `opts` is valid and `value` NUL-terminated.
+    assert_status(unsafe { setter(opts, value.as_ptr()) }, expected, mentions);
+}
+
+#[test]
+fn cluster_options_refuse_bad_input() {
+    let bad_utf8 = CString::new(vec![b'h', 0xff, b':', b'1']).unwrap();
+    type Setter = unsafe extern "C" fn(*mut dstore_options, *const c_char) -> dstore_status;
+    let setters: [(Setter, &str); 4] = [
+        (dstore_options_set_listen, "`addr`"),
+        (dstore_options_set_advertise, "`addr`"),
+        (dstore_options_add_peer, "`addr`"),
+        (dstore_options_set_zone, "`zone`"),
+    ];
+    // SAFETY: every pointer is valid or deliberately NULL.
+    unsafe {
+        let opts = dstore_options_new();
+        for (setter, name) in setters {
+            let good = c("127.0.0.1:7000");
+            assert_status(
+                setter(null_mut(), good.as_ptr()),
+                DSTORE_INVALID_ARGUMENT,
+                "`opts` is NULL",
+            );
+            assert_status(
+                setter(opts, null()),
+                DSTORE_INVALID_ARGUMENT,
+                &format!("{name} is NULL"),
+            );
+            assert_status(
+                setter(opts, bad_utf8.as_ptr()),
+                DSTORE_INVALID_ARGUMENT,
+                &format!("{name} is not valid UTF-8 (bad byte at offset 1)"),
+            );
+            assert_status(setter(opts, c("").as_ptr()), DSTORE_INVALID_ARGUMENT, name);
+            assert_status(setter(opts, good.as_ptr()), DSTORE_OK, "");
+        }
+
+        for addr in [dstore_options_set_listen, dstore_options_add_peer] {
+            for (value, why) in [
+                ("localhost", "no port"),
+                (":7000", "no host"),
+                ("host:", "not a number"),
+                ("host:65536", "not a number"),
+                ("host:-1", "not a number"),
+                ("::1:7000", "IPv6 host goes in brackets"),
+            ] {
+                set(addr, opts, value, DSTORE_INVALID_ARGUMENT, why);
+            }
+            for value in ["localhost:7000", "[::1]:7000", "10.0.0.5:65535"] {
+                set(addr, opts, value, DSTORE_OK, "");
+            }
+        }
+        set(dstore_options_set_listen, opts, "0.0.0.0:0", DSTORE_OK, "");
+        for addr in [dstore_options_add_peer, dstore_options_set_advertise] {
+            set(addr, opts, "10.0.0.5:0", DSTORE_INVALID_ARGUMENT, "port 0");
+        }
+
+        for n in [0, 256, usize::MAX] {
+            assert_status(
+                dstore_options_set_replicas(opts, n),
+                DSTORE_INVALID_ARGUMENT,
+                &format!("`n` must be 1 to 255, not {n}"),
+            );
+        }
+        assert_status(
+            dstore_options_set_replicas(null_mut(), 3),
+            DSTORE_INVALID_ARGUMENT,
+            "`opts` is NULL",
+        );
+        for n in [1, 255] {
+            assert_status(dstore_options_set_replicas(opts, n), DSTORE_OK, "");
+        }
+        assert_status(
+            dstore_options_set_client(null_mut(), true),
+            DSTORE_INVALID_ARGUMENT,
+            "`opts` is NULL",
+        );
+        assert_status(dstore_options_set_client(opts, true), DSTORE_OK, "");
+        dstore_options_free(opts);
+    }
+}
+
+#[test]
+fn options_that_do_not_go_together_are_refused_at_open() {
+    let _serial = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY (closures): `opts` is valid.
+    let client_listening = open_cluster_node(&dir.path().join("a"), b"s", |opts| unsafe {
+        set(
+            dstore_options_set_listen,
+            opts,
+            "127.0.0.1:0",
+            DSTORE_OK,
+            "",
+        );
+        set(dstore_options_add_peer, opts, "127.0.0.1:9", DSTORE_OK, "");
+        assert_status(dstore_options_set_client(opts, true), DSTORE_OK, "");
+    });
+    let failure = client_listening.unwrap_err();
+    assert_eq!(
+        failure.status, DSTORE_INVALID_ARGUMENT,
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("dstore_new: "),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.contains("a client does not listen"));
+
+    let member_without_listen = open_cluster_node(&dir.path().join("b"), b"s", |opts| {
+        set(dstore_options_add_peer, opts, "127.0.0.1:9", DSTORE_OK, "");
+    });
+    let failure = member_without_listen.unwrap_err();
+    assert_eq!(
+        failure.status, DSTORE_INVALID_ARGUMENT,
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("listen address"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(node_runtime_threads(), 0, "a failed open stops its runtime");
+}
+
+#[test]
+fn cluster_calls_check_their_arguments_and_a_standalone_node_has_no_cluster() {
+    let t = TestNode::open();
+    let mut buf = [0x55 as c_char; 64];
+    let (mut peers, mut count, mut live) = (null_mut::<dstore_peer>(), 0usize, 9usize);
+    // SAFETY: every pointer is valid or deliberately NULL.
+    unsafe {
+        let n = t.node;
+        assert_status(
+            dstore_node_addr(null(), buf.as_mut_ptr(), buf.len()),
+            DSTORE_INVALID_ARGUMENT,
+            "`node` is NULL",
+        );
+        assert_status(
+            dstore_node_addr(n, null_mut(), 64),
+            DSTORE_INVALID_ARGUMENT,
+            "`buf` is NULL",
+        );
+        assert_status(
+            dstore_node_addr(n, buf.as_mut_ptr(), buf.len()),
+            DSTORE_NOT_FOUND,
+            "not a cluster member",
+        );
+        assert!(buf.iter().all(|&b| b == 0x55), "outputs only on success");
+
+        assert_status(
+            dstore_peers(null_mut(), &mut peers, &mut count),
+            DSTORE_INVALID_ARGUMENT,
+            "`node` is NULL",
+        );
+        assert_status(
+            dstore_peers(n, null_mut(), &mut count),
+            DSTORE_INVALID_ARGUMENT,
+            "`out` is NULL",
+        );
+        assert_status(
+            dstore_peers(n, &mut peers, null_mut()),
+            DSTORE_INVALID_ARGUMENT,
+            "`out_count` is NULL",
+        );
+        assert!(peers.is_null() && count == 0, "outputs only on success");
+        assert_status(dstore_peers(n, &mut peers, &mut count), DSTORE_OK, "");
+        assert!(
+            !peers.is_null() && count == 0,
+            "an empty list still gets a pointer"
+        );
+        dstore_peers_free(peers, count);
+        dstore_peers_free(null_mut(), 3);
+        dstore_peers_free(null_mut(), usize::MAX);
+
+        assert_status(
+            dstore_settle(null_mut(), 10, &mut live),
+            DSTORE_INVALID_ARGUMENT,
+            "`node` is NULL",
+        );
+        assert_status(
+            dstore_settle(n, 10, null_mut()),
+            DSTORE_INVALID_ARGUMENT,
+            "`out_peers` is NULL",
+        );
+        assert_eq!(live, 9, "outputs only on success");
+        assert_status(dstore_settle(n, 10, &mut live), DSTORE_OK, "");
+        assert_eq!(live, 0);
+    }
+}
+
+/// The address of `node`, through a buffer of exactly the size it needs.
+fn addr_of(node: *mut dstore_node) -> String {
+    let mut buf = vec![0x55 as c_char; 256];
+    // SAFETY: valid pointers; `buf` has room for 256 bytes.
+    unsafe {
+        assert_status(
+            dstore_node_addr(node, buf.as_mut_ptr(), buf.len()),
+            DSTORE_OK,
+            "",
+        );
+        let addr = CStr::from_ptr(buf.as_ptr()).to_str().unwrap().to_owned();
+        let needed = addr.len() + 1;
+        buf.fill(0x55);
+        assert_status(
+            dstore_node_addr(node, buf.as_mut_ptr(), needed - 1),
+            DSTORE_INVALID_ARGUMENT,
+            &format!(
+                "`buf_len` is {}; the address needs {needed} bytes",
+                needed - 1
+            ),
+        );
+        assert!(buf.iter().all(|&b| b == 0x55), "outputs only on success");
+        assert_status(
+            dstore_node_addr(node, buf.as_mut_ptr(), needed),
+            DSTORE_OK,
+            "",
+        );
+        assert_eq!(CStr::from_ptr(buf.as_ptr()).to_str().unwrap(), addr);
+        addr
+    }
+}
+
+fn peers_of(node: *mut dstore_node) -> Vec<(String, String, Option<String>)> {
+    let (mut peers, mut count) = (null_mut(), 0);
+    // SAFETY: valid pointers; the list is freed with its function.
+    unsafe {
+        assert_status(dstore_peers(node, &mut peers, &mut count), DSTORE_OK, "");
+        let list = std::slice::from_raw_parts(peers, count)
+            .iter()
+            .map(|p: &dstore_peer| {
+                let string = |s: *const c_char| CStr::from_ptr(s).to_str().unwrap().to_owned();
+                let id = string(p.id.as_ptr());
+                assert_eq!(id.len(), 64);
+                let zone = (!p.zone.is_null()).then(|| string(p.zone));
+                (id, string(p.addr), zone)
+            })
+            .collect();
+        dstore_peers_free(peers, count);
+        list
+    }
+}
+
+fn node_id(node: *mut dstore_node) -> String {
+    let mut buf = [0 as c_char; 65];
+    // SAFETY: valid pointers.
+    unsafe {
+        assert_status(dstore_node_id(node, buf.as_mut_ptr(), 65), DSTORE_OK, "");
+        CStr::from_ptr(buf.as_ptr()).to_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn members_and_a_client_share_values_and_free_stops_everything() {
+    let _serial = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = b"ffi test secret";
+    // SAFETY (closures): `opts` is valid.
+    let a = open_cluster_node(&dir.path().join("a"), secret, |opts| {
+        set(
+            dstore_options_set_listen,
+            opts,
+            "127.0.0.1:0",
+            DSTORE_OK,
+            "",
+        );
+    })
+    .unwrap();
+    let a_addr = addr_of(a);
+    assert!(
+        a_addr.starts_with("127.0.0.1:") && !a_addr.ends_with(":0"),
+        "{a_addr}"
+    );
+    let b = open_cluster_node(&dir.path().join("b"), secret, |opts| {
+        set(
+            dstore_options_set_listen,
+            opts,
+            "127.0.0.1:0",
+            DSTORE_OK,
+            "",
+        );
+        set(dstore_options_add_peer, opts, &a_addr, DSTORE_OK, "");
+        set(dstore_options_set_zone, opts, "rack-2", DSTORE_OK, "");
+        // SAFETY: `opts` is valid.
+        assert_status(
+            unsafe { dstore_options_set_replicas(opts, 2) },
+            DSTORE_OK,
+            "",
+        );
+    })
+    .unwrap();
+    let b_addr = addr_of(b);
+    let client = open_cluster_node(&dir.path().join("client"), secret, |opts| unsafe {
+        set(dstore_options_add_peer, opts, &a_addr, DSTORE_OK, "");
+        assert_status(dstore_options_set_client(opts, true), DSTORE_OK, "");
+    })
+    .unwrap();
+
+    let mut live = 0;
+    // SAFETY: valid pointers; nodes freed once each.
+    unsafe {
+        assert_status(dstore_settle(client, 20_000, &mut live), DSTORE_OK, "");
+        assert_eq!(live, 2);
+        let mut buf = [0x55 as c_char; 64];
+        assert_status(
+            dstore_node_addr(client, buf.as_mut_ptr(), buf.len()),
+            DSTORE_NOT_FOUND,
+            "(standalone, or a client)",
+        );
+        let seen_a = (node_id(a), a_addr.clone(), None);
+        let seen_b = (node_id(b), b_addr.clone(), Some("rack-2".to_owned()));
+        let mut expected = vec![seen_a, seen_b.clone()];
+        expected.sort();
+        assert_eq!(peers_of(client), expected, "in order of id, zones as set");
+        assert_status(dstore_settle(a, 20_000, &mut live), DSTORE_OK, "");
+        assert_eq!(peers_of(a), [seen_b], "a member does not list clients");
+
+        let key = c("from/client");
+        let status = dstore_store(client, key.as_ptr(), b"hello".as_ptr(), 5, true);
+        assert_status(status, DSTORE_OK, "");
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_status(
+            dstore_get(b, key.as_ptr(), &mut out, &mut len),
+            DSTORE_OK,
+            "",
+        );
+        assert_eq!(std::slice::from_raw_parts(out, len), b"hello");
+        dstore_bytes_free(out, len);
+
+        assert!(node_runtime_threads() > 0);
+        dstore_free(client);
+        dstore_free(b);
+        // The port is closed when dstore_free returns: nothing listens on it any more.
+        std::net::TcpListener::bind(&b_addr).expect("b's port is free");
+        dstore_free(a);
+        std::net::TcpListener::bind(&a_addr).expect("a's port is free");
+    }
+    assert_eq!(node_runtime_threads(), 0, "every node's runtime stopped");
+}
+
+#[test]
+fn a_client_that_nobody_answers_is_unavailable() {
+    let _serial = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let member = open_cluster_node(&dir.path().join("m"), b"the secret", |opts| {
+        set(
+            dstore_options_set_listen,
+            opts,
+            "127.0.0.1:0",
+            DSTORE_OK,
+            "",
+        );
+    })
+    .unwrap();
+    let addr = addr_of(member);
+    // SAFETY: valid pointers; nodes freed once each.
+    unsafe {
+        let wrong = open_cluster_node(&dir.path().join("w"), b"another secret", |opts| {
+            set(dstore_options_add_peer, opts, &addr, DSTORE_OK, "");
+            assert_status(dstore_options_set_client(opts, true), DSTORE_OK, "");
+        })
+        .unwrap();
+        let mut live = 7;
+        let started = std::time::Instant::now();
+        assert_status(
+            dstore_settle(wrong, 20_000, &mut live),
+            DSTORE_UNAVAILABLE,
+            "refused by the cluster",
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "at once"
+        );
+        assert_eq!(live, 7, "outputs only on success");
+        dstore_free(wrong);
+        dstore_free(member);
+
+        // Nobody listens there any more.
+        let lonely = open_cluster_node(&dir.path().join("l"), b"the secret", |opts| {
+            set(dstore_options_add_peer, opts, &addr, DSTORE_OK, "");
+            assert_status(dstore_options_set_client(opts, true), DSTORE_OK, "");
+        })
+        .unwrap();
+        assert_status(
+            dstore_settle(lonely, 300, &mut live),
+            DSTORE_UNAVAILABLE,
+            "no cluster member answered",
+        );
+        dstore_free(lonely);
+    }
+}

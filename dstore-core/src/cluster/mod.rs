@@ -53,8 +53,10 @@ pub struct Cluster {
     /// Answers requests that are not about membership (the node's store).
     inner: Arc<dyn Handler>,
     state: Mutex<State>,
-    /// Dropped (or sent) to stop the listener and heartbeat tasks.
+    /// Sent to stop the listener and heartbeat tasks.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Those two tasks, awaited by `shutdown` (the listener's socket closes when it ends).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -63,6 +65,10 @@ struct State {
     conns: HashMap<NodeId, Arc<Conn>>,
     /// Bootstrap addresses whose node is not known yet, and when to dial them next.
     bootstrap_next: HashMap<String, Instant>,
+    /// Connections opened by clients (not members): kept here only so `shutdown` closes them.
+    clients: Vec<Weak<Conn>>,
+    /// Set by `shutdown`; no connection is adopted after it.
+    stopped: bool,
     /// Why each bootstrap address last refused us, if it proved another cluster secret: a
     /// client can give up at once instead of waiting for a member that will never answer.
     refused_by: HashMap<String, String>,
@@ -98,18 +104,20 @@ impl Cluster {
             inner,
             state: Mutex::default(),
             stop,
+            tasks: Mutex::default(),
         });
+        let mut tasks = vec![tokio::spawn(heartbeat_loop(
+            Arc::downgrade(&cluster),
+            cluster.stop.subscribe(),
+        ))];
         if let Some(listener) = listener {
-            tokio::spawn(accept_loop(
+            tasks.push(tokio::spawn(accept_loop(
                 Arc::downgrade(&cluster),
                 listener,
                 cluster.stop.subscribe(),
-            ));
+            )));
         }
-        tokio::spawn(heartbeat_loop(
-            Arc::downgrade(&cluster),
-            cluster.stop.subscribe(),
-        ));
+        *cluster.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(cluster)
     }
 
@@ -154,12 +162,31 @@ impl Cluster {
         all
     }
 
-    /// Stops listening, heartbeating and every connection.
-    pub fn shutdown(&self) {
+    /// Stops listening, heartbeating and every connection, and returns once the listening
+    /// socket is closed. Nothing dialled or accepted after this is kept.
+    pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let conns: Vec<_> = self.lock().conns.drain().map(|(_, c)| c).collect();
+        let conns: Vec<Arc<Conn>> = {
+            let mut state = self.lock();
+            state.stopped = true;
+            let clients: Vec<_> = state
+                .clients
+                .drain(..)
+                .filter_map(|w| w.upgrade())
+                .collect();
+            state.conns.drain().map(|(_, c)| c).chain(clients).collect()
+        };
         for c in conns {
             c.close();
+        }
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for t in tasks {
+            let _ = t.await;
         }
     }
 
@@ -198,6 +225,9 @@ impl Cluster {
     }
 
     async fn dial(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, NetError> {
+        if self.lock().stopped {
+            return Err(NetError::Closed);
+        }
         let stream = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| NetError::Timeout("connecting"))??;
@@ -222,10 +252,16 @@ impl Cluster {
         Ok(conn)
     }
 
-    /// Records a new connection: a member's becomes the one used to reach it.
+    /// Records a new connection: a member's becomes the one used to reach it. After
+    /// `shutdown`, the connection is closed instead.
     fn adopt(&self, peer: Hello, conn: Arc<Conn>) -> Arc<Conn> {
+        let mut state = self.lock();
+        if state.stopped {
+            drop(state);
+            conn.close();
+            return conn;
+        }
         if let Role::Member { addr, zone } = peer.role {
-            let mut state = self.lock();
             state.members.learn(MemberInfo {
                 id: peer.node,
                 addr,
@@ -237,6 +273,11 @@ impl Cluster {
                     old.close();
                 }
             }
+        } else {
+            state
+                .clients
+                .retain(|w| w.upgrade().is_some_and(|c| !c.is_closed()));
+            state.clients.push(Arc::downgrade(&conn));
         }
         conn
     }

@@ -21,7 +21,9 @@ impl Handler for Serve {
     fn handle(&self, _from: &Hello, request: Request) -> BoxFuture<Response> {
         let store = self.store.clone();
         Box::pin(async move {
-            let Some(store) = store.read().await.clone() else {
+            // Held until the answer is ready, so that `Node::close` waits for it.
+            let guard = store.read_owned().await;
+            let Some(store) = guard.clone() else {
                 return failed(FailureKind::Refused, "node is closing".into());
             };
             tokio::task::spawn_blocking(move || answer(&store, request))
