@@ -25,6 +25,10 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+fn chunk_files(n: usize) -> String {
+    format!("{n} chunk file{}", if n == 1 { "" } else { "s" })
+}
+
 fn check(ok: bool, what: &str) -> AnyResult {
     if ok {
         Ok(())
@@ -103,10 +107,8 @@ pub async fn run() -> AnyResult {
     println!("   (the store returned once 2 of them had it on disk):");
     tokio::time::sleep(Duration::from_millis(500)).await; // let the third copies land
     for name in ["node-1", "node-2", "node-3", "node-here"] {
-        println!(
-            "     {name:<10} holds {} chunk files",
-            files_under(&dir.path().join(name).join("chunks")).len()
-        );
+        let n = files_under(&dir.path().join(name).join("chunks")).len();
+        println!("     {name:<10} holds {}", chunk_files(n));
     }
 
     let mine = files_under(&dir.path().join("node-here/chunks"));
@@ -114,8 +116,8 @@ pub async fn run() -> AnyResult {
         std::fs::remove_file(f)?;
     }
     println!(
-        "3. Deleted this node's local copies ({} chunk files).",
-        mine.len()
+        "3. Deleted this node's local copies ({}).",
+        chunk_files(mine.len())
     );
     let back = node.get("photos/moms-best-picture.jpg").await?;
     check(back == photo, "photo read back over the network")?;
