@@ -38,7 +38,7 @@ def libdir() -> Path:
     """The directory holding libdstore.so (and libdstore.a), freshly built."""
     for tool in ("cargo", "gcc", "g++"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
+            pytest.fail(f"{tool} is needed to build and run the C tests, and is not installed")
     subprocess.run(
         ["cargo", "build", "--release", "-p", "dstore-ffi"],
         cwd=REPO,
