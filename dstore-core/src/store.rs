@@ -224,25 +224,16 @@ impl Store {
     /// caller owns one pin per call and must either hand it to a manifest (`commit`) or
     /// release it (`unpin`).
     pub fn put_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
-        let path = self.chunk_path(&id)?;
         *self.lock_index().refs.entry(id).or_insert(0) += 1;
-        if path.is_file() {
-            return Ok(()); // deduplicated: pinned, so nobody deletes it now
-        }
-        write_atomic(&self.tmp_dir, &path, stored).or_else(|e| {
-            self.unpin(&[id]);
-            Err(e).context(|| format!("writing chunk {id}"))
-        })
+        // Pinned first, so a chunk found on disk (deduplicated) cannot be deleted under us.
+        self.hold_chunk(id, stored)
+            .inspect_err(|_| self.unpin(&[id]))
     }
 
-    /// Keeps a chunk for the cluster: checks `stored` against `id`, then writes it durably
-    /// unless it is already here. No pin: in a cluster, chunks are not collected locally.
+    /// Makes sure the bytes of chunk `id` are on disk, durably, writing them unless they
+    /// already are. No pin: a cluster node does not collect chunks locally. The caller vouches
+    /// that `stored` hashes to `id` (bytes from a peer are checked where they arrive).
     pub fn hold_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
-        if ChunkId::of(stored) != id {
-            return Err(Error::Integrity(format!(
-                "received bytes do not match chunk {id}"
-            )));
-        }
         let path = self.chunk_path(&id)?;
         if path.is_file() {
             return Ok(());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::RwLock;
 
 use crate::error::Error;
+use crate::ids::ChunkId;
 use crate::manifest::Manifest;
 use crate::net::conn::{BoxFuture, Handler};
 use crate::net::handshake::Hello;
@@ -51,6 +52,10 @@ fn answer(store: &Store, request: Request) -> Response {
         Request::Ping => Response::Pong {
             members: Vec::new(),
         }, // answered by the cluster
+        Request::PutChunk { id, data } if ChunkId::of(&data) != id => failed(
+            FailureKind::Integrity,
+            format!("received bytes do not match chunk {id}"),
+        ),
         Request::PutChunk { id, data } => match store.hold_chunk(id, &data) {
             Ok(()) => Response::Stored,
             Err(e) => from_error(e),
@@ -74,5 +79,40 @@ fn answer(store: &Store, request: Request) -> Response {
             Err(e) => from_error(e),
         },
         Request::Keys => Response::Keys(store.key_states()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::Sharded;
+
+    /// Chunk bytes from a peer are checked against their id before anything is written.
+    #[test]
+    fn a_chunk_that_does_not_match_its_id_is_refused_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false).unwrap();
+        let (good, bad) = (b"the real bytes".to_vec(), b"other bytes".to_vec());
+        let id = ChunkId::of(&good);
+        let refused = answer(&store, Request::PutChunk { id, data: bad });
+        assert!(matches!(
+            refused,
+            Response::Failed {
+                kind: FailureKind::Integrity,
+                ..
+            }
+        ));
+        assert!(!store.has_chunk(&id));
+        assert!(matches!(
+            answer(
+                &store,
+                Request::PutChunk {
+                    id,
+                    data: good.clone()
+                }
+            ),
+            Response::Stored
+        ));
+        assert_eq!(store.chunk(&id).unwrap(), good);
     }
 }
