@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{files_under, pattern};
+use common::{eventually, files_under, pattern};
 use dstore_core::cluster::{Cluster, ClusterConfig};
 use dstore_core::crypto::ClusterKey;
 use dstore_core::net::conn::{BoxFuture, Handler};
@@ -47,16 +47,6 @@ fn client_config(root: &std::path::Path, seed: &Node) -> Config {
     c.listen = None;
     c.client = true;
     c
-}
-
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 /// `n` members, each knowing only the first; returns once every node sees all the others.

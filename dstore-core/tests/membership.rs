@@ -1,6 +1,8 @@
 //! Membership through real TCP on 127.0.0.1: peer exchange, refusal of a wrong secret, and
 //! failure detection.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use dstore_core::net::conn::{BoxFuture, Handler};
 use dstore_core::net::handshake::Hello;
 use dstore_core::net::message::{FailureKind, Request, Response};
 use dstore_core::NodeId;
+
+use common::eventually;
 
 struct Nothing;
 impl Handler for Nothing {
@@ -45,17 +49,6 @@ async fn member(secret: &[u8], peers: Vec<String>) -> Arc<Cluster> {
     )
     .await
     .unwrap()
-}
-
-/// Waits up to 20 s for `cond`; a liveness bound, not a performance claim.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,3 +52,14 @@ pub fn flip_byte(file: &Path, at: usize) {
     bytes[i] ^= 0x40;
     std::fs::write(file, bytes).unwrap();
 }
+
+/// Waits up to 20 s for `cond`; a liveness bound, not a performance claim.
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
