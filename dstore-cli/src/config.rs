@@ -22,6 +22,102 @@ pub struct FileConfig {
     pub zone: Option<String>,
     pub key_file: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
+    /// The `[tuning]` table: the same settings as the tuning flags.
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+/// Quorums, failure detection and background work of a node: flags, or a `[tuning]` table
+/// in the config file with the same names (`write_quorum = 2`). Unset: the library defaults.
+#[derive(clap::Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Owners that must store a write before it is acknowledged [default: a majority].
+    #[arg(long)]
+    pub write_quorum: Option<usize>,
+    /// Owners a read waits for [default: a majority].
+    #[arg(long)]
+    pub read_quorum: Option<usize>,
+    /// A member silent this long is suspect [default: 3000].
+    #[arg(long, value_name = "MS")]
+    pub suspect_after_ms: Option<u64>,
+    /// A member silent this long is dead, and its data is served by others [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub dead_after_ms: Option<u64>,
+    /// How long one request to a peer may take [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub call_timeout_ms: Option<u64>,
+    /// Period of the repair pass [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub repair_interval_ms: Option<u64>,
+    /// Bytes per second repair may send, 0 for no cap [default: 134217728].
+    #[arg(long, value_name = "BYTES")]
+    pub repair_rate: Option<u64>,
+    /// A full scrub starts this often [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    pub scrub_interval_ms: Option<u64>,
+    /// Bytes per second the scrubber reads, 0 for none [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub scrub_rate: Option<u64>,
+    /// How long a chunk nothing names is kept [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    pub gc_grace_ms: Option<u64>,
+    /// How long a delete's tombstone is kept [default: 86400000].
+    #[arg(long, value_name = "MS")]
+    pub tombstone_grace_ms: Option<u64>,
+}
+
+impl Tuning {
+    /// Applies what is set here, else in `file`, to `c`.
+    pub fn apply(&self, file: &Tuning, c: &mut dstore_core::Config) {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        if let Some(q) = self.write_quorum.or(file.write_quorum) {
+            c.write_quorum = Some(q);
+        }
+        if let Some(q) = self.read_quorum.or(file.read_quorum) {
+            c.read_quorum = Some(q);
+        }
+        let t = &mut c.timeouts;
+        let m = &mut c.maintenance;
+        for (flag, from_file, field) in [
+            (
+                self.suspect_after_ms,
+                file.suspect_after_ms,
+                &mut t.suspect_after,
+            ),
+            (self.dead_after_ms, file.dead_after_ms, &mut t.dead_after),
+            (self.call_timeout_ms, file.call_timeout_ms, &mut t.call),
+            (
+                self.repair_interval_ms,
+                file.repair_interval_ms,
+                &mut m.repair_interval,
+            ),
+            (
+                self.scrub_interval_ms,
+                file.scrub_interval_ms,
+                &mut m.scrub_interval,
+            ),
+            (self.gc_grace_ms, file.gc_grace_ms, &mut m.gc_grace),
+            (
+                self.tombstone_grace_ms,
+                file.tombstone_grace_ms,
+                &mut m.tombstone_grace,
+            ),
+        ] {
+            if let Some(v) = flag.or(from_file) {
+                *field = ms(v);
+            }
+        }
+        for (flag, from_file, field) in [
+            (self.repair_rate, file.repair_rate, &mut m.repair_rate),
+            (self.scrub_rate, file.scrub_rate, &mut m.scrub_rate),
+        ] {
+            if let Some(v) = flag.or(from_file) {
+                *field = v;
+            }
+        }
+    }
 }
 
 impl FileConfig {

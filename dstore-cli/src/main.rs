@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod procs;
 mod progress;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use dstore_core::{Config, Node, StoreOptions};
 
-use config::{FileConfig, SecretArgs};
+use config::{FileConfig, SecretArgs, Tuning};
 use progress::Progress;
 
 #[derive(Parser)]
@@ -55,11 +56,16 @@ struct NodeArgs {
     #[arg(long)]
     advertise: Option<String>,
     /// A TOML file with any of: root, listen, advertise, peers, replicas, zone, key_file,
-    /// secret_file. Flags override it.
+    /// secret_file, and a [tuning] table. Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
     secrets: SecretArgs,
+    #[command(flatten)]
+    tuning: Tuning,
+    /// Shift this node's clock by MS milliseconds (may be negative): for tests of clock skew.
+    #[arg(long, hide = true, allow_negative_numbers = true, default_value_t = 0)]
+    clock_offset_ms: i64,
 }
 
 /// What a client command works on: a cluster (`--peer` or a config file's peers) or a local
@@ -77,12 +83,15 @@ struct Target {
     config: Option<PathBuf>,
     #[command(flatten)]
     secrets: SecretArgs,
+    /// Shift this client's clock by MS milliseconds (may be negative): for tests of clock skew.
+    #[arg(long, hide = true, allow_negative_numbers = true, default_value_t = 0)]
+    clock_offset_ms: i64,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a storage node until SIGTERM or Ctrl-C.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Store FILE under KEY.
     Put {
         #[command(flatten)]
@@ -112,10 +121,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Show the node or cluster: ids, members, counts.
+    /// Show the node or cluster: ids, members, counts, and each member's repair, scrub and
+    /// garbage-collection progress.
     Status {
         #[command(flatten)]
         target: Target,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a local cluster and show, in plain words, what dstore does.
     Demo,
@@ -185,6 +198,7 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
     let scratch = tempfile::tempdir()?;
     let mut c = Config::new(scratch.path());
     c.client = true;
+    c.clock_offset_ms = target.clock_offset_ms;
     c.peers = peers;
     c.secret = Some(secret);
     c.data_key = data_key;
@@ -195,7 +209,7 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
 
 async fn run(command: Command) -> AnyResult {
     match command {
-        Command::Node(args) => run_node(args).await?,
+        Command::Node(args) => run_node(*args).await?,
         Command::Put {
             target,
             key,
@@ -259,30 +273,14 @@ async fn run(command: Command) -> AnyResult {
             }
             node.close().await;
         }
-        Command::Status { target } => {
+        Command::Status { target, json } => {
             let (node, scratch) = open(&target, false).await?;
-            if scratch.is_none() {
-                println!("node     {}", node.id());
-                if let Some(root) = &target.root {
-                    println!("root     {}", root.display());
-                }
-            }
-            let s = node.stats()?;
-            let peers = node.peers();
-            if scratch.is_some() {
-                println!("members  {}", peers.len());
-                for p in &peers {
-                    let zone = p
-                        .zone
-                        .as_deref()
-                        .map(|z| format!(" zone {z}"))
-                        .unwrap_or_default();
-                    println!("  {} {}{zone}", p.id, p.addr);
-                }
+            let status = status::gather(&node, scratch.is_none()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!("chunks   {}", s.chunks);
+                status.print();
             }
-            println!("keys     {}", node.keys().await?.len());
             node.close().await;
         }
         Command::Demo => demo::run().await?,
@@ -313,6 +311,8 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     };
     c.replicas = args.replicas.or(file.replicas).unwrap_or(3);
     c.zone = args.zone.or(file.zone.clone());
+    args.tuning.apply(&file.tuning, &mut c);
+    c.clock_offset_ms = args.clock_offset_ms;
     c.data_key = config::data_key(&args.secrets, &file)?;
     c.secret = Some(
         config::secret(&args.secrets, &file)?

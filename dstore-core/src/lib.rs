@@ -25,6 +25,7 @@ mod manifest;
 pub mod net;
 mod node;
 pub mod path;
+mod stats;
 mod store;
 mod version;
 
@@ -33,9 +34,11 @@ pub use ids::{ChunkId, KeyId, NodeId};
 pub use manifest::{validate_key, MAX_KEY_LEN};
 pub use net::message::MemberInfo as Peer;
 pub use node::{
-    Config, Node, Stats, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    Config, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 pub use path::{PathTransform, SeedSha1, Sharded};
+pub use stats::{GcStats, RepairStats, ScrubStats, Stats};
+pub use version::Clock;
 
 /// The version of this crate, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

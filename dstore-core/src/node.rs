@@ -5,13 +5,15 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tokio::task::JoinHandle;
 
+use crate::cluster::maintain;
+pub use crate::cluster::maintain::Maintenance;
 use crate::cluster::membership::Timeouts;
 use crate::cluster::remote::Remote;
 use crate::cluster::serve::Serve;
@@ -22,6 +24,7 @@ use crate::ids::{ChunkId, NodeId};
 use crate::manifest::{validate_key, Manifest, ManifestBody, Policy};
 use crate::net::message::MemberInfo as Peer;
 use crate::path::{PathTransform, Sharded};
+use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::version::{Clock, Version};
 
@@ -62,6 +65,17 @@ pub struct Config {
     pub client: bool,
     /// Heartbeat-based failure detection.
     pub timeouts: Timeouts,
+    /// Owners that must have a write durably before it is acknowledged (`None`: a majority
+    /// of the owners). With `write_quorum + read_quorum > replicas` every read sees every
+    /// acknowledged write.
+    pub write_quorum: Option<usize>,
+    /// Owners a manifest read waits for (`None`: a majority).
+    pub read_quorum: Option<usize>,
+    /// Repair, scrubbing and garbage collection (cluster members only).
+    pub maintenance: Maintenance,
+    /// Milliseconds added to this node's wall clock. For tests of clock skew only.
+    #[doc(hidden)]
+    pub clock_offset_ms: i64,
 }
 
 impl Config {
@@ -79,6 +93,10 @@ impl Config {
             zone: None,
             client: false,
             timeouts: Timeouts::default(),
+            write_quorum: None,
+            read_quorum: None,
+            maintenance: Maintenance::default(),
+            clock_offset_ms: 0,
         }
     }
 }
@@ -98,6 +116,10 @@ impl fmt::Debug for Config {
             .field("replicas", &self.replicas)
             .field("zone", &self.zone)
             .field("client", &self.client)
+            .field("timeouts", &self.timeouts)
+            .field("write_quorum", &self.write_quorum)
+            .field("read_quorum", &self.read_quorum)
+            .field("maintenance", &self.maintenance)
             .finish()
     }
 }
@@ -116,17 +138,6 @@ impl Default for StoreOptions {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Live keys held by this node.
-    pub keys: u64,
-    /// Distinct chunks held by this node (after deduplication).
-    pub chunks: u64,
-    /// Plaintext bytes stored and read through this handle since it was opened.
-    pub bytes_stored: u64,
-    pub bytes_read: u64,
-}
-
 /// A dstore node. Cheap to clone; all clones share one store. Every method must be called
 /// from within a tokio runtime.
 #[derive(Clone)]
@@ -139,14 +150,16 @@ struct Inner {
     chunk_size: usize,
     data_key: DataKey,
     cluster: ClusterKey,
-    clock: Clock,
+    clock: Arc<Clock>,
     /// `None` once closed. Every call holds a read guard for its whole run (see `Op`), so
     /// `close` (the writer) waits for calls in flight, and the root is unlocked when it returns.
     store: Arc<RwLock<Option<Arc<Store>>>>,
-    bytes_stored: AtomicU64,
-    bytes_read: AtomicU64,
+    counters: Arc<Counters>,
     /// The cluster, for a node that is part of one.
-    remote: Option<Remote>,
+    remote: Option<Arc<Remote>>,
+    /// Stops the background repair and scrubbing of a member; `close` awaits `background`.
+    stop: tokio::sync::watch::Sender<bool>,
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// One call in flight; see `Inner::store`.
@@ -221,11 +234,30 @@ impl Node {
         if !(1..=255).contains(&config.replicas) {
             return Err(Error::InvalidArgument("replicas must be 1 to 255".into()));
         }
+        for (name, q) in [
+            ("write quorum", config.write_quorum),
+            ("read quorum", config.read_quorum),
+        ] {
+            if q.is_some_and(|q| q == 0 || q > config.replicas) {
+                return Err(Error::InvalidArgument(format!(
+                    "the {name} must be 1 to replicas ({})",
+                    config.replicas
+                )));
+            }
+        }
         let networked = config.listen.is_some() || config.client;
         let (config, store, id, raw_key) =
             blocking(move || Self::open_store(config, !networked)).await?;
         let cluster_key = store.cluster().clone();
+        let clock = Arc::new(Clock::with_offset(config.clock_offset_ms));
+        // Stamp later than anything this node stored before it was restarted.
+        if let Some(newest) = store.key_states().iter().map(|s| s.version.time).max() {
+            clock.observe(newest);
+        }
         let store = Arc::new(RwLock::new(Some(Arc::new(store))));
+        let counters = Arc::new(Counters::default());
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut background = Vec::new();
         let remote = if networked {
             let cluster_config = ClusterConfig {
                 listen: config.listen.clone(),
@@ -236,14 +268,35 @@ impl Node {
             };
             let serve = Arc::new(Serve {
                 store: store.clone(),
+                counters: counters.clone(),
             });
-            let cluster = Cluster::start(id, cluster_key.clone(), cluster_config, serve)
-                .await
-                .context(|| format!("listening on {}", config.listen.as_deref().unwrap_or("-")))?;
-            Some(Remote {
+            let cluster = Cluster::start(
+                id,
+                cluster_key.clone(),
+                cluster_config,
+                serve,
+                clock.clone(),
+            )
+            .await
+            .context(|| format!("listening on {}", config.listen.as_deref().unwrap_or("-")))?;
+            let remote = Arc::new(Remote {
                 cluster,
                 replicas: config.replicas,
-            })
+                write_quorum: config.write_quorum,
+                read_quorum: config.read_quorum,
+                counters: counters.clone(),
+            });
+            if remote.cluster.is_member() {
+                let ctx = maintain::Context {
+                    remote: remote.clone(),
+                    store: store.clone(),
+                    counters: counters.clone(),
+                    clock: clock.clone(),
+                    settings: config.maintenance,
+                };
+                background = maintain::start(Arc::new(ctx), stop.subscribe());
+            }
+            Some(remote)
         } else {
             None
         };
@@ -253,11 +306,12 @@ impl Node {
                 chunk_size: config.chunk_size,
                 data_key: DataKey::new(&raw_key),
                 cluster: cluster_key,
-                clock: Clock::default(),
+                clock,
                 store,
-                bytes_stored: AtomicU64::new(0),
-                bytes_read: AtomicU64::new(0),
+                counters,
                 remote,
+                stop,
+                background: Mutex::new(background),
             }),
         })
     }
@@ -363,6 +417,17 @@ impl Node {
     /// Stops accepting calls, waits for the calls in flight to finish, and releases the
     /// root: once this returns, another node may open it. Closing twice is harmless.
     pub async fn close(&self) {
+        let _ = self.inner.stop.send(true);
+        let background: Vec<_> = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for task in background {
+            let _ = task.await;
+        }
         if let Some(remote) = &self.inner.remote {
             remote.cluster.shutdown().await;
         }
@@ -466,7 +531,10 @@ impl Node {
             }
             Some(remote) => remote.put_manifest(store, manifest).await?,
         }
-        self.inner.bytes_stored.fetch_add(size, Ordering::Relaxed);
+        self.inner
+            .counters
+            .bytes_stored
+            .fetch_add(size, Ordering::Relaxed);
         Ok(size)
     }
 
@@ -507,8 +575,13 @@ impl Node {
         let node = self.clone();
         tokio::spawn(async move {
             let (id, stored) = blocking(move || Ok(seal())).await?;
+            // Pinned here while in flight, so garbage collection anywhere sees it named.
+            store.pin(&[id]);
             let remote = node.inner.remote.as_ref().expect("cluster node");
-            remote.put_chunk(&store, id, Arc::new(stored)).await?;
+            if let Err(e) = remote.put_chunk(&store, id, Arc::new(stored)).await {
+                store.unpin(&[id]);
+                return Err(e);
+            }
             Ok(id)
         })
     }
@@ -663,7 +736,10 @@ impl Node {
         out.flush()
             .await
             .context(|| "writing the value out".to_owned())?;
-        self.inner.bytes_read.fetch_add(written, Ordering::Relaxed);
+        self.inner
+            .counters
+            .bytes_read
+            .fetch_add(written, Ordering::Relaxed);
         Ok(written)
     }
 
@@ -721,16 +797,40 @@ impl Node {
             .ok_or_else(|| Error::NotFound(key.to_owned()))
     }
 
+    /// The stats of every live member other than this node, asked now; `None` for a member
+    /// that did not answer. For `dstore status`.
+    pub async fn member_stats(&self) -> Vec<(Peer, Option<Stats>)> {
+        let Some(remote) = &self.inner.remote else {
+            return Vec::new();
+        };
+        let mut asks = tokio::task::JoinSet::new();
+        for peer in remote.cluster.peers() {
+            let cluster = remote.cluster.clone();
+            asks.spawn(async move {
+                let answer = cluster
+                    .call(peer.id, crate::net::message::Request::Stats)
+                    .await;
+                match answer {
+                    Ok(crate::net::message::Response::Stats(s)) => (peer, Some(s)),
+                    _ => (peer, None),
+                }
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            if let Ok(answer) = joined {
+                all.push(answer);
+            }
+        }
+        all.sort_by(|a, b| a.0.addr.cmp(&b.0.addr));
+        all
+    }
+
     /// Counts of what this node holds and has done. Never waits: while `close` is under
     /// way it reports `Closed`.
     pub fn stats(&self) -> Result<Stats> {
         let guard = self.inner.store.try_read().map_err(|_| Error::Closed)?;
         let s = guard.as_ref().ok_or(Error::Closed)?.stats();
-        Ok(Stats {
-            keys: s.keys,
-            chunks: s.chunks,
-            bytes_stored: self.inner.bytes_stored.load(Ordering::Relaxed),
-            bytes_read: self.inner.bytes_read.load(Ordering::Relaxed),
-        })
+        Ok(self.inner.counters.stats(s))
     }
 }

@@ -58,6 +58,9 @@ pub(crate) struct Store {
 struct Index {
     keys: BTreeMap<String, Entry>,
     refs: HashMap<ChunkId, u32>,
+    /// Every chunk with a file here, named or not (in a cluster a node holds chunks it owns
+    /// whose manifests live elsewhere).
+    held: HashSet<ChunkId>,
 }
 
 struct Entry {
@@ -165,9 +168,12 @@ impl Store {
                 .keys
                 .insert(manifest.body.key.clone(), Entry::of(&manifest));
         }
+        drop(index);
+        self.load_held()?;
         if !self.collect {
             return Ok(());
         }
+        let mut index = self.lock_index();
         if set_aside > 0 {
             // The chunks of a corrupt manifest look unreferenced, but may be all that is left
             // of its value: keep every chunk until the manifest is restored or the value is
@@ -178,17 +184,47 @@ impl Store {
             );
             return Ok(());
         }
-        let named: HashSet<PathBuf> = index
-            .refs
-            .keys()
-            .map(|c| self.chunk_path(c))
-            .collect::<Result<_>>()?;
-        for file in fsutil::walk_files(&self.chunks_dir).context(|| ctx(&self.chunks_dir))? {
-            if !named.contains(&file) {
-                tracing::debug!(file = %file.display(), "removing unreferenced chunk");
-                let _ = fs::remove_file(&file);
+        let unnamed: Vec<ChunkId> = index
+            .held
+            .iter()
+            .filter(|id| !index.refs.contains_key(id))
+            .copied()
+            .collect();
+        for id in unnamed {
+            tracing::debug!(chunk = %id, "removing unreferenced chunk");
+            self.remove_chunk_file(&mut index, &id);
+        }
+        Ok(())
+    }
+
+    /// Finds every chunk file. The id is the file name for transforms that keep it (the
+    /// default); otherwise (the seed's SHA-1 transform) the file is hashed. A file that is
+    /// neither is set aside.
+    fn load_held(&self) -> Result<()> {
+        let files = fsutil::walk_files(&self.chunks_dir)
+            .context(|| format!("scanning {}", self.chunks_dir.display()))?;
+        let mut held = HashSet::with_capacity(files.len());
+        for file in files {
+            let by_name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(ChunkId::from_hex)
+                .filter(|id| self.chunk_path(id).ok().as_ref() == Some(&file));
+            let id = by_name.or_else(|| {
+                let id = ChunkId::of(&fs::read(&file).ok()?);
+                (self.chunk_path(&id).ok().as_ref() == Some(&file)).then_some(id)
+            });
+            match id {
+                Some(id) => {
+                    held.insert(id);
+                }
+                None => {
+                    tracing::warn!(file = %file.display(), "chunk file is corrupt or misplaced; set aside");
+                    self.set_aside(&file);
+                }
             }
         }
+        self.lock_index().held = held;
         Ok(())
     }
 
@@ -230,15 +266,105 @@ impl Store {
             .inspect_err(|_| self.unpin(&[id]))
     }
 
+    /// Pins chunks for a write in flight that stores them elsewhere (a cluster write): while
+    /// pinned they count as referenced when garbage collection asks. Released by `unpin`.
+    pub fn pin(&self, ids: &[ChunkId]) {
+        let mut index = self.lock_index();
+        for id in ids {
+            *index.refs.entry(*id).or_insert(0) += 1;
+        }
+    }
+
     /// Makes sure the bytes of chunk `id` are on disk, durably, writing them unless they
-    /// already are. No pin: a cluster node does not collect chunks locally. The caller vouches
-    /// that `stored` hashes to `id` (bytes from a peer are checked where they arrive).
+    /// already are. No pin. The caller vouches that `stored` hashes to `id` (bytes from a
+    /// peer are checked where they arrive). A chunk already here has its modification time
+    /// renewed: garbage collection spares chunks written to within its grace period, which
+    /// covers a write in flight that names a chunk already stored.
     pub fn hold_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
         let path = self.chunk_path(&id)?;
         if path.is_file() {
+            if let Ok(f) = File::options().write(true).open(&path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            self.lock_index().held.insert(id);
             return Ok(());
         }
-        write_atomic(&self.tmp_dir, &path, stored).context(|| format!("writing chunk {id}"))
+        write_atomic(&self.tmp_dir, &path, stored).context(|| format!("writing chunk {id}"))?;
+        self.lock_index().held.insert(id);
+        Ok(())
+    }
+
+    /// Every chunk held here.
+    pub fn chunk_ids(&self) -> Vec<ChunkId> {
+        self.lock_index().held.iter().copied().collect()
+    }
+
+    /// Whether a manifest held here, or a write in flight through this node, names `id`.
+    pub fn is_referenced(&self, id: &ChunkId) -> bool {
+        self.lock_index().refs.get(id).is_some_and(|n| *n > 0)
+    }
+
+    /// How long since chunk `id` was last written (or rewritten by a deduplicated write).
+    pub fn chunk_age(&self, id: &ChunkId) -> Option<std::time::Duration> {
+        let modified = fs::metadata(self.chunk_path(id).ok()?)
+            .ok()?
+            .modified()
+            .ok()?;
+        Some(modified.elapsed().unwrap_or_default())
+    }
+
+    /// Removes chunk `id` if nothing here names it (garbage collection, after the cluster
+    /// agreed that nothing else does). Under the index lock, so a write that pins it first
+    /// keeps it. Returns whether it was removed.
+    pub fn collect_chunk(&self, id: &ChunkId) -> bool {
+        let mut index = self.lock_index();
+        if index.refs.get(id).is_some_and(|n| *n > 0) {
+            return false;
+        }
+        index.refs.remove(id);
+        self.remove_chunk_file(&mut index, id)
+    }
+
+    /// Removes this node's copy of chunk `id`, which it no longer owns and whose owners have
+    /// it (hand-off after a membership change). Local references do not keep it: in a cluster
+    /// reads fetch chunks from their owners.
+    pub fn drop_chunk(&self, id: &ChunkId) -> bool {
+        let mut index = self.lock_index();
+        self.remove_chunk_file(&mut index, id)
+    }
+
+    fn remove_chunk_file(&self, index: &mut Index, id: &ChunkId) -> bool {
+        index.held.remove(id);
+        match self.chunk_path(id).map(fs::remove_file) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Ok(Err(e)) => {
+                tracing::warn!(chunk = %id, error = %e, "could not remove a chunk");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes this node's manifest of `key` if it is still at `version`: hand-off of a
+    /// manifest this node no longer owns, or collection of an old tombstone. The chunks it
+    /// named lose a reference.
+    pub fn forget_manifest(&self, key: &str, version: Version) -> Result<bool> {
+        let path = self.manifest_path(key)?;
+        let released = {
+            let mut index = self.lock_index();
+            if index.keys.get(key).map(|e| e.version) != Some(version) {
+                return Ok(false);
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(|| format!("removing manifest of {key:?}")),
+            }
+            index.keys.remove(key).map(|e| e.chunks).unwrap_or_default()
+        };
+        self.unpin(&released);
+        Ok(true)
     }
 
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
@@ -280,16 +406,11 @@ impl Store {
     /// Deletes those of `ids` whose count is still zero; the caller holds the index lock, so
     /// no writer can pin one between the check and the unlink.
     fn delete_unreferenced(&self, index: &mut Index, ids: &[ChunkId]) {
-        if !self.collect {
-            return;
-        }
         for id in ids {
             if index.refs.get(id) == Some(&0) {
                 index.refs.remove(id);
-                if let Ok(path) = self.chunk_path(id) {
-                    if let Err(e) = fs::remove_file(&path) {
-                        tracing::warn!(chunk = %id, error = %e, "could not remove unreferenced chunk");
-                    }
+                if self.collect {
+                    self.remove_chunk_file(index, id);
                 }
             }
         }
@@ -345,14 +466,28 @@ impl Store {
             }
             Err(e) => return Err(e).context(|| format!("reading manifest of {key:?}")),
         };
-        let m = Manifest::from_bytes(&bytes, &self.cluster)?;
-        if m.body.key != key {
-            return Err(Error::Integrity(format!(
-                "the manifest stored for {key:?} names {:?}",
-                m.body.key
-            )));
+        let checked = Manifest::from_bytes(&bytes, &self.cluster).and_then(|m| {
+            if m.body.key == key {
+                Ok(m)
+            } else {
+                Err(Error::Integrity(format!(
+                    "the manifest stored for {key:?} names {:?}",
+                    m.body.key
+                )))
+            }
+        });
+        if let Err(Error::Integrity(why)) = &checked {
+            // Never served again: set aside, and no longer held, so that repair brings a good
+            // copy back from another owner. Its chunks keep their references (for a
+            // standalone node they may be all that is left of the value).
+            tracing::warn!(key, error = %why, "manifest is corrupt; set aside");
+            let mut index = self.lock_index();
+            if path.is_file() {
+                self.set_aside(&path);
+            }
+            index.keys.remove(key);
         }
-        Ok(m)
+        checked
     }
 
     /// Reads a chunk and checks it against its id. A chunk that fails is moved to quarantine
@@ -367,7 +502,9 @@ impl Store {
             Err(e) => return Err(e).context(|| format!("reading chunk {id}")),
         };
         if ChunkId::of(&bytes) != *id {
+            let mut index = self.lock_index();
             self.set_aside(&path);
+            index.held.remove(id);
             return Err(Error::Integrity(format!(
                 "chunk {id} does not match its hash"
             )));
@@ -420,7 +557,7 @@ impl Store {
         let index = self.lock_index();
         StoreStats {
             keys: index.keys.values().filter(|e| !e.deleted).count() as u64,
-            chunks: index.refs.len() as u64,
+            chunks: index.held.len() as u64,
         }
     }
 }

@@ -18,27 +18,54 @@ pub struct Version {
 }
 
 /// A hybrid logical clock: `now()` is at least the wall clock, and always greater than
-/// anything it returned or observed before.
+/// anything it returned or observed before. Every message between nodes carries the sender's
+/// reading and the receiver observes it, so a node whose wall clock is behind still stamps
+/// its writes after everything it has heard of: it cannot make an old write win over a newer
+/// one it has seen.
 #[derive(Debug, Default)]
 pub struct Clock {
     last: Mutex<u64>,
+    /// Added to the wall clock, in milliseconds: lets tests run a node whose clock is off.
+    offset_ms: i64,
+}
+
+/// The HLC reading of a wall-clock time in milliseconds since the epoch.
+pub fn hlc_of_ms(ms: u64) -> u64 {
+    ms << 16
 }
 
 impl Clock {
-    pub fn now(&self) -> u64 {
-        let wall = SystemTime::now()
+    pub fn with_offset(offset_ms: i64) -> Self {
+        Self {
+            last: Mutex::default(),
+            offset_ms,
+        }
+    }
+
+    /// Wall-clock milliseconds since the epoch, with the offset.
+    pub fn wall_ms(&self) -> u64 {
+        let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-            << 16;
-        let mut last = self.last.lock().expect("clock lock");
+            .unwrap_or(0);
+        ms.saturating_add_signed(self.offset_ms)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn now(&self) -> u64 {
+        let wall = hlc_of_ms(self.wall_ms());
+        let mut last = self.lock();
         *last = wall.max(*last + 1);
         *last
     }
 
-    /// Moves the clock past a time seen elsewhere (a stored or received version).
+    /// Moves the clock past a time seen elsewhere (a stored or received version, or a peer's
+    /// reading carried by a message).
     pub fn observe(&self, time: u64) {
-        let mut last = self.last.lock().expect("clock lock");
+        let mut last = self.lock();
         *last = (*last).max(time);
     }
 }
@@ -55,5 +82,16 @@ mod tests {
         assert!(b > a);
         c.observe(u64::MAX - 10);
         assert!(c.now() > u64::MAX - 10);
+    }
+
+    /// A node whose clock is 10 minutes behind, once it has heard of a newer time, stamps
+    /// later than it.
+    #[test]
+    fn a_slow_clock_stamps_after_what_it_observed() {
+        let (good, slow) = (Clock::default(), Clock::with_offset(-600_000));
+        let seen = good.now();
+        assert!(slow.now() < seen, "the offset applies");
+        slow.observe(seen);
+        assert!(slow.now() > seen);
     }
 }

@@ -36,9 +36,15 @@ async fn fake_member(handler: Arc<dyn Handler>, seed: &Node) -> Arc<Cluster> {
         peers: vec![seed.addr().unwrap()],
         ..Default::default()
     };
-    Cluster::start(NodeId::random(), ClusterKey::new(SECRET), config, handler)
-        .await
-        .unwrap()
+    Cluster::start(
+        NodeId::random(),
+        ClusterKey::new(SECRET),
+        config,
+        handler,
+        Arc::new(dstore_core::Clock::default()),
+    )
+    .await
+    .unwrap()
 }
 
 /// A client that joins through `seed` and holds no data of its own.

@@ -46,6 +46,7 @@ async fn member(secret: &[u8], peers: Vec<String>) -> Arc<Cluster> {
         ClusterKey::new(secret),
         config,
         Arc::new(Nothing),
+        Arc::new(dstore_core::Clock::default()),
     )
     .await
     .unwrap()

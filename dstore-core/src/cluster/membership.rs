@@ -39,6 +39,7 @@ impl Default for Timeouts {
 
 struct Entry {
     info: MemberInfo,
+    learned: Instant,
     last_ok: Option<Instant>,
     /// When to dial next, and the backoff to use after a failure.
     next_dial: Instant,
@@ -63,6 +64,7 @@ impl Members {
                     info.id,
                     Entry {
                         info,
+                        learned: Instant::now(),
                         last_ok: None,
                         next_dial: Instant::now(),
                         backoff: BACKOFF_MIN,
@@ -111,6 +113,16 @@ impl Members {
 
     pub fn all(&self) -> Vec<MemberInfo> {
         self.table.values().map(|e| e.info.clone()).collect()
+    }
+
+    /// Whether a member that is dead now was alive (or learnt) less than `window` ago: one
+    /// that may still come back with data nobody else has.
+    pub fn missing_within(&self, t: &Timeouts, window: Duration) -> bool {
+        let now = Instant::now();
+        self.table.values().any(|e| {
+            self.health(&e.info.id, t) == Health::Dead
+                && now.duration_since(e.last_ok.unwrap_or(e.learned)) < window
+        })
     }
 
     /// Members that are not dead: the ones that own data.

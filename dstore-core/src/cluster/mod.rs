@@ -4,6 +4,7 @@
 //! A client (the `dstore` command's put/get, or an application in client mode) dials members
 //! the same way but never listens and never owns data. See DESIGN.md §3.
 
+pub(crate) mod maintain;
 pub mod membership;
 pub mod placement;
 pub(crate) mod remote;
@@ -23,6 +24,7 @@ use crate::net::conn::{BoxFuture, Conn, Handler};
 use crate::net::handshake::{handshake, Hello, Role};
 use crate::net::message::{MemberInfo, Request, Response};
 use crate::net::NetError;
+use crate::version::Clock;
 use membership::{Members, Timeouts};
 use placement::Candidate;
 
@@ -57,6 +59,8 @@ pub struct Cluster {
     stop: tokio::sync::watch::Sender<bool>,
     /// Those two tasks, awaited by `shutdown` (the listener's socket closes when it ends).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The node's hybrid logical clock, carried by every message.
+    clock: Arc<Clock>,
 }
 
 #[derive(Default)]
@@ -82,6 +86,7 @@ impl Cluster {
         key: ClusterKey,
         config: ClusterConfig,
         inner: Arc<dyn Handler>,
+        clock: Arc<Clock>,
     ) -> std::io::Result<Arc<Cluster>> {
         let listener = match &config.listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -105,6 +110,7 @@ impl Cluster {
             state: Mutex::default(),
             stop,
             tasks: Mutex::default(),
+            clock,
         });
         let mut tasks = vec![tokio::spawn(heartbeat_loop(
             Arc::downgrade(&cluster),
@@ -151,6 +157,16 @@ impl Cluster {
     /// Live members other than this node.
     pub fn peers(&self) -> Vec<MemberInfo> {
         self.lock().members.live(&self.timeouts)
+    }
+
+    /// Whether this node is a member (owns data), not a client.
+    pub fn is_member(&self) -> bool {
+        self.my_info().is_some()
+    }
+
+    /// The failure-detection settings.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// Who may own data now: the live members, and this node if it is a member.
@@ -244,7 +260,7 @@ impl Cluster {
         .await?;
         let conn = self.adopt(
             session.peer.clone(),
-            Conn::spawn(session, self.dispatcher()),
+            Conn::spawn(session, self.dispatcher(), self.clock.clone()),
         );
         if matches!(conn.peer.role, Role::Member { .. }) {
             self.ping(conn.peer.node); // learn its members now, not at the next heartbeat
@@ -369,6 +385,11 @@ impl Cluster {
         });
     }
 
+    /// See `Members::missing_within`.
+    pub fn missing_within(&self, window: Duration) -> bool {
+        self.lock().members.missing_within(&self.timeouts, window)
+    }
+
     /// Members known, and how many of them are live.
     pub fn known_and_live(&self) -> (usize, usize) {
         let state = self.lock();
@@ -440,7 +461,7 @@ async fn accept_loop(
             let (r, w) = stream.into_split();
             match handshake(r, BufWriter::new(w), &c.key, c.me, c.role.clone(), false).await {
                 Ok(session) => {
-                    let conn = Conn::spawn(session, c.dispatcher());
+                    let conn = Conn::spawn(session, c.dispatcher(), c.clock.clone());
                     c.adopt(conn.peer.clone(), conn);
                 }
                 Err(e) => tracing::warn!(%from, reason = %e, "refused a connection"),

@@ -3,9 +3,13 @@
 //! part of a cluster; a standalone node uses its store directly.
 //!
 //! - Chunks go to the owners of their id, manifests to the owners of their key id; a write is
-//!   done when a majority of the owners have it durably (the rest continue in the
-//!   background).
-//! - A manifest read asks a majority of the key's owners and takes the newest version.
+//!   done when W of the owners have it durably (default a majority; the rest continue in the
+//!   background). An owner that fails is replaced by the next member in rendezvous order (a
+//!   stand-in, as in hinted handoff): the stand-in's repair pass hands the copy to the owner
+//!   when it is back.
+//! - A manifest read asks R of the key's owners (default a majority), then others in
+//!   rendezvous order for each that fails, takes the newest version, and sends it to the
+//!   owners that answered with an older one (read repair).
 //! - A chunk read uses the local copy if there is a good one, else asks the owners one by one
 //!   in rendezvous order, checking every answer against the chunk id.
 
@@ -19,51 +23,24 @@ use crate::error::{Error, Result};
 use crate::ids::{ChunkId, KeyId, NodeId};
 use crate::manifest::Manifest;
 use crate::net::message::{KeyState, Request, Response};
+use crate::stats::{add, Counters};
 use crate::store::Store;
+use crate::version::Version;
 
 pub(crate) struct Remote {
     pub cluster: Arc<Cluster>,
     /// Copies of every chunk and manifest (capped by the number of live members).
     pub replicas: usize,
+    /// Owners that must have a write before it is acknowledged; `None`: a majority.
+    pub write_quorum: Option<usize>,
+    /// Owners whose answers a manifest read waits for; `None`: a majority.
+    pub read_quorum: Option<usize>,
+    pub counters: Arc<Counters>,
 }
 
 /// A majority of `n`.
-fn quorum(n: usize) -> usize {
+fn majority(n: usize) -> usize {
     n / 2 + 1
-}
-
-/// Runs every future in the background and returns once `need` of them succeeded, or as soon
-/// as that can no longer happen.
-async fn quorum_of<F>(what: String, futures: Vec<F>, need: usize) -> Result<()>
-where
-    F: Future<Output = std::result::Result<(), String>> + Send + 'static,
-{
-    let total = futures.len();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(total.max(1));
-    for f in futures {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(f.await).await;
-        });
-    }
-    drop(tx);
-    let (mut ok, mut failures) = (0, Vec::new());
-    while let Some(r) = rx.recv().await {
-        match r {
-            Ok(()) => ok += 1,
-            Err(e) => failures.push(e),
-        }
-        if ok >= need {
-            return Ok(());
-        }
-        if total - failures.len() < need {
-            break;
-        }
-    }
-    Err(Error::Unavailable(format!(
-        "{what}: {ok} of the {need} owners needed stored it ({})",
-        failures.join("; ")
-    )))
 }
 
 fn refused(r: Response) -> String {
@@ -73,16 +50,42 @@ fn refused(r: Response) -> String {
     }
 }
 
+type Outcome<T> = std::result::Result<T, String>;
+type Task<T> = std::pin::Pin<Box<dyn Future<Output = (NodeId, Outcome<T>)> + Send>>;
+
 impl Remote {
-    fn owners(&self, object: &[u8; 32]) -> Vec<Candidate> {
+    /// The owners of `object` among the live members.
+    pub fn owners(&self, object: &[u8; 32]) -> Vec<Candidate> {
         placement::owners(object, &self.cluster.candidates(), self.replicas)
+    }
+
+    /// The owners of `object`, then every other member in rendezvous order (the stand-ins),
+    /// and the number of owners.
+    fn preference(&self, object: &[u8; 32]) -> (Vec<Candidate>, usize) {
+        let candidates = self.cluster.candidates();
+        let mut order = placement::owners(object, &candidates, self.replicas);
+        let n = order.len();
+        for c in placement::rank(object, &candidates) {
+            if !order.contains(&c) {
+                order.push(c);
+            }
+        }
+        (order, n)
+    }
+
+    fn write_need(&self, n: usize) -> usize {
+        self.write_quorum.map_or(majority(n), |w| w.clamp(1, n))
+    }
+
+    fn read_need(&self, n: usize) -> usize {
+        self.read_quorum.map_or(majority(n), |r| r.clamp(1, n))
     }
 
     fn is_me(&self, id: &NodeId) -> bool {
         *id == self.cluster.id()
     }
 
-    /// Stores a chunk on a majority of its owners.
+    /// Stores a chunk on W of its owners.
     pub async fn put_chunk(
         &self,
         store: &Arc<Store>,
@@ -101,7 +104,7 @@ impl Remote {
             .await
     }
 
-    /// Stores a manifest (or tombstone) on a majority of its key's owners.
+    /// Stores a manifest (or tombstone) on W of its key's owners.
     pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<()> {
         let what = format!("manifest of {:?}", manifest.body.key);
         let key_id = KeyId::of(&manifest.body.key);
@@ -116,109 +119,124 @@ impl Remote {
         self.store_on_owners(what, &key_id.0, local, request).await
     }
 
-    /// Stores an object on a majority of the owners of `object`: with `local` on this node
-    /// (on the blocking pool), with the request `request` makes on the others. Returns once a
-    /// majority succeeded; the other copies carry on in the background.
+    /// Stores an object on W of the owners of `object`: with `local` on this node (on the
+    /// blocking pool), with the request `request` makes on the others. Each owner that fails
+    /// is replaced by the next stand-in. Returns once W succeeded; the other copies carry on
+    /// in the background.
     async fn store_on_owners(
         &self,
         what: String,
         object: &[u8; 32],
-        local: impl FnOnce() -> Result<()> + Send + 'static,
+        local: impl Fn() -> Result<()> + Send + Sync + 'static,
         request: impl Fn() -> Request + Send + Sync + 'static,
     ) -> Result<()> {
-        let owners = self.owners(object);
-        if owners.is_empty() {
+        let (order, n) = self.preference(object);
+        if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
-        let need = quorum(owners.len());
-        let request = Arc::new(request);
-        let mut local = Some(local);
-        let sends = owners
-            .into_iter()
-            .map(|owner| {
-                let (cluster, request) = (self.cluster.clone(), request.clone());
-                let here = if self.is_me(&owner.id) {
-                    local.take()
+        let need = self.write_need(n);
+        let (local, request) = (Arc::new(local), Arc::new(request));
+        let send = |target: Candidate| -> Task<()> {
+            let (cluster, request, local) = (self.cluster.clone(), request.clone(), local.clone());
+            let here = self.is_me(&target.id);
+            Box::pin(async move {
+                let outcome = if here {
+                    match tokio::task::spawn_blocking(move || local()).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
                 } else {
-                    None
-                };
-                Box::pin(async move {
-                    if let Some(op) = here {
-                        return match tokio::task::spawn_blocking(op).await {
-                            Ok(r) => r.map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                    }
-                    match cluster.call(owner.id, request()).await {
+                    match cluster.call(target.id, request()).await {
                         Ok(Response::Stored) => Ok(()),
-                        Ok(other) => Err(format!("{}: {}", owner.id, refused(other))),
-                        Err(e) => Err(format!("{}: {e}", owner.id)),
+                        Ok(other) => Err(refused(other)),
+                        Err(e) => Err(e.to_string()),
                     }
-                })
-                    as std::pin::Pin<
-                        Box<dyn Future<Output = std::result::Result<(), String>> + Send>,
-                    >
+                };
+                (target.id, outcome)
             })
-            .collect();
-        quorum_of(what, sends, need).await
+        };
+        let mut waiting = order.into_iter();
+        let mut sends = tokio::task::JoinSet::new();
+        for owner in waiting.by_ref().take(n) {
+            sends.spawn(send(owner));
+        }
+        let (mut ok, mut failures) = (0, Vec::new());
+        while let Some(joined) = sends.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => ok += 1,
+                Ok((who, Err(e))) => {
+                    failures.push(format!("{who}: {e}"));
+                    if let Some(stand_in) = waiting.next() {
+                        sends.spawn(send(stand_in));
+                    }
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+            if ok >= need {
+                sends.detach_all(); // the remaining copies land in the background
+                return Ok(());
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "{what}: {ok} of the {need} copies needed were stored ({})",
+            failures.join("; ")
+        )))
     }
 
-    /// The newest manifest (or tombstone) of `key` among a majority of its owners; `None` if
-    /// none of them has one.
+    /// The newest manifest (or tombstone) of `key` among R of its owners; `None` if none of
+    /// them has one. Owners that answered with an older version (or none) are sent the newest
+    /// in the background.
     pub async fn get_manifest(&self, store: &Arc<Store>, key: &str) -> Result<Option<Manifest>> {
-        let mut owners = self.owners(&KeyId::of(key).0);
-        if owners.is_empty() {
+        let (mut order, n) = self.preference(&KeyId::of(key).0);
+        if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
-        let need = quorum(owners.len());
-        // Ask a majority (this node first, when it is an owner: the cheapest answer), and
-        // another owner for each one that fails.
-        owners.sort_by_key(|o| !self.is_me(&o.id));
-        let mut waiting = owners.into_iter();
-        let mut asks = tokio::task::JoinSet::new();
-        let ask = |owner: Candidate| {
+        let need = self.read_need(n);
+        // This node first, when it is an owner: the cheapest answer.
+        order[..n].sort_by_key(|o| !self.is_me(&o.id));
+        let ask = |owner: Candidate| -> Task<Option<Manifest>> {
             let (cluster, store, key) = (self.cluster.clone(), store.clone(), key.to_owned());
             let local = self.is_me(&owner.id);
-            async move {
-                if local {
+            Box::pin(async move {
+                let outcome = if local {
                     let k = key.clone();
-                    return match tokio::task::spawn_blocking(move || store.manifest(&k)).await {
+                    match tokio::task::spawn_blocking(move || store.manifest(&k)).await {
                         Ok(Ok(m)) => Ok(Some(m)),
                         Ok(Err(Error::NotFound(_))) => Ok(None),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(e) => Err(e.to_string()),
-                    };
-                }
-                match cluster
-                    .call(owner.id, Request::GetManifest { key: key.clone() })
-                    .await
-                {
-                    Ok(Response::Manifest(None)) => Ok(None),
-                    Ok(Response::Manifest(Some(bytes))) => {
-                        let m = Manifest::from_bytes(&bytes, store.cluster())
-                            .map_err(|e| format!("{}: {e}", owner.id))?;
-                        if m.body.key != key {
-                            return Err(format!(
-                                "{} answered with the manifest of another key",
-                                owner.id
-                            ));
-                        }
-                        Ok(Some(m))
                     }
-                    Ok(other) => Err(format!("{}: {}", owner.id, refused(other))),
-                    Err(e) => Err(format!("{}: {e}", owner.id)),
-                }
-            }
+                } else {
+                    match cluster
+                        .call(owner.id, Request::GetManifest { key: key.clone() })
+                        .await
+                    {
+                        Ok(Response::Manifest(None)) => Ok(None),
+                        Ok(Response::Manifest(Some(bytes))) => {
+                            match Manifest::from_bytes(&bytes, store.cluster()) {
+                                Ok(m) if m.body.key == key => Ok(Some(m)),
+                                Ok(_) => Err("answered with the manifest of another key".into()),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                        Ok(other) => Err(refused(other)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                (owner.id, outcome)
+            })
         };
+        let mut waiting = order.into_iter();
+        let mut asks = tokio::task::JoinSet::new();
         for owner in waiting.by_ref().take(need) {
             asks.spawn(ask(owner));
         }
-        let (mut answers, mut failures, mut newest): (usize, Vec<String>, Option<Manifest>) =
-            (0, Vec::new(), None);
+        let mut answers: Vec<(NodeId, Option<Version>)> = Vec::new();
+        let (mut failures, mut newest): (Vec<String>, Option<Manifest>) = (Vec::new(), None);
         while let Some(joined) = asks.join_next().await {
-            match joined.map_err(|e| e.to_string()).and_then(|r| r) {
-                Ok(found) => {
-                    answers += 1;
+            match joined {
+                Ok((who, Ok(found))) => {
+                    answers.push((who, found.as_ref().map(|m| m.body.version)));
                     if let Some(m) = found {
                         if newest
                             .as_ref()
@@ -227,28 +245,84 @@ impl Remote {
                             newest = Some(m);
                         }
                     }
-                    if answers >= need {
+                    if answers.len() >= need {
+                        if let Some(m) = &newest {
+                            self.read_repair(store, m, &answers);
+                        }
                         return Ok(newest);
                     }
                 }
-                Err(e) => {
-                    tracing::debug!(key, error = %e, "an owner failed a manifest read");
-                    failures.push(e);
+                Ok((who, Err(e))) => {
+                    tracing::debug!(key, peer = %who, error = %e, "a manifest read failed");
+                    failures.push(format!("{who}: {e}"));
                     if let Some(next) = waiting.next() {
                         asks.spawn(ask(next));
                     }
                 }
+                Err(e) => failures.push(e.to_string()),
             }
         }
         Err(Error::Unavailable(format!(
-            "manifest of {key:?}: {answers} of the {need} owners needed answered ({})",
+            "manifest of {key:?}: {} of the {need} answers needed ({})",
+            answers.len(),
             failures.join("; ")
         )))
+    }
+
+    /// Sends `newest` to every node in `answers` that holds an older version or none.
+    fn read_repair(
+        &self,
+        store: &Arc<Store>,
+        newest: &Manifest,
+        answers: &[(NodeId, Option<Version>)],
+    ) {
+        let stale: Vec<NodeId> = answers
+            .iter()
+            .filter(|(_, v)| v.is_none_or(|v| v < newest.body.version))
+            .map(|(who, _)| *who)
+            .collect();
+        for who in stale {
+            let (cluster, counters) = (self.cluster.clone(), self.counters.clone());
+            let (store, manifest) = (store.clone(), newest.clone());
+            let here = self.is_me(&who);
+            tokio::spawn(async move {
+                let key = manifest.body.key.clone();
+                let done = if here {
+                    tokio::task::spawn_blocking(move || store.adopt(&manifest))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                } else {
+                    let request = Request::PutManifest {
+                        manifest: manifest.to_bytes(),
+                    };
+                    matches!(cluster.call(who, request).await, Ok(Response::Stored))
+                };
+                if done {
+                    add(&counters.read_repairs, 1);
+                    tracing::debug!(key, peer = %who, "read repair");
+                }
+            });
+        }
     }
 
     /// A chunk's stored bytes, checked against its id: the local copy if good, else from the
     /// owners in rendezvous order. A chunk no reachable node has is `NotFound`.
     pub async fn get_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
+        let bytes = self.fetch_chunk(store, id).await?;
+        if !store.has_chunk(&id) && self.owners(&id.0).iter().any(|o| self.is_me(&o.id)) {
+            // This node owns the chunk but lost its copy (corrupt, set aside): keep the good
+            // one now rather than waiting for repair.
+            let (store, copy) = (store.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.hold_chunk(id, &copy) {
+                    tracing::warn!(chunk = %id, error = %e, "could not restore a chunk");
+                }
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn fetch_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
         if store.has_chunk(&id) {
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.chunk(&id)).await {

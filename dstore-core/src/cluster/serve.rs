@@ -10,23 +10,28 @@ use crate::ids::ChunkId;
 use crate::manifest::Manifest;
 use crate::net::conn::{BoxFuture, Handler};
 use crate::net::handshake::Hello;
-use crate::net::message::{FailureKind, Request, Response};
+use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
+use crate::stats::Counters;
 use crate::store::Store;
 
 /// Serves peers from the node's store; refuses once the node is closed.
 pub(crate) struct Serve {
     pub store: Arc<RwLock<Option<Arc<Store>>>>,
+    pub counters: Arc<Counters>,
 }
 
 impl Handler for Serve {
     fn handle(&self, _from: &Hello, request: Request) -> BoxFuture<Response> {
-        let store = self.store.clone();
+        let (store, counters) = (self.store.clone(), self.counters.clone());
         Box::pin(async move {
             // Held until the answer is ready, so that `Node::close` waits for it.
             let guard = store.read_owned().await;
             let Some(store) = guard.clone() else {
                 return failed(FailureKind::Refused, "node is closing".into());
             };
+            if let Request::Stats = request {
+                return Response::Stats(counters.stats(store.stats()));
+            }
             tokio::task::spawn_blocking(move || answer(&store, request))
                 .await
                 .unwrap_or_else(|e| failed(FailureKind::Refused, format!("internal error: {e}")))
@@ -79,6 +84,22 @@ fn answer(store: &Store, request: Request) -> Response {
             Err(e) => from_error(e),
         },
         Request::Keys => Response::Keys(store.key_states()),
+        Request::Versions { keys } if keys.len() <= MAX_BATCH => {
+            Response::Versions(keys.iter().map(|k| store.version_of(k)).collect())
+        }
+        Request::HasChunks { ids } if ids.len() <= MAX_BATCH => {
+            Response::Flags(ids.iter().map(|id| store.has_chunk(id)).collect())
+        }
+        Request::Referenced { ids } if ids.len() <= MAX_BATCH => {
+            Response::Flags(ids.iter().map(|id| store.is_referenced(id)).collect())
+        }
+        Request::Versions { .. } | Request::HasChunks { .. } | Request::Referenced { .. } => {
+            failed(
+                FailureKind::Refused,
+                format!("more than {MAX_BATCH} items in one request"),
+            )
+        }
+        Request::Stats => failed(FailureKind::Refused, "answered above".into()),
     }
 }
 

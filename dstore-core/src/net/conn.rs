@@ -18,6 +18,7 @@ use super::message::{Body, Envelope, Request, Response};
 use super::NetError;
 use crate::codec;
 use crate::crypto::FRAME_TAG_LEN;
+use crate::version::Clock;
 
 /// A connection with no frame for this long is dead (heartbeats run every second or so).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,11 +44,17 @@ pub struct Conn {
     closed: Arc<AtomicBool>,
     /// Tells the reader task to stop: the way `close` ends a healthy connection.
     stop: Arc<tokio::sync::Notify>,
+    /// Stamped on every frame sent, moved forward by every frame received.
+    clock: Arc<Clock>,
 }
 
 impl Conn {
     /// Starts the connection's tasks.
-    pub fn spawn<R, W>(session: Session<R, W>, handler: Arc<dyn Handler>) -> Arc<Conn>
+    pub fn spawn<R, W>(
+        session: Session<R, W>,
+        handler: Arc<dyn Handler>,
+        clock: Arc<Clock>,
+    ) -> Arc<Conn>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -68,6 +75,7 @@ impl Conn {
             next_id: AtomicU64::new(1),
             closed: closed.clone(),
             stop: stop.clone(),
+            clock: clock.clone(),
         });
 
         let who = peer.node;
@@ -94,6 +102,7 @@ impl Conn {
                     Ok(e) => e,
                     Err(e) => break NetError::Protocol(e.to_string()),
                 };
+                clock.observe(envelope.clock);
                 match envelope.body {
                     Body::Response(r) => {
                         let waiter = pending.lock().expect("pending lock").remove(&envelope.id);
@@ -105,12 +114,14 @@ impl Conn {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break NetError::Protocol("closing".into());
                         };
-                        let (handler, tx, peer) = (handler.clone(), tx.clone(), peer.clone());
+                        let (handler, tx, peer, clock) =
+                            (handler.clone(), tx.clone(), peer.clone(), clock.clone());
                         tokio::spawn(async move {
                             let response = handler.handle(&peer, r).await;
                             let reply = codec::encode_with_spare(
                                 &Envelope {
                                     id: envelope.id,
+                                    clock: clock.now(),
                                     body: Body::Response(response),
                                 },
                                 FRAME_TAG_LEN,
@@ -156,6 +167,7 @@ impl Conn {
         let frame = codec::encode_with_spare(
             &Envelope {
                 id,
+                clock: self.clock.now(),
                 body: Body::Request(request),
             },
             FRAME_TAG_LEN,

@@ -10,6 +10,8 @@ use crate::version::Version;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: u64,
+    /// The sender's hybrid logical clock; the receiver observes it (see `version::Clock`).
+    pub clock: u64,
     pub body: Body,
 }
 
@@ -44,16 +46,43 @@ pub enum Request {
     },
     /// Every key the receiver holds a manifest of, with version and whether it is deleted.
     Keys,
+    /// The version held of each key (tombstones included), for repair.
+    Versions {
+        keys: Vec<String>,
+    },
+    /// Whether the receiver holds each chunk, for repair.
+    HasChunks {
+        ids: Vec<ChunkId>,
+    },
+    /// Whether a live manifest the receiver holds, or a write in flight through it, names
+    /// each chunk: garbage collection removes a chunk only if no member does.
+    Referenced {
+        ids: Vec<ChunkId>,
+    },
+    /// The receiver's `Stats`, for `dstore status`.
+    Stats,
 }
+
+/// At most this many ids or keys in one repair or collection request.
+pub const MAX_BATCH: usize = 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    Pong { members: Vec<MemberInfo> },
+    Pong {
+        members: Vec<MemberInfo>,
+    },
     Stored,
     Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
     Manifest(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Keys(Vec<KeyState>),
-    Failed { kind: FailureKind, message: String },
+    Versions(Vec<Option<Version>>),
+    /// One flag per id asked about (`HasChunks`, `Referenced`).
+    Flags(Vec<bool>),
+    Stats(crate::stats::Stats),
+    Failed {
+        kind: FailureKind,
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +137,7 @@ mod tests {
         /// Valid envelopes survive a round trip; any cut of one is refused.
         #[test]
         fn envelope_round_trip_and_truncation(id in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..64), cut in any::<usize>()) {
-            let e = Envelope { id, body: Body::Request(Request::PutChunk { id: crate::ChunkId([1; 32]), data }) };
+            let e = Envelope { id, clock: 7, body: Body::Request(Request::PutChunk { id: crate::ChunkId([1; 32]), data }) };
             let bytes = codec::encode(&e);
             let back: Envelope = codec::decode(&bytes, "message").unwrap();
             prop_assert_eq!(back.id, id);

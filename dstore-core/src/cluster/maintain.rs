@@ -1,0 +1,533 @@
+//! The background work of a cluster member, which keeps data where it belongs without an
+//! operator. See DESIGN.md §4.
+//!
+//! - **Repair** (anti-entropy), every `repair_interval` and whenever the live members change:
+//!   for every manifest and chunk held here, ask its current owners whether they have it (one
+//!   batched request per owner), send it to those that lack it or hold an older version, and
+//!   drop the local copy once this node is not an owner and every owner has it (hand-off: how
+//!   a stand-in returns what it took in for a failed owner, and how data moves when members
+//!   join). Sends are one at a time and capped at `repair_rate`, so repair never starves
+//!   foreground requests.
+//! - **Tombstones** older than `tombstone_grace` are dropped once no owner holds an older
+//!   version of their key that they would have to delete.
+//! - **Garbage collection**: a chunk that nothing here names, untouched for `gc_grace`, is
+//!   offered to every live member; if none names it (in a manifest or a write in flight), it
+//!   is marked, and removed when it is still unnamed a full `gc_grace` later. Collection waits
+//!   while a member that was alive within `gc_grace` does not answer.
+//! - **Scrubbing**, every `scrub_interval` at `scrub_rate` bytes per second: every chunk and
+//!   manifest is read back and checked; a bad one is set aside and fetched again from another
+//!   owner.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, RwLock};
+
+use super::remote::Remote;
+use crate::error::Error;
+use crate::ids::{ChunkId, KeyId, NodeId};
+use crate::net::message::{Request, Response, MAX_BATCH};
+use crate::stats::{add, Counters};
+use crate::store::Store;
+use crate::version::{hlc_of_ms, Clock, Version};
+
+/// When and how fast a member repairs, scrubs and collects.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Maintenance {
+    /// Period of the repair pass (one also starts when the live members change).
+    pub repair_interval: Duration,
+    /// Bytes per second repair may send (0: no cap).
+    pub repair_rate: u64,
+    /// A full scrub starts this long after the previous one started.
+    pub scrub_interval: Duration,
+    /// Bytes per second the scrubber reads (0: no scrubbing).
+    pub scrub_rate: u64,
+    /// How long a chunk must be unnamed before it is removed.
+    pub gc_grace: Duration,
+    /// How long a tombstone is kept: longer than any owner may be away.
+    pub tombstone_grace: Duration,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Self {
+            repair_interval: Duration::from_secs(30),
+            repair_rate: 128 << 20,
+            scrub_interval: Duration::from_secs(3600),
+            scrub_rate: 16 << 20,
+            gc_grace: Duration::from_secs(3600),
+            tombstone_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What the background tasks share with the node.
+pub(crate) struct Context {
+    pub remote: Arc<Remote>,
+    pub store: Arc<RwLock<Option<Arc<Store>>>>,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<Clock>,
+    pub settings: Maintenance,
+}
+
+/// Starts repair and scrubbing; both end when `stop` turns true.
+pub(crate) fn start(
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(repair_loop(ctx.clone(), stop.clone())),
+        tokio::spawn(scrub_loop(ctx, stop)),
+    ]
+}
+
+/// Sleeps `d`, or returns true at once when asked to stop.
+async fn stopped_during(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+impl Context {
+    /// The store, unless the node is closing. Held only for one step at a time, so that
+    /// `close` never waits for a whole pass.
+    async fn store(&self) -> Option<Arc<Store>> {
+        self.store.read().await.clone()
+    }
+
+    fn me(&self) -> NodeId {
+        self.remote.cluster.id()
+    }
+
+    /// The owners of `object` other than this node, and whether this node is one.
+    fn owners(&self, object: &[u8; 32]) -> (Vec<NodeId>, bool) {
+        let owners = self.remote.owners(object);
+        let mine = owners.iter().any(|o| o.id == self.me());
+        let others = owners
+            .into_iter()
+            .map(|o| o.id)
+            .filter(|id| *id != self.me())
+            .collect();
+        (others, mine)
+    }
+
+    /// Waits as long as sending `bytes` takes at `repair_rate`.
+    async fn pace(&self, bytes: usize, rate: u64) {
+        if rate > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+        }
+    }
+
+    async fn call(&self, peer: NodeId, request: Request) -> Option<Response> {
+        match self.remote.cluster.call(peer, request).await {
+            Ok(Response::Failed { message, .. }) => {
+                tracing::debug!(%peer, message, "a maintenance request was refused");
+                None
+            }
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "a maintenance request failed");
+                None
+            }
+        }
+    }
+}
+
+async fn repair_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let mut last_view: Vec<NodeId> = Vec::new();
+    let mut next = Instant::now() + ctx.settings.repair_interval.min(Duration::from_secs(1));
+    let mut gc = Collector::default();
+    loop {
+        if stopped_during(&mut stop, Duration::from_millis(200)).await {
+            return;
+        }
+        let mut view: Vec<NodeId> = ctx
+            .remote
+            .cluster
+            .candidates()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        view.sort();
+        let changed = view != last_view;
+        if !changed && Instant::now() < next {
+            continue;
+        }
+        last_view = view;
+        let started = Instant::now();
+        ctx.counters.running.store(true, Ordering::Relaxed);
+        ctx.counters.checked.store(0, Ordering::Relaxed);
+        let finished = repair_pass(&ctx, &mut gc, &mut stop).await;
+        ctx.counters.running.store(false, Ordering::Relaxed);
+        if !finished {
+            return;
+        }
+        add(&ctx.counters.passes, 1);
+        ctx.counters
+            .last_pass_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        next = Instant::now() + ctx.settings.repair_interval;
+    }
+}
+
+/// One repair pass; false if the node is closing.
+async fn repair_pass(ctx: &Context, gc: &mut Collector, stop: &mut watch::Receiver<bool>) -> bool {
+    let Some(store) = ctx.store().await else {
+        return false;
+    };
+    let keys = store.key_states();
+    drop(store);
+    for batch in keys.chunks(MAX_BATCH) {
+        if *stop.borrow() || !repair_manifests(ctx, batch).await {
+            return false;
+        }
+    }
+    let Some(store) = ctx.store().await else {
+        return false;
+    };
+    let chunks = store.chunk_ids();
+    drop(store);
+    for batch in chunks.chunks(MAX_BATCH) {
+        if *stop.borrow() || !repair_chunks(ctx, batch).await {
+            return false;
+        }
+    }
+    gc.collect(ctx).await
+}
+
+/// Repairs a batch of manifests; false if the node is closing.
+async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]) -> bool {
+    let tombstone_horizon = hlc_of_ms(ctx.clock.wall_ms())
+        .saturating_sub(hlc_of_ms(ctx.settings.tombstone_grace.as_millis() as u64));
+    // Which owners to ask about which keys.
+    let mut asks: HashMap<NodeId, Vec<usize>> = HashMap::new();
+    let mut plans = Vec::with_capacity(batch.len());
+    for (i, state) in batch.iter().enumerate() {
+        let (others, mine) = ctx.owners(&KeyId::of(&state.key).0);
+        for o in &others {
+            asks.entry(*o).or_default().push(i);
+        }
+        plans.push((others, mine));
+    }
+    // answers[i][owner] = the version that owner holds, for the owners that answered.
+    let mut answers: Vec<HashMap<NodeId, Option<Version>>> = vec![HashMap::new(); batch.len()];
+    for (peer, idx) in &asks {
+        let keys = idx.iter().map(|&i| batch[i].key.clone()).collect();
+        if let Some(Response::Versions(vs)) = ctx.call(*peer, Request::Versions { keys }).await {
+            for (&i, v) in idx.iter().zip(vs) {
+                answers[i].insert(*peer, v);
+            }
+        }
+    }
+    for (i, state) in batch.iter().enumerate() {
+        add(&ctx.counters.checked, 1);
+        let (others, mine) = &plans[i];
+        let expired = state.deleted && state.version.time < tombstone_horizon;
+        let mut everyone_has = true;
+        for owner in others {
+            let Some(held) = answers[i].get(owner) else {
+                everyone_has = false; // no answer: nothing is dropped on its account
+                continue;
+            };
+            let behind = held.is_none_or(|v| v < state.version);
+            // An expired tombstone is only sent to an owner that still holds an older live
+            // version; an owner with nothing for the key has nothing to delete.
+            if !behind || (expired && held.is_none()) {
+                continue;
+            }
+            let Some(store) = ctx.store().await else {
+                return false;
+            };
+            let key = state.key.clone();
+            let manifest = match tokio::task::spawn_blocking(move || store.manifest(&key)).await {
+                Ok(Ok(m)) if m.body.version == state.version => m,
+                _ => {
+                    everyone_has = false; // changed or unreadable since listed: next pass
+                    continue;
+                }
+            };
+            let bytes = manifest.to_bytes();
+            let len = bytes.len();
+            match ctx
+                .call(*owner, Request::PutManifest { manifest: bytes })
+                .await
+            {
+                Some(Response::Stored) => {
+                    add(&ctx.counters.manifests_pushed, 1);
+                    add(&ctx.counters.bytes_pushed, len as u64);
+                    ctx.pace(len, ctx.settings.repair_rate).await;
+                }
+                _ => everyone_has = false,
+            }
+        }
+        if !everyone_has || (*mine && !expired) {
+            continue;
+        }
+        let Some(store) = ctx.store().await else {
+            return false;
+        };
+        let (key, version) = (state.key.clone(), state.version);
+        let dropped = tokio::task::spawn_blocking(move || store.forget_manifest(&key, version))
+            .await
+            .is_ok_and(|r| r.unwrap_or(false));
+        if dropped && expired {
+            add(&ctx.counters.tombstones_collected, 1);
+        } else if dropped {
+            add(&ctx.counters.handed_off, 1);
+            tracing::debug!(key = state.key, "manifest handed off to its owners");
+        }
+    }
+    true
+}
+
+/// Repairs a batch of chunks; false if the node is closing.
+async fn repair_chunks(ctx: &Context, batch: &[ChunkId]) -> bool {
+    let mut asks: HashMap<NodeId, Vec<usize>> = HashMap::new();
+    let mut plans = Vec::with_capacity(batch.len());
+    for (i, id) in batch.iter().enumerate() {
+        let (others, mine) = ctx.owners(&id.0);
+        for o in &others {
+            asks.entry(*o).or_default().push(i);
+        }
+        plans.push((others, mine));
+    }
+    let mut has: Vec<HashMap<NodeId, bool>> = vec![HashMap::new(); batch.len()];
+    for (peer, idx) in &asks {
+        let ids = idx.iter().map(|&i| batch[i]).collect();
+        if let Some(Response::Flags(flags)) = ctx.call(*peer, Request::HasChunks { ids }).await {
+            for (&i, f) in idx.iter().zip(flags) {
+                has[i].insert(*peer, f);
+            }
+        }
+    }
+    for (i, id) in batch.iter().enumerate() {
+        add(&ctx.counters.checked, 1);
+        let (others, mine) = &plans[i];
+        let mut everyone_has = true;
+        for owner in others {
+            match has[i].get(owner) {
+                Some(true) => continue,
+                None => {
+                    everyone_has = false;
+                    continue;
+                }
+                Some(false) => {}
+            }
+            let Some(store) = ctx.store().await else {
+                return false;
+            };
+            let id = *id;
+            let bytes = match tokio::task::spawn_blocking(move || store.chunk(&id)).await {
+                Ok(Ok(b)) => b,
+                _ => {
+                    everyone_has = false; // gone or corrupt here: the scrubber's business
+                    continue;
+                }
+            };
+            let len = bytes.len();
+            match ctx
+                .call(*owner, Request::PutChunk { id, data: bytes })
+                .await
+            {
+                Some(Response::Stored) => {
+                    add(&ctx.counters.chunks_pushed, 1);
+                    add(&ctx.counters.bytes_pushed, len as u64);
+                    ctx.pace(len, ctx.settings.repair_rate).await;
+                }
+                _ => everyone_has = false,
+            }
+        }
+        if *mine || !everyone_has || others.is_empty() {
+            continue;
+        }
+        let Some(store) = ctx.store().await else {
+            return false;
+        };
+        let id = *id;
+        if tokio::task::spawn_blocking(move || store.drop_chunk(&id))
+            .await
+            .unwrap_or(false)
+        {
+            add(&ctx.counters.handed_off, 1);
+        }
+    }
+    true
+}
+
+/// Garbage collection of chunks, in two phases a grace period apart (see the module doc).
+#[derive(Default)]
+struct Collector {
+    /// Chunks every member said nobody names, and when that was first seen.
+    marked: HashMap<ChunkId, Instant>,
+}
+
+impl Collector {
+    /// One round; false if the node is closing.
+    async fn collect(&mut self, ctx: &Context) -> bool {
+        let grace = ctx.settings.gc_grace;
+        let Some(store) = ctx.store().await else {
+            return false;
+        };
+        let candidates: Vec<ChunkId> = {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || {
+                store
+                    .chunk_ids()
+                    .into_iter()
+                    .filter(|id| {
+                        !store.is_referenced(id)
+                            && store.chunk_age(id).is_some_and(|age| age >= grace)
+                    })
+                    .collect()
+            })
+            .await
+            {
+                Ok(c) => c,
+                Err(_) => return true,
+            }
+        };
+        drop(store);
+        let keep: HashSet<ChunkId> = candidates.iter().copied().collect();
+        self.marked.retain(|id, _| keep.contains(id));
+        if candidates.is_empty() {
+            return true;
+        }
+        if ctx.remote.cluster.missing_within(grace) {
+            tracing::debug!("a recent member does not answer: garbage collection waits");
+            return true;
+        }
+        let peers = ctx.remote.cluster.peers();
+        for batch in candidates.chunks(MAX_BATCH) {
+            let mut named = vec![false; batch.len()];
+            for peer in &peers {
+                let ids = batch.to_vec();
+                match ctx.call(peer.id, Request::Referenced { ids }).await {
+                    Some(Response::Flags(flags)) if flags.len() == batch.len() => {
+                        for (n, f) in named.iter_mut().zip(flags) {
+                            *n |= f;
+                        }
+                    }
+                    _ => return true, // every member must answer
+                }
+            }
+            for (id, named) in batch.iter().zip(named) {
+                if named {
+                    self.marked.remove(id);
+                    continue;
+                }
+                let since = *self.marked.entry(*id).or_insert_with(Instant::now);
+                if since.elapsed() < grace {
+                    continue;
+                }
+                let Some(store) = ctx.store().await else {
+                    return false;
+                };
+                let id = *id;
+                if tokio::task::spawn_blocking(move || store.collect_chunk(&id))
+                    .await
+                    .unwrap_or(false)
+                {
+                    add(&ctx.counters.chunks_collected, 1);
+                    self.marked.remove(&id);
+                    tracing::debug!(chunk = %id, "collected an unnamed chunk");
+                }
+            }
+        }
+        true
+    }
+}
+
+async fn scrub_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let rate = ctx.settings.scrub_rate;
+    if rate == 0 {
+        return;
+    }
+    loop {
+        let started = Instant::now();
+        if !scrub_pass(&ctx, &mut stop).await {
+            return;
+        }
+        add(&ctx.counters.scrub_passes, 1);
+        let wait = ctx
+            .settings
+            .scrub_interval
+            .saturating_sub(started.elapsed());
+        if stopped_during(&mut stop, wait.max(Duration::from_millis(100))).await {
+            return;
+        }
+    }
+}
+
+/// One scrub of everything held; false if the node is closing.
+async fn scrub_pass(ctx: &Context, stop: &mut watch::Receiver<bool>) -> bool {
+    let Some(store) = ctx.store().await else {
+        return false;
+    };
+    let (chunks, keys) = (store.chunk_ids(), store.key_states());
+    drop(store);
+    for id in chunks {
+        if *stop.borrow() {
+            return false;
+        }
+        let Some(store) = ctx.store().await else {
+            return false;
+        };
+        let s = store.clone();
+        let read = tokio::task::spawn_blocking(move || s.chunk(&id)).await;
+        add(&ctx.counters.scrub_objects, 1);
+        match read {
+            Ok(Ok(bytes)) => {
+                add(&ctx.counters.scrub_bytes, bytes.len() as u64);
+                ctx.pace(bytes.len(), ctx.settings.scrub_rate).await;
+            }
+            Ok(Err(Error::Integrity(why))) => {
+                add(&ctx.counters.scrub_bad, 1);
+                tracing::warn!(chunk = %id, why, "scrub found a bad chunk; fetching a good copy");
+                if let Ok(good) = ctx.remote.get_chunk(&store, id).await {
+                    let s = store.clone();
+                    let held = tokio::task::spawn_blocking(move || s.hold_chunk(id, &good)).await;
+                    if matches!(held, Ok(Ok(()))) {
+                        add(&ctx.counters.scrub_restored, 1);
+                    }
+                }
+            }
+            _ => {} // removed since listed, or an I/O error already logged
+        }
+    }
+    for state in keys {
+        if *stop.borrow() {
+            return false;
+        }
+        let Some(store) = ctx.store().await else {
+            return false;
+        };
+        let (s, key) = (store.clone(), state.key.clone());
+        let read = tokio::task::spawn_blocking(move || s.manifest(&key)).await;
+        add(&ctx.counters.scrub_objects, 1);
+        if let Ok(Err(Error::Integrity(why))) = read {
+            add(&ctx.counters.scrub_bad, 1);
+            tracing::warn!(
+                key = state.key,
+                why,
+                "scrub found a bad manifest; fetching a good copy"
+            );
+            // The bad copy is set aside: the read asks other owners, and read repair sends
+            // the newest back here; adopting it as well covers a non-owner.
+            if let Ok(Some(good)) = ctx.remote.get_manifest(&store, &state.key).await {
+                let s = store.clone();
+                let _ = tokio::task::spawn_blocking(move || s.adopt(&good)).await;
+                if store.version_of(&state.key).is_some() {
+                    add(&ctx.counters.scrub_restored, 1);
+                }
+            }
+        }
+    }
+    true
+}
