@@ -37,7 +37,8 @@ use crate::version::{hlc_of_ms, Clock, Version};
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Maintenance {
-    /// Period of the repair pass (one also starts when the live members change).
+    /// Period of the repair pass (one also starts when the live members change). Zero turns
+    /// repair, and with it garbage collection, off: only for tests of the other mechanisms.
     pub repair_interval: Duration,
     /// Bytes per second repair may send (0: no cap).
     pub repair_rate: u64,
@@ -141,6 +142,9 @@ impl Context {
 }
 
 async fn repair_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    if ctx.settings.repair_interval.is_zero() {
+        return;
+    }
     let mut last_view: Vec<NodeId> = Vec::new();
     let mut next = Instant::now() + ctx.settings.repair_interval.min(Duration::from_secs(1));
     let mut gc = Collector::default();
@@ -195,7 +199,7 @@ async fn repair_pass(ctx: &Context, gc: &mut Collector, stop: &mut watch::Receiv
     let chunks = store.chunk_ids();
     drop(store);
     for batch in chunks.chunks(MAX_BATCH) {
-        if *stop.borrow() || !repair_chunks(ctx, batch).await {
+        if *stop.borrow() || !repair_chunks(ctx, batch, &gc.marked).await {
             return false;
         }
     }
@@ -287,8 +291,14 @@ async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]
     true
 }
 
-/// Repairs a batch of chunks; false if the node is closing.
-async fn repair_chunks(ctx: &Context, batch: &[ChunkId]) -> bool {
+/// Repairs a batch of chunks; false if the node is closing. Chunks that garbage collection
+/// has marked (no member names them) are left alone: sending one to an owner that has just
+/// collected it would bring it back, and the owners would pass it back and forth forever.
+async fn repair_chunks(
+    ctx: &Context,
+    batch: &[ChunkId],
+    condemned: &HashMap<ChunkId, Instant>,
+) -> bool {
     let mut asks: HashMap<NodeId, Vec<usize>> = HashMap::new();
     let mut plans = Vec::with_capacity(batch.len());
     for (i, id) in batch.iter().enumerate() {
@@ -309,6 +319,9 @@ async fn repair_chunks(ctx: &Context, batch: &[ChunkId]) -> bool {
     }
     for (i, id) in batch.iter().enumerate() {
         add(&ctx.counters.checked, 1);
+        if condemned.contains_key(id) {
+            continue;
+        }
         let (others, mine) = &plans[i];
         let mut everyone_has = true;
         for owner in others {

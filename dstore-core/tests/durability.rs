@@ -1,0 +1,340 @@
+//! Durability in a cluster of in-process nodes on 127.0.0.1: versions under clock skew,
+//! quorums, read repair, stand-ins and hand-off, repair after loss, scrubbing, and garbage
+//! collection of chunks and tombstones. The same faults against `dstore node` processes
+//! (kill -9, partitions, full disks) are in tests/test_faults.py.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{eventually, files_under, flip_byte, pattern};
+use dstore_core::cluster::placement::{self, Candidate};
+use dstore_core::{Config, Error, KeyId, Node, StoreOptions};
+
+const CHUNK: usize = 4096;
+const SECRET: &[u8] = b"durability test secret";
+const KEY: [u8; 32] = [7; 32];
+const ENC: StoreOptions = StoreOptions { encrypt: true };
+
+/// A member with failure detection and background work sped up for tests.
+fn config(root: &Path, peers: &[String]) -> Config {
+    let mut c = Config::new(root);
+    c.chunk_size = CHUNK;
+    c.secret = Some(SECRET.to_vec());
+    c.data_key = Some(KEY);
+    c.listen = Some("127.0.0.1:0".into());
+    c.peers = peers.to_vec();
+    c.timeouts.suspect_after = Duration::from_millis(600);
+    c.timeouts.dead_after = Duration::from_millis(1500);
+    c.timeouts.call = Duration::from_secs(3);
+    c.maintenance.repair_interval = Duration::from_millis(300);
+    c.maintenance.scrub_rate = 0;
+    c
+}
+
+async fn start(dir: &Path, n: usize, tweak: impl Fn(&mut Config)) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..n {
+        let seed: Vec<String> = nodes.first().and_then(|f| f.addr()).into_iter().collect();
+        let mut c = config(&dir.join(format!("n{i}")), &seed);
+        tweak(&mut c);
+        nodes.push(Node::open(c).await.unwrap());
+    }
+    eventually("membership converges", || {
+        nodes.iter().all(|x| x.peers().len() == n - 1)
+    })
+    .await;
+    nodes
+}
+
+async fn reopen(dir: &Path, i: usize, seed: &Node, tweak: impl Fn(&mut Config)) -> Node {
+    let mut c = config(&dir.join(format!("n{i}")), &[seed.addr().unwrap()]);
+    tweak(&mut c);
+    Node::open(c).await.unwrap()
+}
+
+async fn close_all(nodes: impl IntoIterator<Item = Node>) {
+    for n in nodes {
+        n.close().await;
+    }
+}
+
+/// A client whose wall clock is ten minutes behind writes after a member did: its write and
+/// its delete still win, because every message carries the sender's hybrid clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_clock_cannot_make_an_older_write_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start(dir.path(), 3, |_| {}).await;
+    let mut c = config(&dir.path().join("slow"), &[nodes[1].addr().unwrap()]);
+    c.listen = None;
+    c.client = true;
+    c.clock_offset_ms = -600_000;
+    let slow = Node::open(c).await.unwrap();
+    slow.settle(Duration::from_secs(5)).await.unwrap();
+    for round in 0..3u64 {
+        let key = format!("k{round}");
+        nodes[0].store(&key, b"first", ENC).await.unwrap();
+        slow.store(&key, b"second, from the slow clock", ENC)
+            .await
+            .unwrap();
+        for n in &nodes {
+            assert_eq!(n.get(&key).await.unwrap(), b"second, from the slow clock");
+        }
+    }
+    nodes[2].store("gone", b"live", ENC).await.unwrap();
+    slow.delete("gone").await.unwrap();
+    for n in &nodes {
+        assert!(matches!(n.get("gone").await, Err(Error::NotFound(_))));
+    }
+    slow.close().await;
+    close_all(nodes).await;
+}
+
+/// W = 3 of 3: a write fails (and says why) while one owner is down; with R = 1 a node
+/// still reads its own copy. Quorums larger than `replicas` are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_and_read_quorums_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = config(&dir.path().join("bad"), &[]);
+    bad.write_quorum = Some(4);
+    assert!(matches!(
+        Node::open(bad).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut nodes = start(dir.path(), 3, |c| {
+        c.write_quorum = Some(3);
+        c.read_quorum = Some(1);
+    })
+    .await;
+    nodes[0].store("k", b"all three", ENC).await.unwrap();
+    nodes.pop().unwrap().close().await;
+    let refused = nodes[0].store("k2", b"two of three", ENC).await;
+    assert!(
+        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("2 of the 3")),
+        "{refused:?}"
+    );
+    assert_eq!(nodes[1].get("k").await.unwrap(), b"all three");
+    close_all(nodes).await;
+}
+
+/// An owner that missed a write is brought up to date by the next read that sees it stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_repairs_a_stale_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    // No repair passes: only the read may fix the stale copy.
+    let slow_repair = |c: &mut Config| c.maintenance.repair_interval = Duration::ZERO;
+    let mut nodes = start(dir.path(), 3, slow_repair).await;
+    nodes[0].store("k", b"old", ENC).await.unwrap();
+    nodes.pop().unwrap().close().await;
+    nodes[0].store("k", b"new", ENC).await.unwrap();
+    let back = reopen(dir.path(), 2, &nodes[0], slow_repair).await;
+    eventually("the member is back", || back.peers().len() == 2).await;
+    // `back` asks itself first (old) and one other owner (new): the newest wins, and `back`
+    // is sent it.
+    assert_eq!(back.get("k").await.unwrap(), b"new");
+    eventually("read repair", || {
+        back.stats().unwrap().repair.read_repairs >= 1
+    })
+    .await;
+    close_all(nodes).await;
+    eventually("the others are seen dead", || back.peers().is_empty()).await;
+    // Alone, `back` owns everything and reads only itself: it holds the new version.
+    assert_eq!(back.get("k").await.unwrap(), b"new");
+    back.close().await;
+}
+
+/// The owners of `key` among `nodes`, by the placement every node computes.
+fn owners_of(key: &str, nodes: &[&Node], replicas: usize) -> Vec<dstore_core::NodeId> {
+    let candidates: Vec<Candidate> = nodes
+        .iter()
+        .map(|n| Candidate {
+            id: n.id(),
+            zone: None,
+        })
+        .collect();
+    placement::owners(&KeyId::of(key).0, &candidates, replicas)
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// While a member is down its share goes to the next members in rendezvous order; when it
+/// returns, repair gives it back what it owns and the stand-ins drop their copies, so every
+/// key ends up on exactly its owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_member_gets_back_what_it_missed_and_stand_ins_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start(dir.path(), 4, |c| c.replicas = 2).await;
+    let away = nodes.pop().unwrap();
+    away.close().await;
+    eventually("the member is seen dead", || {
+        nodes.iter().all(|n| n.peers().len() == 2)
+    })
+    .await;
+    let keys: Vec<String> = (0..24).map(|i| format!("key-{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        nodes[i % 3]
+            .store(k, &pattern(i as u64, CHUNK + i), ENC)
+            .await
+            .unwrap();
+    }
+    let back = reopen(dir.path(), 3, &nodes[0], |c| c.replicas = 2).await;
+    nodes.push(back);
+    eventually("membership converges", || {
+        nodes.iter().all(|n| n.peers().len() == 3)
+    })
+    .await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let owned_by_back = keys
+        .iter()
+        .filter(|k| owners_of(k, &all, 2).contains(&nodes[3].id()))
+        .count();
+    assert!(
+        owned_by_back > 0,
+        "placement gives the returning member a share"
+    );
+    eventually("every key sits on exactly its two owners", || {
+        let held: u64 = nodes.iter().map(|n| n.stats().unwrap().keys).sum();
+        nodes[3].stats().unwrap().keys == owned_by_back as u64 && held == 2 * keys.len() as u64
+    })
+    .await;
+    let handed_off: u64 = nodes
+        .iter()
+        .map(|n| n.stats().unwrap().repair.handed_off)
+        .sum();
+    assert!(handed_off > 0, "stand-ins dropped what they held for it");
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(nodes[3].get(k).await.unwrap(), pattern(i as u64, CHUNK + i));
+    }
+    close_all(nodes).await;
+}
+
+/// Replicas 2: lose a member for good, let repair run, lose another: every value survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_restores_the_replica_count_after_a_permanent_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start(dir.path(), 4, |c| c.replicas = 2).await;
+    for i in 0..16u64 {
+        nodes[0]
+            .store(&format!("v{i}"), &pattern(i, 3 * CHUNK), ENC)
+            .await
+            .unwrap();
+    }
+    let lost = nodes.remove(1);
+    lost.close().await;
+    std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
+    eventually("the loss is seen", || {
+        nodes.iter().all(|n| n.peers().len() == 2)
+    })
+    .await;
+    eventually("two copies of every key again", || {
+        nodes.iter().map(|n| n.stats().unwrap().keys).sum::<u64>() == 32
+    })
+    .await;
+    // Chunks: 16 values of 3 chunks each, 2 copies.
+    eventually("two copies of every chunk again", || {
+        nodes.iter().map(|n| n.stats().unwrap().chunks).sum::<u64>() == 96
+    })
+    .await;
+    nodes.remove(0).close().await;
+    for i in 0..16u64 {
+        assert_eq!(
+            nodes[0].get(&format!("v{i}")).await.unwrap(),
+            pattern(i, 3 * CHUNK)
+        );
+    }
+    close_all(nodes).await;
+}
+
+/// Bytes flipped in a chunk and a manifest on one node: reads still give the right bytes,
+/// and the scrubber sets the bad copies aside and brings back good ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrubber_replaces_rotten_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let scrub = |c: &mut Config| {
+        c.maintenance.scrub_rate = 1 << 30;
+        c.maintenance.scrub_interval = Duration::from_millis(200);
+    };
+    let nodes = start(dir.path(), 3, scrub).await;
+    let data = pattern(9, 3 * CHUNK);
+    nodes[0].store("k", &data, ENC).await.unwrap();
+    let root = dir.path().join("n1");
+    let chunk = files_under(&root.join("chunks")).remove(0);
+    let manifest = files_under(&root.join("manifests")).remove(0);
+    let (good_chunk, good_manifest) = (
+        std::fs::read(&chunk).unwrap(),
+        std::fs::read(&manifest).unwrap(),
+    );
+    flip_byte(&chunk, 100);
+    flip_byte(&manifest, 60);
+    eventually("the scrubber restores both copies", || {
+        let s = nodes[1].stats().unwrap();
+        s.scrub.bad >= 2
+            && s.scrub.restored >= 2
+            && s.keys == 1
+            && std::fs::read(&chunk).ok() == Some(good_chunk.clone())
+            && std::fs::read(&manifest).is_ok_and(|m| m.len() == good_manifest.len())
+    })
+    .await;
+    assert!(files_under(&root.join("quarantine")).len() >= 2);
+    assert_eq!(nodes[1].get("k").await.unwrap(), data);
+    // A read that meets rot before the scrubber does uses another copy.
+    let root2 = dir.path().join("n2");
+    for f in files_under(&root2.join("chunks")) {
+        flip_byte(&f, 7);
+    }
+    flip_byte(&files_under(&root2.join("manifests")).remove(0), 60);
+    assert_eq!(nodes[2].get("k").await.unwrap(), data);
+    close_all(nodes).await;
+}
+
+/// Deleted values' chunks go after the grace period, on every node; chunks still named stay,
+/// including ones a new write names again after they were condemned; tombstones go after
+/// theirs, and the value does not come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_removes_only_what_nothing_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let gc = |c: &mut Config| {
+        c.maintenance.gc_grace = Duration::from_millis(800);
+        c.maintenance.tombstone_grace = Duration::from_millis(1500);
+    };
+    let nodes = start(dir.path(), 3, gc).await;
+    let (doomed, kept, again) = (
+        pattern(1, 4 * CHUNK),
+        pattern(2, 2 * CHUNK),
+        pattern(3, 2 * CHUNK),
+    );
+    nodes[0].store("doomed", &doomed, ENC).await.unwrap();
+    nodes[0].store("kept", &kept, ENC).await.unwrap();
+    nodes[0].store("again", &again, ENC).await.unwrap();
+    nodes[1].delete("doomed").await.unwrap();
+    nodes[1].delete("again").await.unwrap();
+    // Written again at once: the same chunks are named anew and must survive.
+    nodes[2].store("again", &again, ENC).await.unwrap();
+    eventually(
+        "the deleted value's chunks are collected everywhere",
+        || nodes.iter().all(|n| n.stats().unwrap().chunks == 4),
+    )
+    .await;
+    eventually("tombstones collected", || {
+        nodes
+            .iter()
+            .all(|n| n.stats().unwrap().gc.tombstones_collected >= 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // a few more passes
+    for n in &nodes {
+        assert_eq!(n.get("kept").await.unwrap(), kept);
+        assert_eq!(n.get("again").await.unwrap(), again);
+        assert!(matches!(n.get("doomed").await, Err(Error::NotFound(_))));
+        assert_eq!(n.keys().await.unwrap(), ["again", "kept"]);
+        assert_eq!(n.stats().unwrap().chunks, 4);
+    }
+    let collected: u64 = nodes
+        .iter()
+        .map(|n| n.stats().unwrap().gc.chunks_collected)
+        .sum();
+    assert_eq!(collected, 3 * 4, "4 chunks on each of 3 nodes");
+    close_all(nodes).await;
+}
