@@ -15,11 +15,19 @@ pub struct Staged(Option<PathBuf>);
 impl Staged {
     /// Writes and fsyncs `bytes` to a fresh temp file in `tmp_dir`.
     pub fn new(tmp_dir: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+        Self::write(tmp_dir, bytes, true)
+    }
+
+    /// Writes `bytes` to a fresh temp file in `tmp_dir`, with an fsync if `sync` (without,
+    /// for objects whose durability the journal provides).
+    pub fn write(tmp_dir: &Path, bytes: &[u8], sync: bool) -> std::io::Result<Self> {
         let path = tmp_dir.join(hex::encode(crypto::random_bytes::<12>()));
         let staged = Self(Some(path.clone()));
         let mut file = File::create(&path)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         Ok(staged)
     }
 

@@ -21,6 +21,7 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+mod journal;
 mod manifest;
 pub mod net;
 mod node;

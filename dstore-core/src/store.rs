@@ -31,6 +31,7 @@ use crate::crypto::ClusterKey;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, write_atomic, Staged};
 use crate::ids::{ChunkId, KeyId};
+use crate::journal::{self, Journal, Kind};
 use crate::manifest::Manifest;
 use crate::path::{self, PathTransform};
 use crate::version::Version;
@@ -48,6 +49,9 @@ pub(crate) struct Store {
     /// cluster, where a chunk this node holds may be named by a manifest on another node, and
     /// only a cluster-wide collection (with a grace period) may remove it.
     collect: bool,
+    /// Group commit for small objects (see `journal.rs`); `None` only while `recover` replays
+    /// it, when every write is fsynced in place.
+    journal: Option<Journal>,
     /// Held open for its flock; dropping the store releases the root.
     _lock: File,
 }
@@ -120,7 +124,7 @@ impl Store {
                 root.display()
             )));
         }
-        let store = Self {
+        let mut store = Self {
             chunks_dir: root.join("chunks"),
             manifests_dir: root.join("manifests"),
             tmp_dir,
@@ -130,9 +134,15 @@ impl Store {
             cluster,
             index: Mutex::new(Index::default()),
             collect,
+            journal: None,
             _lock: lock,
         };
         store.recover()?;
+        let journal_path = root.join("journal");
+        store.journal = Some(
+            Journal::open(&journal_path, root)
+                .context(|| format!("opening {}", journal_path.display()))?,
+        );
         Ok(store)
     }
 
@@ -170,6 +180,7 @@ impl Store {
         }
         drop(index);
         self.load_held()?;
+        self.replay_journal()?;
         if !self.collect {
             return Ok(());
         }
@@ -193,6 +204,45 @@ impl Store {
         for id in unnamed {
             tracing::debug!(chunk = %id, "removing unreferenced chunk");
             self.remove_chunk_file(&mut index, &id);
+        }
+        Ok(())
+    }
+
+    /// Writes again, durably, every object whose record is in the journal: acknowledged
+    /// writes whose files may not have reached the disk before a crash.
+    fn replay_journal(&self) -> Result<()> {
+        let path = self.root.join("journal");
+        let records = journal::replay(&path).context(|| format!("reading {}", path.display()))?;
+        let mut replayed = 0;
+        for r in records {
+            match r.kind {
+                Kind::Chunk => {
+                    let id = ChunkId(r.id);
+                    if ChunkId::of(&r.payload) != id {
+                        continue;
+                    }
+                    let file = self.chunk_path(&id)?;
+                    if fs::read(&file).is_ok_and(|b| ChunkId::of(&b) == id) {
+                        continue;
+                    }
+                    write_atomic(&self.tmp_dir, &file, &r.payload)
+                        .context(|| format!("restoring chunk {id} from the journal"))?;
+                    self.lock_index().held.insert(id);
+                }
+                Kind::Manifest => {
+                    let Ok(m) = Manifest::from_bytes(&r.payload, &self.cluster) else {
+                        continue;
+                    };
+                    if KeyId::of(&m.body.key).0 != r.id {
+                        continue;
+                    }
+                    self.adopt(&m)?;
+                }
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, "objects restored from the journal");
         }
         Ok(())
     }
@@ -289,7 +339,20 @@ impl Store {
             self.lock_index().held.insert(id);
             return Ok(());
         }
-        write_atomic(&self.tmp_dir, &path, stored).context(|| format!("writing chunk {id}"))?;
+        match &self.journal {
+            Some(j) if stored.len() <= journal::MAX_JOURNALED => {
+                let parent = path.parent().expect("object paths have a parent");
+                fsutil::create_dir_durable(parent)
+                    .and_then(|()| {
+                        j.write(Kind::Chunk, &id.0, stored, || {
+                            Staged::write(&self.tmp_dir, stored, false)?.install(&path)
+                        })
+                    })
+                    .context(|| format!("writing chunk {id}"))?;
+            }
+            _ => write_atomic(&self.tmp_dir, &path, stored)
+                .context(|| format!("writing chunk {id}"))?,
+        }
         self.lock_index().held.insert(id);
         Ok(())
     }
@@ -422,36 +485,61 @@ impl Store {
     pub fn commit(&self, manifest: &Manifest) -> Result<bool> {
         let key = &manifest.body.key;
         let dest = self.manifest_path(key)?;
-        // Stage and fsync outside the lock; only the rename and map updates are inside it.
         let bytes = manifest.to_bytes();
         let parent = dest
             .parent()
             .expect("manifest paths have a parent")
             .to_path_buf();
         fsutil::create_dir_durable(&parent).context(|| format!("creating {}", parent.display()))?;
-        let staged = Staged::new(&self.tmp_dir, &bytes)
-            .context(|| format!("writing manifest of {key:?}"))?;
-        let released = {
+        let journal = self
+            .journal
+            .as_ref()
+            .filter(|_| bytes.len() <= journal::MAX_JOURNALED);
+        // Stage outside the lock; only the rename and map updates are inside it. Returns the
+        // chunks the replaced version named, or `None` if an equal or newer one is held.
+        let install = || -> std::io::Result<Option<Vec<ChunkId>>> {
+            let staged = Staged::write(&self.tmp_dir, &bytes, journal.is_none())?;
             let mut index = self.lock_index();
             if index
                 .keys
                 .get(key)
                 .is_some_and(|e| e.version >= manifest.body.version)
             {
-                return Ok(false); // dropping `staged` deletes it
+                return Ok(None); // dropping `staged` deletes it
             }
-            staged
-                .install(&dest)
-                .context(|| format!("installing manifest of {key:?}"))?;
-            index
-                .keys
-                .insert(key.clone(), Entry::of(manifest))
-                .map(|old| old.chunks)
-                .unwrap_or_default()
+            staged.install(&dest)?;
+            Ok(Some(
+                index
+                    .keys
+                    .insert(key.clone(), Entry::of(manifest))
+                    .map(|old| old.chunks)
+                    .unwrap_or_default(),
+            ))
         };
-        // The rename must be durable before the old version's chunks go: a crash in between
-        // would otherwise bring back a manifest whose chunks were deleted.
-        fsutil::sync_dir(&parent).context(|| format!("syncing {}", parent.display()))?;
+        let released = match journal {
+            Some(j) => {
+                let mut installed = None;
+                j.write(Kind::Manifest, &KeyId::of(key).0, &bytes, || {
+                    installed = install()?;
+                    Ok(())
+                })
+                .context(|| format!("writing manifest of {key:?}"))?;
+                installed
+            }
+            None => {
+                let installed = install().context(|| format!("writing manifest of {key:?}"))?;
+                // The rename must be durable before the old version's chunks go: a crash in
+                // between would otherwise bring back a manifest whose chunks were deleted.
+                if installed.is_some() {
+                    fsutil::sync_dir(&parent)
+                        .context(|| format!("syncing {}", parent.display()))?;
+                }
+                installed
+            }
+        };
+        let Some(released) = released else {
+            return Ok(false);
+        };
         self.unpin(&released);
         Ok(true)
     }
