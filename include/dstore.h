@@ -142,6 +142,86 @@ typedef struct {
   const char *zone;
 } dstore_peer;
 
+/**
+ * What a node holds, what it has done for callers, and the progress of its background work,
+ * as filled in by dstore_node_stats(). Counters count from when the node was opened, except
+ * `keys` and `chunks`. Only cluster members repair, scrub and collect: on a standalone node
+ * the `repair_*`, `scrub_*` and `gc_*` fields stay 0, and on a client all of them but
+ * `repair_read_repairs` (which counts repairs made by its own reads). New fields are only
+ * ever added at the end.
+ */
+typedef struct {
+  /**
+   * Live keys held by this node.
+   */
+  uint64_t keys;
+  /**
+   * Distinct chunks held by this node (after deduplication).
+   */
+  uint64_t chunks;
+  /**
+   * Plaintext bytes stored through this handle.
+   */
+  uint64_t bytes_stored;
+  /**
+   * Plaintext bytes read through this handle.
+   */
+  uint64_t bytes_read;
+  /**
+   * Repair passes completed: checking that what this node holds is on every current owner.
+   */
+  uint64_t repair_passes;
+  /**
+   * Whether a repair pass is under way now.
+   */
+  bool repair_running;
+  /**
+   * How long the last completed repair pass took, in milliseconds.
+   */
+  uint64_t repair_last_pass_ms;
+  /**
+   * Objects the current (or the last) repair pass has checked so far.
+   */
+  uint64_t repair_checked;
+  /**
+   * Chunks and manifests sent to owners that lacked them, and their bytes.
+   */
+  uint64_t repair_chunks_pushed;
+  uint64_t repair_manifests_pushed;
+  uint64_t repair_bytes_pushed;
+  /**
+   * Objects dropped here because this node no longer owns them and their owners have them.
+   */
+  uint64_t repair_handed_off;
+  /**
+   * Stale owners brought up to date during reads.
+   */
+  uint64_t repair_read_repairs;
+  /**
+   * Full scrubs completed (every stored object read back and checked).
+   */
+  uint64_t scrub_passes;
+  /**
+   * Bytes and objects the scrubber has checked.
+   */
+  uint64_t scrub_bytes;
+  uint64_t scrub_objects;
+  /**
+   * Objects the scrubber found corrupt (set aside, never served), and how many of them were
+   * restored from another owner.
+   */
+  uint64_t scrub_bad;
+  uint64_t scrub_restored;
+  /**
+   * Chunks that no value named, removed after their grace period.
+   */
+  uint64_t gc_chunks_collected;
+  /**
+   * Records of deletes (tombstones) dropped after their grace period.
+   */
+  uint64_t gc_tombstones_collected;
+} dstore_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -244,6 +324,63 @@ dstore_status dstore_options_set_zone(dstore_options *opts, const char *zone);
  * before the first request. False by default.
  */
 dstore_status dstore_options_set_client(dstore_options *opts, bool client);
+
+/**
+ * Sets how many of a value's owners must have a write on disk before dstore_store() (and the
+ * other writes) return: 1 to the replica count (dstore_options_set_replicas), or 0 for a
+ * majority of the owners, the default. With a write quorum plus a read quorum larger than
+ * the replica count, every read sees every acknowledged write. dstore_new() refuses a quorum
+ * larger than the replica count with DSTORE_INVALID_ARGUMENT.
+ */
+dstore_status dstore_options_set_write_quorum(dstore_options *opts, size_t n);
+
+/**
+ * Sets how many of a value's owners a read waits for, to return the newest version: 1
+ * to the replica count, or 0 for a majority of the owners, the default. dstore_new() refuses
+ * a quorum larger than the replica count with DSTORE_INVALID_ARGUMENT.
+ */
+dstore_status dstore_options_set_read_quorum(dstore_options *opts, size_t n);
+
+/**
+ * Sets failure detection, in milliseconds: a member not heard from for `suspect_after_ms`
+ * is suspect (it still owns data), one not heard from for `dead_after_ms` is dead (others
+ * serve its data), and one request to a peer may take `call_ms` before that peer is skipped.
+ * 0 keeps a value as it is (the defaults: 3000, 10000 and 10000). DSTORE_INVALID_ARGUMENT,
+ * and nothing changed, if `dead_after_ms` would be shorter than `suspect_after_ms`.
+ */
+dstore_status dstore_options_set_timeouts_ms(dstore_options *opts,
+                                             uint64_t suspect_after_ms,
+                                             uint64_t dead_after_ms,
+                                             uint64_t call_ms);
+
+/**
+ * Sets how often, in milliseconds, a cluster member checks that what it holds is on every
+ * current owner, sending copies to owners that lack them and handing off what it no longer
+ * owns (a pass also starts when the live members change). 30000 by default. 0 turns repair,
+ * and with it garbage collection, off: meant only for tests. Only members repair.
+ */
+dstore_status dstore_options_set_repair_interval_ms(dstore_options *opts, uint64_t interval_ms);
+
+/**
+ * Sets the scrubber of a cluster member, which reads back every stored chunk and manifest
+ * and replaces a corrupt one with a copy from another owner: a full scrub starts
+ * `interval_ms` milliseconds after the previous one started (3600000 by default), reading at
+ * most `rate_bytes_per_sec` bytes per second (16 MiB by default; 0 turns scrubbing off).
+ */
+dstore_status dstore_options_set_scrub(dstore_options *opts,
+                                       uint64_t interval_ms,
+                                       uint64_t rate_bytes_per_sec);
+
+/**
+ * Sets how long a cluster member keeps what is no longer needed, in milliseconds: a chunk
+ * that no value names is removed once it has been unnamed for `gc_grace_ms` (3600000 by
+ * default), and the record of a delete (a tombstone) is dropped after `tombstone_grace_ms`
+ * (86400000 by default), which must be longer than any member may be away, or a value it
+ * still holds could come back. 0 means at once.
+ */
+dstore_status dstore_options_set_gc_grace_ms(dstore_options *opts,
+                                             uint64_t gc_grace_ms,
+                                             uint64_t tombstone_grace_ms);
 
 /**
  * Frees an options object. NULL is ignored. Nodes opened with it are not affected.
@@ -381,6 +518,15 @@ void dstore_peers_free(dstore_peer *peers, size_t count);
  * peer refused this node's cluster secret.
  */
 dstore_status dstore_settle(dstore_node *node, uint32_t timeout_ms, size_t *out_peers);
+
+/**
+ * Fills `*out` with the node's statistics. `stats_size` must be sizeof(dstore_stats) as the
+ * caller was compiled: a program built against an older header, whose struct is a prefix of
+ * this one, gets the fields it knows. DSTORE_INVALID_ARGUMENT for a size no version of the
+ * struct has (a library older than the header refuses the newer, larger size). On failure
+ * `*out` is left unchanged.
+ */
+dstore_status dstore_node_stats(const dstore_node *node, dstore_stats *out, size_t stats_size);
 
 #ifdef __cplusplus
 }  // extern "C"

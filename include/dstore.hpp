@@ -19,6 +19,10 @@
 //     dstore::Node client(dstore::Options().root("./client").secret("s").client()
 //                             .add_peer("10.0.0.5:7000"));
 //     client.settle(std::chrono::seconds(10));
+//
+// Members repair, scrub and collect garbage in the background; Options sets how often and how
+// fast (repair_interval(), scrub(), gc_grace()), and the quorums and failure detection of
+// reads and writes (write_quorum(), read_quorum(), timeouts()). Node::stats() reports it.
 #pragma once
 
 #include <array>
@@ -109,6 +113,14 @@ inline const char* c_str(const std::string& s, const char* what) {
     return s.c_str();
 }
 
+// A duration for the C API, in whole milliseconds; negative ones are refused.
+inline std::uint64_t millis(std::chrono::milliseconds d, const char* what) {
+    if (d.count() < 0) {
+        throw InvalidArgument(DSTORE_INVALID_ARGUMENT, std::string(what) + " is negative");
+    }
+    return static_cast<std::uint64_t>(d.count());
+}
+
 }  // namespace detail
 
 // ---- Options ------------------------------------------------------------------------------
@@ -185,6 +197,48 @@ public:
     // Join as a client: never listens, never holds the cluster's data.
     Options& client(bool client = true) {
         detail::check(dstore_options_set_client(opts_, client));
+        return *this;
+    }
+
+    // Durability and background work of a member (see dstore.h for each).
+    // Owners that must have a write before it returns, 1 to replicas (0: a majority).
+    Options& write_quorum(std::size_t n) {
+        detail::check(dstore_options_set_write_quorum(opts_, n));
+        return *this;
+    }
+    // Owners a read waits for, 1 to replicas (0: a majority).
+    Options& read_quorum(std::size_t n) {
+        detail::check(dstore_options_set_read_quorum(opts_, n));
+        return *this;
+    }
+    // Failure detection: silent this long, a member is suspect, then dead; one request to a
+    // peer may take `call`. A zero duration keeps that timeout as it is.
+    Options& timeouts(std::chrono::milliseconds suspect_after,
+                      std::chrono::milliseconds dead_after,
+                      std::chrono::milliseconds call = std::chrono::milliseconds::zero()) {
+        detail::check(dstore_options_set_timeouts_ms(
+            opts_, detail::millis(suspect_after, "suspect_after"),
+            detail::millis(dead_after, "dead_after"), detail::millis(call, "call")));
+        return *this;
+    }
+    // Period of the repair pass (30 s by default).
+    Options& repair_interval(std::chrono::milliseconds interval) {
+        detail::check(dstore_options_set_repair_interval_ms(
+            opts_, detail::millis(interval, "repair interval")));
+        return *this;
+    }
+    // A full scrub every `interval`, reading at most `rate_bytes_per_sec` (0: no scrubbing).
+    Options& scrub(std::chrono::milliseconds interval, std::uint64_t rate_bytes_per_sec) {
+        detail::check(dstore_options_set_scrub(opts_, detail::millis(interval, "scrub interval"),
+                                               rate_bytes_per_sec));
+        return *this;
+    }
+    // How long an unnamed chunk, and the record of a delete, are kept.
+    Options& gc_grace(std::chrono::milliseconds gc_grace,
+                      std::chrono::milliseconds tombstone_grace) {
+        detail::check(dstore_options_set_gc_grace_ms(
+            opts_, detail::millis(gc_grace, "gc grace"),
+            detail::millis(tombstone_grace, "tombstone grace")));
         return *this;
     }
 
@@ -336,6 +390,14 @@ public:
         detail::check(
             dstore_settle(node_, static_cast<std::uint32_t>(timeout.count()), &live));
         return live;
+    }
+
+    // What the node holds, what it has done for callers, and its repair, scrubbing and
+    // garbage collection so far (the fields of dstore_stats in dstore.h).
+    dstore_stats stats() const {
+        dstore_stats stats{};
+        detail::check(dstore_node_stats(node_, &stats, sizeof stats));
+        return stats;
     }
 
     // The C handle, for calls this wrapper does not cover. Still owned by this Node.

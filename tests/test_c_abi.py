@@ -178,6 +178,72 @@ def test_ffi_edge_cases(libdir: Path, tmp_path: Path) -> None:
     assert_lines(result.stdout, "checks passed")
 
 
+CPP_TUNING_PROGRAM = r"""
+#include <cstdio>
+#include "dstore.hpp"
+using namespace std::chrono_literals;
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    const std::string root = argv[1];
+    try {
+        dstore::Node node(dstore::Options().root(root).write_quorum(4));
+        return 1;
+    } catch (const dstore::InvalidArgument &e) {
+        std::printf("quorum refused: %s\n", e.what());
+    }
+    try {
+        dstore::Options().timeouts(5s, 1s);
+        return 1;
+    } catch (const dstore::InvalidArgument &e) {
+        std::printf("timeouts refused: %s\n", e.what());
+    }
+    try {
+        dstore::Options().repair_interval(-1ms);
+        return 1;
+    } catch (const dstore::InvalidArgument &e) {
+        std::printf("negative refused: %s\n", e.what());
+    }
+    dstore::Node node(dstore::Options()
+                          .root(root)
+                          .replicas(3)
+                          .write_quorum(2)
+                          .read_quorum(2)
+                          .timeouts(1s, 5s, 2s)
+                          .timeouts(0ms, 0ms)
+                          .repair_interval(500ms)
+                          .scrub(1h, 1 << 20)
+                          .gc_grace(1min, 24h));
+    node.store("k", std::string("value"));
+    const dstore_stats s = node.stats();
+    std::printf("keys=%llu chunks=%llu bytes_stored=%llu\n", (unsigned long long)s.keys,
+                (unsigned long long)s.chunks, (unsigned long long)s.bytes_stored);
+    std::printf("repair=%llu/%d scrub=%llu gc=%llu/%llu\n",
+                (unsigned long long)s.repair_passes, (int)s.repair_running,
+                (unsigned long long)s.scrub_passes, (unsigned long long)s.gc_chunks_collected,
+                (unsigned long long)s.gc_tombstones_collected);
+    return 0;
+}
+"""
+
+
+def test_cpp_wrapper_sets_quorums_timeouts_and_maintenance_and_reads_stats(
+    libdir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "tuning.cpp"
+    source.write_text(CPP_TUNING_PROGRAM)
+    program = compile_program([source], tmp_path / "tuning", libdir, cxx=True)
+    result = run_sanitized(program, str(tmp_path / "root"))
+    assert_lines(
+        result.stdout,
+        "quorum refused: DSTORE_INVALID_ARGUMENT: dstore_new: ",
+        "timeouts refused: DSTORE_INVALID_ARGUMENT: dstore_options_set_timeouts_ms: "
+        "`dead_after_ms` (1000) must not be shorter than `suspect_after_ms` (5000)",
+        "negative refused: DSTORE_INVALID_ARGUMENT: repair interval is negative",
+        "keys=1 chunks=1 bytes_stored=5",
+        "repair=0/0 scrub=0 gc=0/0",  # a standalone node does no background work
+    )
+
+
 def test_static_library_links_with_the_documented_flags(libdir: Path, tmp_path: Path) -> None:
     """The header's opening comment and the README promise `libdstore.a -lpthread -ldl -lm`."""
     program = tmp_path / "quickstart-static"

@@ -353,6 +353,123 @@ def test_secret(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Quorums, timeouts and background work
+
+DURATIONS = [
+    "suspect_after",
+    "dead_after",
+    "call_timeout",
+    "repair_interval",
+    "scrub_interval",
+    "gc_grace",
+    "tombstone_grace",
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"write_quorum": 0},
+        {"write_quorum": 4},  # more than the 3 replicas
+        {"read_quorum": 4},
+        {"write_quorum": -1},
+        {"read_quorum": -1},
+        {"replicas": 1, "read_quorum": 2},
+        {"replicas": 2, "write_quorum": 3},
+    ],
+    ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
+)
+def test_a_quorum_outside_1_to_replicas_is_value_error(tmp_path, kwargs):
+    with pytest.raises(dstore.InvalidArgumentError, match="quorum"):
+        dstore.Node(tmp_path / "root", **kwargs)
+    dstore.Node(tmp_path / "root").close()  # refused before the root was touched or locked
+
+
+def test_quorums_within_replicas_are_accepted(tmp_path):
+    for i, kwargs in enumerate(
+        [
+            {"write_quorum": 3, "read_quorum": 1},
+            {"write_quorum": 1, "read_quorum": 3},
+            {"replicas": 1, "write_quorum": 1, "read_quorum": 1},
+            {"replicas": 5, "write_quorum": 5},
+        ]
+    ):
+        with dstore.Node(tmp_path / f"root{i}", **kwargs) as n:
+            n.store("k", b"v")
+            assert n.get("k") == b"v"
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize("value", [-1, -0.001, float("nan"), float("inf"), 1e300])
+def test_a_bad_duration_is_value_error(tmp_path, name, value):
+    with pytest.raises(dstore.InvalidArgumentError, match=name):
+        dstore.Node(tmp_path / "root", **{name: value})
+    with pytest.raises(ValueError):
+        dstore.Node(tmp_path / "root", **{name: value})
+
+
+@pytest.mark.parametrize("name", ["suspect_after", "dead_after", "call_timeout"])
+def test_a_zero_timeout_is_value_error(tmp_path, name):
+    with pytest.raises(dstore.InvalidArgumentError, match=f"{name} must be longer than 0"):
+        dstore.Node(tmp_path / "root", **{name: 0})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"suspect_after": 5, "dead_after": 1}, r"dead_after \(1 s\) must not be shorter than suspect_after \(5 s\)"),
+        ({"suspect_after": 60}, r"dead_after \(10 s\)"),  # the default dead_after
+        ({"dead_after": 0.5}, r"suspect_after \(3 s\)"),  # the default suspect_after
+    ],
+)
+def test_dead_after_shorter_than_suspect_after_is_value_error(tmp_path, kwargs, message):
+    with pytest.raises(dstore.InvalidArgumentError, match=message):
+        dstore.Node(tmp_path / "root", **kwargs)
+
+
+def test_a_bad_scrub_rate_is_value_error(tmp_path):
+    with pytest.raises(dstore.InvalidArgumentError, match="scrub_rate"):
+        dstore.Node(tmp_path / "root", scrub_rate=-1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"suspect_after": "1"}, {"gc_grace": b"1"}, {"scrub_rate": 1.5}, {"write_quorum": "2"}],
+    ids=lambda kw: next(iter(kw)),
+)
+def test_tuning_of_the_wrong_type_is_type_error(tmp_path, kwargs):
+    with pytest.raises(TypeError):
+        dstore.Node(tmp_path / "root", **kwargs)
+
+
+def test_tuning_arguments_are_keyword_only(tmp_path):
+    with pytest.raises(TypeError):
+        dstore.Node(tmp_path / "root", None, None, None, 2)  # type: ignore[misc]
+
+
+def test_every_tuning_argument_is_accepted(tmp_path):
+    kwargs = dict(
+        write_quorum=2,
+        read_quorum=2,
+        suspect_after=0.5,
+        dead_after=2,
+        call_timeout=1.5,
+        repair_interval=0,
+        scrub_interval=0.25,
+        scrub_rate=0,
+        gc_grace=0,
+        tombstone_grace=86400 * 365,
+    )
+    with dstore.Node(tmp_path / "root", **kwargs) as n:
+        n.store("k", b"v")
+        assert n.get("k") == b"v"
+        assert n.stats()["repair"] == IDLE["repair"]  # standalone: settings are for members
+    # None is the default, for each.
+    with dstore.Node(tmp_path / "root", **{k: None for k in kwargs}) as n:
+        assert n.get("k") == b"v"
+
+
+# ---------------------------------------------------------------------------------------------
 # Keys: has, keys, delete, size, NotFoundError
 
 
@@ -667,13 +784,32 @@ def test_repr_shows_root_and_id_not_key(root):
 # Stats and deduplication
 
 
+# What a node that does no background work (standalone, as here) reports beside its counts.
+IDLE = {
+    "repair": {
+        "passes": 0,
+        "running": False,
+        "last_pass_ms": 0,
+        "checked": 0,
+        "chunks_pushed": 0,
+        "manifests_pushed": 0,
+        "bytes_pushed": 0,
+        "handed_off": 0,
+        "read_repairs": 0,
+    },
+    "scrub": {"passes": 0, "bytes": 0, "objects": 0, "bad": 0, "restored": 0},
+    "gc": {"chunks_collected": 0, "tombstones_collected": 0},
+}
+
+
 def test_stats_counts(node, tmp_path):
-    assert node.stats() == {"keys": 0, "chunks": 0, "bytes_stored": 0, "bytes_read": 0}
+    counts = {"keys": 0, "chunks": 0, "bytes_stored": 0, "bytes_read": 0}
+    assert node.stats() == {**counts, **IDLE}
     node.store("a", payload(3 * CHUNK + 1, 1))
     node.store("b", payload(10, 2), encrypt=False)
     stats = node.stats()
-    assert stats == {"keys": 2, "chunks": 5, "bytes_stored": 3 * CHUNK + 11, "bytes_read": 0}
-    assert all(type(v) is int for v in stats.values())
+    assert stats == {"keys": 2, "chunks": 5, "bytes_stored": 3 * CHUNK + 11, "bytes_read": 0, **IDLE}
+    assert all(type(stats[k]) is int for k in counts)
     node.get("a")
     node.get_file("b", tmp_path / "b")
     source = tmp_path / "src"
@@ -684,11 +820,25 @@ def test_stats_counts(node, tmp_path):
         "chunks": 6,
         "bytes_stored": 4 * CHUNK + 11,
         "bytes_read": 3 * CHUNK + 11,
+        **IDLE,
     }
     node.delete("a")
     assert node.stats()["keys"] == 2
     assert node.stats()["chunks"] == 2
     assert len(chunk_files(node.root)) == 2
+
+
+def test_stats_nest_repair_scrub_and_gc(node):
+    stats = node.stats()
+    assert list(stats) == ["keys", "chunks", "bytes_stored", "bytes_read", "repair", "scrub", "gc"]
+    for group, fields in IDLE.items():
+        assert type(stats[group]) is dict
+        assert list(stats[group]) == list(fields), group
+        for name, value in stats[group].items():
+            assert type(value) is type(fields[name]), f"{group}.{name}"
+    assert type(stats["repair"]["running"]) is bool
+    stats["repair"]["passes"] = 99  # a fresh dict each call
+    assert node.stats()["repair"]["passes"] == 0
 
 
 @pytest.mark.parametrize("encrypt", [True, False], ids=["encrypted", "plaintext"])
@@ -823,7 +973,7 @@ def test_many_threads_share_one_node(node):
 
 
 def test_threads_racing_on_one_key_leave_one_whole_value(node):
-    values = [payload(2 * CHUNK + t, t) for t in range(6)]
+    values = [payload(2 * CHUNK + 1 + t, t) for t in range(6)]  # three chunks each
     barrier = threading.Barrier(len(values))
 
     def write(v):

@@ -69,6 +69,55 @@ def test_a_client_with_the_wrong_secret_is_refused_at_once(tmp_path: Path) -> No
         assert a.keys() == []
 
 
+def test_a_member_that_was_away_is_repaired_when_it_returns(tmp_path: Path) -> None:
+    """Values stored while a member is closed reach it through the others' repair passes
+    once it reopens on the same root (with 3 replicas and 3 members, it owns everything)."""
+    tuning = {"repair_interval": 0.5}
+    a = member(tmp_path / "a", **tuning)
+    b = member(tmp_path / "b", [a.addr], **tuning)
+    c = member(tmp_path / "c", [a.addr], **tuning)
+    open_nodes = [a, b, c]
+    try:
+        wait_for(lambda: all(len(n.peers()) == 2 for n in (a, b, c)), "membership")
+        a.store("before", b"stored while everyone was there")
+        wait_for(lambda: c.stats()["keys"] == 1, "c holds the first value")
+        c_id = c.id
+        c.close()
+        away = {f"while-away/{i}": os.urandom(CHUNK + i) for i in range(5)}
+        away_chunks = 1 + 2 * (len(away) - 1)  # one full chunk each, and a tail but for i=0
+        for k, v in away.items():
+            b.store(k, v)  # two of three owners are a majority
+        assert c.closed
+
+        c = member(tmp_path / "c", [a.addr], **tuning)
+        open_nodes.append(c)
+        assert c.id == c_id
+        assert c.stats()["keys"] == 1
+
+        def repaired() -> bool:
+            s = c.stats()
+            return s["keys"] == 1 + len(away) and s["chunks"] == 1 + away_chunks
+
+        wait_for(repaired, "c is repaired", seconds=60)
+
+        def counted() -> bool:
+            pushed = [n.stats()["repair"] for n in (a, b)]
+            return (
+                sum(r["manifests_pushed"] for r in pushed) >= len(away)
+                and sum(r["chunks_pushed"] for r in pushed) >= away_chunks
+            )
+
+        wait_for(counted, "a and b count what they pushed")
+        pushed = [n.stats()["repair"] for n in (a, b)]
+        assert sum(r["bytes_pushed"] for r in pushed) > sum(map(len, away.values()))
+        for r in pushed:  # pushes happen in a pass: one under way, or one completed
+            assert r["passes"] > 0 or r["running"] or r["manifests_pushed"] == 0, r
+        assert c.get("while-away/3") == away["while-away/3"]
+    finally:
+        for n in open_nodes:
+            n.close()
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

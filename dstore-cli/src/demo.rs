@@ -59,7 +59,7 @@ pub async fn run() -> AnyResult {
     );
 
     let mut procs = Processes(Vec::new());
-    let first = spawn_node(&dir.path().join("node-1"), None, &secret, &key_hex)?;
+    let first = spawn_node(&dir.path().join("node-1"), None, &secret, &key_hex, &[])?;
     let seed = first.1.clone();
     procs.0.push(first);
     for i in 2..=3 {
@@ -68,6 +68,7 @@ pub async fn run() -> AnyResult {
             Some(&seed),
             &secret,
             &key_hex,
+            &[],
         )?);
     }
     let mut config = Config::new(dir.path().join("node-here"));

@@ -19,16 +19,18 @@ impl Drop for Processes {
     }
 }
 
-/// Starts `dstore node` and returns it with the address it printed.
+/// Starts `dstore node` (with `extra` flags) and returns it with the address it printed.
 pub fn spawn_node(
     root: &Path,
     peer: Option<&str>,
     secret: &str,
     key: &str,
+    extra: &[&str],
 ) -> AnyResult<(Child, String)> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["node", "--listen", "127.0.0.1:0", "--root"])
         .arg(root)
+        .args(extra)
         .env("DSTORE_SECRET", secret)
         .env("DSTORE_KEY", key)
         .stdout(Stdio::piped())

@@ -31,7 +31,7 @@ pub struct Clock {
 
 /// The HLC reading of a wall-clock time in milliseconds since the epoch.
 pub fn hlc_of_ms(ms: u64) -> u64 {
-    ms << 16
+    ms.saturating_mul(1 << 16)
 }
 
 impl Clock {

@@ -104,4 +104,24 @@ impl<T> Output<T> {
         // drop what was there, which may be uninitialized.
         unsafe { self.0.as_ptr().write(value) }
     }
+
+    /// Writes the first `len` bytes of `value`: for a caller compiled with an older, shorter
+    /// version of a struct that only ever grows at its end. The copy is untyped, so padding is
+    /// copied as it is.
+    ///
+    /// # Safety
+    /// `len` is at most `size_of::<T>()`, and the pointer given to [`output`] is valid for
+    /// writing `len` bytes.
+    pub unsafe fn write_prefix(self, value: &T, len: usize) {
+        debug_assert!(len <= size_of::<T>());
+        // SAFETY: `value` has `size_of::<T>()` >= `len` readable bytes, the caller promises
+        // `len` writable ones, and a `&T` cannot overlap memory we were handed to write.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (value as *const T).cast::<u8>(),
+                self.0.as_ptr().cast::<u8>(),
+                len,
+            )
+        }
+    }
 }

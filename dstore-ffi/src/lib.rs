@@ -39,6 +39,8 @@ mod buffers;
 
 mod cluster;
 
+mod stats;
+
 // Internals: argument checks, the panic boundary and the runtimes.
 mod args;
 mod boundary;
@@ -57,9 +59,13 @@ pub use node::{
 pub use options::{
     dstore_options, dstore_options_add_peer, dstore_options_free, dstore_options_new,
     dstore_options_set_advertise, dstore_options_set_chunk_size, dstore_options_set_client,
-    dstore_options_set_data_key, dstore_options_set_listen, dstore_options_set_replicas,
-    dstore_options_set_root, dstore_options_set_secret, dstore_options_set_zone,
+    dstore_options_set_data_key, dstore_options_set_gc_grace_ms, dstore_options_set_listen,
+    dstore_options_set_read_quorum, dstore_options_set_repair_interval_ms,
+    dstore_options_set_replicas, dstore_options_set_root, dstore_options_set_scrub,
+    dstore_options_set_secret, dstore_options_set_timeouts_ms, dstore_options_set_write_quorum,
+    dstore_options_set_zone,
 };
+pub use stats::{dstore_node_stats, dstore_stats};
 pub use status::{dstore_status, dstore_status_name};
 
 use std::ffi::{c_char, CStr};

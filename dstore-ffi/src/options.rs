@@ -4,8 +4,10 @@
 
 use std::ffi::c_char;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use dstore_core::{Config, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use dstore_core::cluster::membership::Timeouts;
+use dstore_core::{Config, Maintenance, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 
 use crate::args::{self, free_handle, handle_mut, into_handle};
 use crate::boundary::boundary;
@@ -42,6 +44,13 @@ pub struct dstore_options {
     zone: Option<String>,
     /// Join as a client (no listening, no data owned).
     client: bool,
+    /// `None`: a majority of the owners (the core's default).
+    write_quorum: Option<usize>,
+    read_quorum: Option<usize>,
+    /// Failure detection; the core's defaults until set.
+    timeouts: Timeouts,
+    /// Repair, scrubbing and garbage collection; the core's defaults until set.
+    maintenance: Maintenance,
 }
 
 impl dstore_options {
@@ -64,6 +73,11 @@ impl dstore_options {
         // The core refuses a client that listens, and a member without a listen address, at
         // open: those depend on two options, so dstore_new reports them, not a setter.
         config.client = self.client;
+        // A quorum larger than `replicas` also depends on two options: dstore_new reports it.
+        config.write_quorum = self.write_quorum;
+        config.read_quorum = self.read_quorum;
+        config.timeouts = self.timeouts;
+        config.maintenance = self.maintenance;
         Ok(config)
     }
 }
@@ -86,6 +100,10 @@ pub extern "C" fn dstore_options_new() -> *mut dstore_options {
             replicas: None,
             zone: None,
             client: false,
+            write_quorum: None,
+            read_quorum: None,
+            timeouts: Timeouts::default(),
+            maintenance: Maintenance::default(),
         })
     })
 }
@@ -276,11 +294,144 @@ pub unsafe extern "C" fn dstore_options_set_client(
     })
 }
 
+/// Sets how many of a value's owners must have a write on disk before dstore_store() (and the
+/// other writes) return: 1 to the replica count (dstore_options_set_replicas), or 0 for a
+/// majority of the owners, the default. With a write quorum plus a read quorum larger than
+/// the replica count, every read sees every acknowledged write. dstore_new() refuses a quorum
+/// larger than the replica count with DSTORE_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_write_quorum(
+    opts: *mut dstore_options,
+    n: usize,
+) -> dstore_status {
+    boundary("dstore_options_set_write_quorum", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.write_quorum = quorum(n)?;
+        Ok(())
+    })
+}
+
+/// Sets how many of a value's owners a read waits for, to return the newest version: 1
+/// to the replica count, or 0 for a majority of the owners, the default. dstore_new() refuses
+/// a quorum larger than the replica count with DSTORE_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_read_quorum(
+    opts: *mut dstore_options,
+    n: usize,
+) -> dstore_status {
+    boundary("dstore_options_set_read_quorum", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.read_quorum = quorum(n)?;
+        Ok(())
+    })
+}
+
+/// Sets failure detection, in milliseconds: a member not heard from for `suspect_after_ms`
+/// is suspect (it still owns data), one not heard from for `dead_after_ms` is dead (others
+/// serve its data), and one request to a peer may take `call_ms` before that peer is skipped.
+/// 0 keeps a value as it is (the defaults: 3000, 10000 and 10000). DSTORE_INVALID_ARGUMENT,
+/// and nothing changed, if `dead_after_ms` would be shorter than `suspect_after_ms`.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_timeouts_ms(
+    opts: *mut dstore_options,
+    suspect_after_ms: u64,
+    dead_after_ms: u64,
+    call_ms: u64,
+) -> dstore_status {
+    boundary("dstore_options_set_timeouts_ms", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        let mut t = opts.timeouts;
+        for (field, ms) in [
+            (&mut t.suspect_after, suspect_after_ms),
+            (&mut t.dead_after, dead_after_ms),
+            (&mut t.call, call_ms),
+        ] {
+            if ms != 0 {
+                *field = Duration::from_millis(ms);
+            }
+        }
+        if t.dead_after < t.suspect_after {
+            return Err(Failure::invalid(format!(
+                "`dead_after_ms` ({}) must not be shorter than `suspect_after_ms` ({}): a \
+                 member is suspect before it is dead",
+                t.dead_after.as_millis(),
+                t.suspect_after.as_millis()
+            )));
+        }
+        opts.timeouts = t;
+        Ok(())
+    })
+}
+
+/// Sets how often, in milliseconds, a cluster member checks that what it holds is on every
+/// current owner, sending copies to owners that lack them and handing off what it no longer
+/// owns (a pass also starts when the live members change). 30000 by default. 0 turns repair,
+/// and with it garbage collection, off: meant only for tests. Only members repair.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_repair_interval_ms(
+    opts: *mut dstore_options,
+    interval_ms: u64,
+) -> dstore_status {
+    boundary("dstore_options_set_repair_interval_ms", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.maintenance.repair_interval = Duration::from_millis(interval_ms);
+        Ok(())
+    })
+}
+
+/// Sets the scrubber of a cluster member, which reads back every stored chunk and manifest
+/// and replaces a corrupt one with a copy from another owner: a full scrub starts
+/// `interval_ms` milliseconds after the previous one started (3600000 by default), reading at
+/// most `rate_bytes_per_sec` bytes per second (16 MiB by default; 0 turns scrubbing off).
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_scrub(
+    opts: *mut dstore_options,
+    interval_ms: u64,
+    rate_bytes_per_sec: u64,
+) -> dstore_status {
+    boundary("dstore_options_set_scrub", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.maintenance.scrub_interval = Duration::from_millis(interval_ms);
+        opts.maintenance.scrub_rate = rate_bytes_per_sec;
+        Ok(())
+    })
+}
+
+/// Sets how long a cluster member keeps what is no longer needed, in milliseconds: a chunk
+/// that no value names is removed once it has been unnamed for `gc_grace_ms` (3600000 by
+/// default), and the record of a delete (a tombstone) is dropped after `tombstone_grace_ms`
+/// (86400000 by default), which must be longer than any member may be away, or a value it
+/// still holds could come back. 0 means at once.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_gc_grace_ms(
+    opts: *mut dstore_options,
+    gc_grace_ms: u64,
+    tombstone_grace_ms: u64,
+) -> dstore_status {
+    boundary("dstore_options_set_gc_grace_ms", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.maintenance.gc_grace = Duration::from_millis(gc_grace_ms);
+        opts.maintenance.tombstone_grace = Duration::from_millis(tombstone_grace_ms);
+        Ok(())
+    })
+}
+
 /// Frees an options object. NULL is ignored. Nodes opened with it are not affected.
 #[no_mangle]
 pub unsafe extern "C" fn dstore_options_free(opts: *mut dstore_options) {
     // SAFETY: the header requires `opts` to be NULL or from dstore_options_new, not yet freed.
     boundary("dstore_options_free", || unsafe { free_handle(opts) })
+}
+
+/// A quorum as C gives it: 0 for the default (a majority), else the count. Whether it fits the
+/// replica count is checked by the core at open, when both are known.
+fn quorum(n: usize) -> Result<Option<usize>> {
+    if n > 255 {
+        return Err(Failure::invalid(format!(
+            "`n` must be 0 (a majority) or 1 to the replica count (at most 255), not {n}"
+        )));
+    }
+    Ok((n != 0).then_some(n))
 }
 
 /// Whether a port of 0 ("any free port") makes sense for an address.

@@ -984,3 +984,298 @@ fn a_client_that_nobody_answers_is_unavailable() {
         dstore_free(lonely);
     }
 }
+
+// ---- quorums, timeouts, maintenance and stats ----------------------------------------------
+
+#[test]
+fn maintenance_options_check_their_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = c(dir.path().join("root").to_str().unwrap());
+    // SAFETY: every pointer is valid or deliberately NULL.
+    unsafe {
+        let n = null_mut();
+        let null_opts = [
+            dstore_options_set_write_quorum(n, 2),
+            dstore_options_set_read_quorum(n, 2),
+            dstore_options_set_timeouts_ms(n, 1000, 2000, 3000),
+            dstore_options_set_repair_interval_ms(n, 1000),
+            dstore_options_set_scrub(n, 1000, 1 << 20),
+            dstore_options_set_gc_grace_ms(n, 1000, 2000),
+        ];
+        for status in null_opts {
+            assert_eq!(status, DSTORE_INVALID_ARGUMENT);
+        }
+        assert!(last_error().contains("dstore_options_set_gc_grace_ms: `opts` is NULL"));
+
+        let opts = dstore_options_new();
+        assert_status(dstore_options_set_root(opts, root.as_ptr()), DSTORE_OK, "");
+        let config = |opts: *mut dstore_options| (*opts).config().expect("a root is set");
+        let defaults = config(opts);
+        assert_eq!((defaults.write_quorum, defaults.read_quorum), (None, None));
+
+        for setter in [
+            dstore_options_set_write_quorum,
+            dstore_options_set_read_quorum,
+        ] {
+            assert_status(
+                setter(opts, 256),
+                DSTORE_INVALID_ARGUMENT,
+                "`n` must be 0 (a majority) or 1 to the replica count",
+            );
+            assert_status(setter(opts, 2), DSTORE_OK, "");
+        }
+        assert_eq!(config(opts).write_quorum, Some(2));
+        assert_eq!(config(opts).read_quorum, Some(2));
+        assert_status(dstore_options_set_read_quorum(opts, 0), DSTORE_OK, "");
+        assert_eq!(config(opts).read_quorum, None, "0 is back to a majority");
+
+        // 0 keeps a timeout as it is; the dead timeout may not be the shorter one.
+        let ms = std::time::Duration::from_millis;
+        let timeouts = |opts| {
+            let t = config(opts).timeouts;
+            (t.suspect_after, t.dead_after, t.call)
+        };
+        assert_status(dstore_options_set_timeouts_ms(opts, 0, 0, 0), DSTORE_OK, "");
+        assert_eq!(
+            timeouts(opts),
+            (
+                defaults.timeouts.suspect_after,
+                defaults.timeouts.dead_after,
+                defaults.timeouts.call
+            )
+        );
+        assert_status(
+            dstore_options_set_timeouts_ms(opts, 500, 1500, 700),
+            DSTORE_OK,
+            "",
+        );
+        assert_eq!(timeouts(opts), (ms(500), ms(1500), ms(700)));
+        assert_status(
+            dstore_options_set_timeouts_ms(opts, 0, 400, 0),
+            DSTORE_INVALID_ARGUMENT,
+            "`dead_after_ms` (400) must not be shorter than `suspect_after_ms` (500)",
+        );
+        assert_status(
+            dstore_options_set_timeouts_ms(opts, 2000, 0, 0),
+            DSTORE_INVALID_ARGUMENT,
+            "`dead_after_ms` (1500) must not be shorter than `suspect_after_ms` (2000)",
+        );
+        assert_eq!(
+            timeouts(opts),
+            (ms(500), ms(1500), ms(700)),
+            "a refused call changes nothing"
+        );
+        assert_status(
+            dstore_options_set_timeouts_ms(opts, 1500, 0, 0),
+            DSTORE_OK,
+            "",
+        );
+        assert_eq!(timeouts(opts), (ms(1500), ms(1500), ms(700)));
+
+        assert_status(
+            dstore_options_set_repair_interval_ms(opts, 250),
+            DSTORE_OK,
+            "",
+        );
+        assert_status(dstore_options_set_scrub(opts, 60_000, 0), DSTORE_OK, "");
+        assert_status(
+            dstore_options_set_gc_grace_ms(opts, 10, u64::MAX),
+            DSTORE_OK,
+            "",
+        );
+        let m = config(opts).maintenance;
+        assert_eq!(m.repair_interval, ms(250));
+        assert_eq!(m.repair_rate, defaults.maintenance.repair_rate, "untouched");
+        assert_eq!((m.scrub_interval, m.scrub_rate), (ms(60_000), 0));
+        assert_eq!((m.gc_grace, m.tombstone_grace), (ms(10), ms(u64::MAX)));
+        dstore_options_free(opts);
+    }
+}
+
+#[test]
+fn a_quorum_larger_than_the_replica_count_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = c(dir.path().join("root").to_str().unwrap());
+    // SAFETY: every pointer is valid.
+    unsafe {
+        let open = |configure: &dyn Fn(*mut dstore_options)| {
+            let opts = dstore_options_new();
+            assert_status(dstore_options_set_root(opts, root.as_ptr()), DSTORE_OK, "");
+            configure(opts);
+            let mut node = null_mut();
+            let status = dstore_new(opts, &mut node);
+            let message = last_error();
+            dstore_options_free(opts);
+            (status, node, message)
+        };
+        let (status, node, message) = open(&|opts| {
+            assert_status(dstore_options_set_write_quorum(opts, 4), DSTORE_OK, "");
+        });
+        assert_eq!(status, DSTORE_INVALID_ARGUMENT, "{message}");
+        assert!(node.is_null(), "outputs only on success");
+        assert!(message.contains("dstore_new: "), "{message}");
+        assert!(message.contains("write quorum must be 1 to replicas (3)"));
+
+        let (status, node, message) = open(&|opts| {
+            assert_status(dstore_options_set_replicas(opts, 1), DSTORE_OK, "");
+            assert_status(dstore_options_set_read_quorum(opts, 2), DSTORE_OK, "");
+        });
+        assert_eq!(status, DSTORE_INVALID_ARGUMENT, "{message}");
+        assert!(node.is_null());
+        assert!(message.contains("read quorum must be 1 to replicas (1)"));
+
+        let (status, node, message) = open(&|opts| {
+            assert_status(dstore_options_set_write_quorum(opts, 3), DSTORE_OK, "");
+            assert_status(dstore_options_set_read_quorum(opts, 1), DSTORE_OK, "");
+        });
+        assert_eq!(status, DSTORE_OK, "{message}");
+        dstore_free(node);
+    }
+}
+
+/// The stats of `node`, through the C call.
+fn stats_of(node: *const dstore_node) -> dstore_stats {
+    let mut stats = dstore_stats::default();
+    // SAFETY: valid pointers; `stats` has the size passed.
+    let status = unsafe { dstore_node_stats(node, &mut stats, size_of::<dstore_stats>()) };
+    assert_status(status, DSTORE_OK, "");
+    stats
+}
+
+#[test]
+fn stats_check_their_arguments_and_count_what_a_standalone_node_does() {
+    let t = TestNode::open();
+    let size = size_of::<dstore_stats>();
+    let mut untouched = dstore_stats {
+        keys: 77,
+        repair_running: true,
+        gc_tombstones_collected: 78,
+        ..dstore_stats::default()
+    };
+    let before = untouched;
+    // SAFETY: every pointer is valid or deliberately NULL; the sizes are refused before
+    // anything is written.
+    unsafe {
+        assert_status(
+            dstore_node_stats(null(), &mut untouched, size),
+            DSTORE_INVALID_ARGUMENT,
+            "`node` is NULL",
+        );
+        assert_status(
+            dstore_node_stats(t.node, null_mut(), size),
+            DSTORE_INVALID_ARGUMENT,
+            "`out` is NULL",
+        );
+        for wrong in [0, 8, size - 1, size + 8, usize::MAX] {
+            assert_status(
+                dstore_node_stats(t.node, &mut untouched, wrong),
+                DSTORE_INVALID_ARGUMENT,
+                &format!("`stats_size` is {wrong}; pass sizeof(dstore_stats), which is {size}"),
+            );
+        }
+    }
+    assert_eq!(untouched, before, "outputs are written only on success");
+
+    assert_eq!(
+        stats_of(t.node),
+        dstore_stats::default(),
+        "a new node: all zero"
+    );
+    let (a, b) = (c("a"), c("b"));
+    // SAFETY: valid pointers.
+    unsafe {
+        let value = [7u8; 100];
+        assert_status(
+            dstore_store(t.node, a.as_ptr(), value.as_ptr(), 100, true),
+            DSTORE_OK,
+            "",
+        );
+        assert_status(
+            dstore_store(t.node, b.as_ptr(), value.as_ptr(), 10, false),
+            DSTORE_OK,
+            "",
+        );
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_status(
+            dstore_get(t.node, a.as_ptr(), &mut out, &mut len),
+            DSTORE_OK,
+            "",
+        );
+        dstore_bytes_free(out, len);
+    }
+    assert_eq!(
+        stats_of(t.node),
+        dstore_stats {
+            keys: 2,
+            chunks: 2,
+            bytes_stored: 110,
+            bytes_read: 100,
+            ..dstore_stats::default()
+        },
+        "a standalone node does no background work"
+    );
+}
+
+/// Polls `cond` on the stats of `node` for up to 20 seconds.
+#[track_caller]
+fn wait_for_stats(node: *mut dstore_node, what: &str, cond: impl Fn(&dstore_stats) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let stats = stats_of(node);
+        if cond(&stats) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}; stats: {stats:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn maintenance_settings_reach_a_member_and_its_stats_report_the_work() {
+    let _serial = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY (closure): `opts` is valid.
+    let member = open_cluster_node(&dir.path().join("m"), b"secret", |opts| unsafe {
+        set(
+            dstore_options_set_listen,
+            opts,
+            "127.0.0.1:0",
+            DSTORE_OK,
+            "",
+        );
+        assert_status(
+            dstore_options_set_repair_interval_ms(opts, 100),
+            DSTORE_OK,
+            "",
+        );
+        assert_status(dstore_options_set_scrub(opts, 100, 0), DSTORE_OK, "");
+        assert_status(dstore_options_set_scrub(opts, 100, 1 << 30), DSTORE_OK, "");
+        assert_status(dstore_options_set_gc_grace_ms(opts, 0, 0), DSTORE_OK, "");
+    })
+    .unwrap();
+    let key = c("doomed");
+    // SAFETY: valid pointers.
+    unsafe {
+        let value = [3u8; 5000];
+        let status = dstore_store(member, key.as_ptr(), value.as_ptr(), value.len(), true);
+        assert_status(status, DSTORE_OK, "");
+    }
+    // With the defaults (30 s, 1 h) there would be one pass of each in this time.
+    wait_for_stats(member, "several repair passes and scrubs", |s| {
+        s.repair_passes >= 3 && s.scrub_passes >= 3 && s.scrub_objects > 0 && s.scrub_bytes > 0
+    });
+    let stats = stats_of(member);
+    assert_eq!((stats.scrub_bad, stats.scrub_restored), (0, 0));
+    // SAFETY: valid pointers.
+    unsafe { assert_status(dstore_delete(member, key.as_ptr()), DSTORE_OK, "") };
+    // With no grace, the chunk that nothing names and the tombstone go on the next passes.
+    wait_for_stats(member, "the chunk and the tombstone collected", |s| {
+        s.gc_chunks_collected >= 1 && s.gc_tombstones_collected >= 1 && s.chunks == 0
+    });
+    // SAFETY: from dstore_new, freed once.
+    unsafe { dstore_free(member) };
+    assert_eq!(node_runtime_threads(), 0);
+}

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use dstore_core::StoreOptions;
 use pyo3::exceptions::PyTypeError;
@@ -31,10 +32,14 @@ pub struct PyNode {
 impl PyNode {
     /// Opens (or creates) the node whose storage root is `root`. With `listen` it is a cluster
     /// member reachable at that address; with `client=True` it joins through `peers` without
-    /// listening or owning data; with neither it is standalone.
+    /// listening or owning data; with neither it is standalone. The quorums, timeouts and
+    /// maintenance settings (durations in seconds) default to the core's.
     #[new]
     #[pyo3(signature = (root, key=None, chunk_size=None, secret=None, *, listen=None, peers=None,
-                        replicas=None, zone=None, client=false, advertise=None))]
+                        replicas=None, zone=None, client=false, advertise=None,
+                        write_quorum=None, read_quorum=None, suspect_after=None, dead_after=None,
+                        call_timeout=None, repair_interval=None, scrub_interval=None,
+                        scrub_rate=None, gc_grace=None, tombstone_grace=None))]
     #[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
     fn new(
         py: Python<'_>,
@@ -48,6 +53,16 @@ impl PyNode {
         zone: Option<String>,
         client: bool,
         advertise: Option<String>,
+        write_quorum: Option<i64>,
+        read_quorum: Option<i64>,
+        suspect_after: Option<f64>,
+        dead_after: Option<f64>,
+        call_timeout: Option<f64>,
+        repair_interval: Option<f64>,
+        scrub_interval: Option<f64>,
+        scrub_rate: Option<i64>,
+        gc_grace: Option<f64>,
+        tombstone_grace: Option<f64>,
     ) -> PyResult<Self> {
         let mut config = dstore_core::Config::new(root.clone());
         if let Some(key) = key {
@@ -75,6 +90,63 @@ impl PyNode {
         config.zone = zone;
         config.client = client;
         config.advertise = advertise;
+        // Quorums of 0 or above `replicas` are refused by the core, with the same message.
+        for (name, given, field) in [
+            ("write_quorum", write_quorum, &mut config.write_quorum),
+            ("read_quorum", read_quorum, &mut config.read_quorum),
+        ] {
+            if let Some(q) = given {
+                *field = Some(usize::try_from(q).map_err(|_| {
+                    errors::invalid_argument(py, format!("{name} must be 1 to replicas, not {q}"))
+                })?);
+            }
+        }
+        let t = &mut config.timeouts;
+        for (name, given, field) in [
+            ("suspect_after", suspect_after, &mut t.suspect_after),
+            ("dead_after", dead_after, &mut t.dead_after),
+            ("call_timeout", call_timeout, &mut t.call),
+        ] {
+            if let Some(secs) = given {
+                *field = seconds(py, name, secs)?;
+                if field.is_zero() {
+                    return Err(errors::invalid_argument(
+                        py,
+                        format!("{name} must be longer than 0 seconds"),
+                    ));
+                }
+            }
+        }
+        if t.dead_after < t.suspect_after {
+            return Err(errors::invalid_argument(
+                py,
+                format!(
+                    "dead_after ({} s) must not be shorter than suspect_after ({} s): a member \
+                     is suspect before it is dead",
+                    t.dead_after.as_secs_f64(),
+                    t.suspect_after.as_secs_f64()
+                ),
+            ));
+        }
+        let m = &mut config.maintenance;
+        for (name, given, field) in [
+            ("repair_interval", repair_interval, &mut m.repair_interval),
+            ("scrub_interval", scrub_interval, &mut m.scrub_interval),
+            ("gc_grace", gc_grace, &mut m.gc_grace),
+            ("tombstone_grace", tombstone_grace, &mut m.tombstone_grace),
+        ] {
+            if let Some(secs) = given {
+                *field = seconds(py, name, secs)?;
+            }
+        }
+        if let Some(rate) = scrub_rate {
+            m.scrub_rate = u64::try_from(rate).map_err(|_| {
+                errors::invalid_argument(
+                    py,
+                    format!("scrub_rate must be a number of bytes per second (0: no scrubbing), not {rate}"),
+                )
+            })?;
+        }
         let node = block_on(py, dstore_core::Node::open(config))?;
         Ok(Self {
             id: node.id().to_hex(),
@@ -124,7 +196,7 @@ impl PyNode {
     /// UnavailableError if no member answers, or at once if they refuse the secret.
     #[pyo3(signature = (timeout=10.0))]
     fn settle(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
-        let timeout = std::time::Duration::try_from_secs_f64(timeout).map_err(|_| {
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(|_| {
             errors::invalid_argument(
                 py,
                 format!("timeout must be a non-negative number of seconds, not {timeout}"),
@@ -181,8 +253,9 @@ impl PyNode {
         block_on(py, self.node.get_file(&key, &path))
     }
 
-    /// Counters: live keys and distinct chunks held, and bytes stored and read through this
-    /// handle since it was opened.
+    /// Counters: live keys and distinct chunks held, bytes stored and read through this
+    /// handle since it was opened, and the background work of a cluster member (dicts
+    /// `repair`, `scrub` and `gc`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let node = &self.node;
         let s = block_on(py, async { node.stats() })?;
@@ -191,6 +264,29 @@ impl PyNode {
         dict.set_item("chunks", s.chunks)?;
         dict.set_item("bytes_stored", s.bytes_stored)?;
         dict.set_item("bytes_read", s.bytes_read)?;
+        let r = s.repair;
+        let repair = PyDict::new(py);
+        repair.set_item("passes", r.passes)?;
+        repair.set_item("running", r.running)?;
+        repair.set_item("last_pass_ms", r.last_pass_ms)?;
+        repair.set_item("checked", r.checked)?;
+        repair.set_item("chunks_pushed", r.chunks_pushed)?;
+        repair.set_item("manifests_pushed", r.manifests_pushed)?;
+        repair.set_item("bytes_pushed", r.bytes_pushed)?;
+        repair.set_item("handed_off", r.handed_off)?;
+        repair.set_item("read_repairs", r.read_repairs)?;
+        dict.set_item("repair", repair)?;
+        let scrub = PyDict::new(py);
+        scrub.set_item("passes", s.scrub.passes)?;
+        scrub.set_item("bytes", s.scrub.bytes)?;
+        scrub.set_item("objects", s.scrub.objects)?;
+        scrub.set_item("bad", s.scrub.bad)?;
+        scrub.set_item("restored", s.scrub.restored)?;
+        dict.set_item("scrub", scrub)?;
+        let gc = PyDict::new(py);
+        gc.set_item("chunks_collected", s.gc.chunks_collected)?;
+        gc.set_item("tombstones_collected", s.gc.tombstones_collected)?;
+        dict.set_item("gc", gc)?;
         Ok(dict)
     }
 
@@ -245,6 +341,16 @@ impl PyNode {
         let state = if self.closed() { ", closed" } else { "" };
         Ok(format!("dstore.Node(root={root}, id='{}'{state})", self.id))
     }
+}
+
+/// A duration given in seconds (an int or a float): finite and not negative.
+fn seconds(py: Python<'_>, name: &str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        errors::invalid_argument(
+            py,
+            format!("{name} must be a non-negative number of seconds, not {secs}"),
+        )
+    })
 }
 
 /// Copies a bytes-like object into an owned buffer. bytes and bytearray are copied directly;

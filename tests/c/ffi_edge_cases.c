@@ -142,6 +142,113 @@ static void test_options(void) {
     dstore_options_free(NULL);
 }
 
+/* ---- quorums, timeouts, background work, and stats ------------------------------------ */
+
+/* Every counter of repair, scrubbing and garbage collection is zero. */
+static bool background_idle(const dstore_stats *s) {
+    return s->repair_passes == 0 && !s->repair_running && s->repair_last_pass_ms == 0 &&
+           s->repair_checked == 0 && s->repair_chunks_pushed == 0 &&
+           s->repair_manifests_pushed == 0 && s->repair_bytes_pushed == 0 &&
+           s->repair_handed_off == 0 && s->repair_read_repairs == 0 && s->scrub_passes == 0 &&
+           s->scrub_bytes == 0 && s->scrub_objects == 0 && s->scrub_bad == 0 &&
+           s->scrub_restored == 0 && s->gc_chunks_collected == 0 &&
+           s->gc_tombstones_collected == 0;
+}
+
+static void test_maintenance(void) {
+    /* NULL options. */
+    EXPECT(dstore_options_set_write_quorum(NULL, 2), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`opts` is NULL") != NULL);
+    EXPECT(dstore_options_set_read_quorum(NULL, 2), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_timeouts_ms(NULL, 1000, 2000, 3000), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_repair_interval_ms(NULL, 1000), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_scrub(NULL, 1000, 1u << 20), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_gc_grace_ms(NULL, 1000, 2000), DSTORE_INVALID_ARGUMENT);
+
+    char root[4096];
+    path_in_scratch(root, sizeof root, "tuned");
+    dstore_options *opts = dstore_options_new();
+    CHECK(opts != NULL);
+    EXPECT(dstore_options_set_root(opts, root), DSTORE_OK);
+
+    /* Quorums: 0 is a majority; more than 255 can never fit the replica count. */
+    EXPECT(dstore_options_set_write_quorum(opts, 256), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_read_quorum(opts, SIZE_MAX), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_write_quorum(opts, 0), DSTORE_OK);
+    EXPECT(dstore_options_set_read_quorum(opts, 0), DSTORE_OK);
+
+    /* Timeouts: 0 keeps a value; a member is suspect before it is dead. */
+    EXPECT(dstore_options_set_timeouts_ms(opts, 0, 0, 0), DSTORE_OK);
+    EXPECT(dstore_options_set_timeouts_ms(opts, 5000, 1000, 0), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`dead_after_ms` (1000)") != NULL);
+    EXPECT(dstore_options_set_timeouts_ms(opts, 60000, 0, 0), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`dead_after_ms` (10000)") != NULL); /* the default */
+    EXPECT(dstore_options_set_timeouts_ms(opts, 500, 500, 2000), DSTORE_OK);
+    EXPECT(dstore_options_set_timeouts_ms(opts, 0, 400, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_options_set_timeouts_ms(opts, UINT64_MAX, UINT64_MAX, UINT64_MAX), DSTORE_OK);
+
+    EXPECT(dstore_options_set_repair_interval_ms(opts, 250), DSTORE_OK);
+    EXPECT(dstore_options_set_scrub(opts, 1000, 0), DSTORE_OK);
+    EXPECT(dstore_options_set_scrub(opts, UINT64_MAX, UINT64_MAX), DSTORE_OK);
+    EXPECT(dstore_options_set_gc_grace_ms(opts, 0, 0), DSTORE_OK);
+    EXPECT(dstore_options_set_gc_grace_ms(opts, 3600000, 86400000), DSTORE_OK);
+
+    /* A quorum larger than the replica count (3 by default) is refused by dstore_new. */
+    dstore_node *node = (dstore_node *)0x1;
+    EXPECT(dstore_options_set_write_quorum(opts, 4), DSTORE_OK);
+    EXPECT(dstore_new(opts, &node), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "write quorum") != NULL);
+    CHECK(node == (dstore_node *)0x1);
+    EXPECT(dstore_options_set_write_quorum(opts, 2), DSTORE_OK);
+    EXPECT(dstore_options_set_replicas(opts, 1), DSTORE_OK);
+    EXPECT(dstore_new(opts, &node), DSTORE_INVALID_ARGUMENT); /* now 2 > 1 */
+    CHECK(node == (dstore_node *)0x1);
+    EXPECT(dstore_options_set_write_quorum(opts, 1), DSTORE_OK);
+    EXPECT(dstore_options_set_read_quorum(opts, 2), DSTORE_OK);
+    EXPECT(dstore_new(opts, &node), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "read quorum") != NULL);
+    EXPECT(dstore_options_set_read_quorum(opts, 1), DSTORE_OK);
+    EXPECT(dstore_new(opts, &node), DSTORE_OK);
+    dstore_options_free(opts);
+
+    /* Stats: checked arguments, and outputs written only on success. */
+    dstore_stats stats;
+    memset(&stats, 0x5a, sizeof stats);
+    const dstore_stats before = stats;
+    EXPECT(dstore_node_stats(NULL, &stats, sizeof stats), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "`node` is NULL") != NULL);
+    EXPECT(dstore_node_stats(node, NULL, sizeof stats), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_node_stats(node, &stats, 0), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_node_stats(node, &stats, sizeof stats - 1), DSTORE_INVALID_ARGUMENT);
+    CHECK(strstr(dstore_last_error(), "sizeof(dstore_stats)") != NULL);
+    EXPECT(dstore_node_stats(node, &stats, sizeof stats + 8), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_node_stats(node, &stats, SIZE_MAX), DSTORE_INVALID_ARGUMENT);
+    CHECK(memcmp(&stats, &before, sizeof stats) == 0);
+
+    /* A new standalone node: everything zero. */
+    EXPECT(dstore_node_stats(node, &stats, sizeof stats), DSTORE_OK);
+    CHECK(stats.keys == 0 && stats.chunks == 0 && stats.bytes_stored == 0 &&
+          stats.bytes_read == 0);
+    CHECK(background_idle(&stats));
+
+    /* It counts what callers do, and does no background work. */
+    store_str(node, "one", "first value", true);
+    store_str(node, "two", "second", false);
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    EXPECT(dstore_get(node, "one", &out, &out_len), DSTORE_OK);
+    dstore_bytes_free(out, out_len);
+    EXPECT(dstore_node_stats(node, &stats, sizeof stats), DSTORE_OK);
+    CHECK(stats.keys == 2 && stats.chunks == 2);
+    CHECK(stats.bytes_stored == 11 + 6 && stats.bytes_read == 11);
+    CHECK(background_idle(&stats));
+    EXPECT(dstore_delete(node, "two"), DSTORE_OK);
+    EXPECT(dstore_node_stats(node, &stats, sizeof stats), DSTORE_OK);
+    CHECK(stats.keys == 1 && stats.chunks == 1); /* a standalone node reclaims at once */
+    CHECK(background_idle(&stats));
+    dstore_free(node);
+}
+
 /* ---- opening: locks and secrets ------------------------------------------------------ */
 
 static void test_open(void) {
@@ -528,6 +635,7 @@ int main(int argc, char **argv) {
 
     test_names();
     test_options();
+    test_maintenance();
     test_open();
     dstore_node *node = open_node("main", NULL, DSTORE_OK);
     test_arguments(node);

@@ -3,11 +3,11 @@
 //! stores and reads with 1, 2 and 3 replicas.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use dstore_core::{Config, Node};
+use dstore_core::{Config, Node, StoreOptions};
 
-use super::{large, small, Args, Limits, Memory};
+use super::{large, row, small, Args, Limits, Memory, Source};
 use crate::procs::{spawn_node, Processes};
 use crate::AnyResult;
 
@@ -16,7 +16,7 @@ pub(crate) async fn run(args: &Args, reps: usize, limits: &Limits, dir: &Path) -
     let key = dstore_core::crypto::random_bytes::<32>();
     let key_hex = hex::encode(key);
     let mut procs = Processes(Vec::new());
-    let first = spawn_node(&dir.join("node-1"), None, &secret, &key_hex)?;
+    let first = spawn_node(&dir.join("node-1"), None, &secret, &key_hex, &[])?;
     let seed = first.1.clone();
     procs.0.push(first);
     for i in 2..=3 {
@@ -25,6 +25,7 @@ pub(crate) async fn run(args: &Args, reps: usize, limits: &Limits, dir: &Path) -
             Some(&seed),
             &secret,
             &key_hex,
+            &[],
         )?);
     }
     let memory = Memory::Processes(procs.0.iter().map(|(c, _)| c.id()).collect());
@@ -44,6 +45,108 @@ pub(crate) async fn run(args: &Args, reps: usize, limits: &Limits, dir: &Path) -
         small(&client, args, reps).await?;
         client.close().await;
     }
+    drop(procs);
+    Ok(())
+}
+
+/// Repair after the permanent loss of a node: four node processes keeping 2 copies, a
+/// client stores `large_mib` MiB in 64 MiB values, one node is killed with SIGKILL and its
+/// root deleted, and the survivors are watched (through `stats`, as `dstore status` does)
+/// until every chunk and manifest has two copies again.
+pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
+    let secret = hex::encode(dstore_core::crypto::random_bytes::<32>());
+    let key = dstore_core::crypto::random_bytes::<32>();
+    let key_hex = hex::encode(key);
+    // Failure detection and the repair period shortened, so the figure is repair itself;
+    // the repair rate is the default cap.
+    let flags = [
+        "--replicas",
+        "2",
+        "--suspect-after-ms",
+        "1000",
+        "--dead-after-ms",
+        "3000",
+        "--repair-interval-ms",
+        "1000",
+    ];
+    let mut procs = Processes(Vec::new());
+    let first = spawn_node(&dir.join("node-1"), None, &secret, &key_hex, &flags)?;
+    let seed = first.1.clone();
+    procs.0.push(first);
+    for i in 2..=4 {
+        let root = dir.join(format!("node-{i}"));
+        procs
+            .0
+            .push(spawn_node(&root, Some(&seed), &secret, &key_hex, &flags)?);
+    }
+    let mut c = Config::new(dir.join("client"));
+    c.client = true;
+    c.peers = vec![seed.clone()];
+    c.secret = Some(secret.clone().into_bytes());
+    c.data_key = Some(key);
+    c.replicas = 2;
+    let client = Node::open(c).await?;
+    client.settle(Duration::from_secs(15)).await?;
+    println!(
+        "
+== Repair: 4 node processes, replicas 2, one lost for good =="
+    );
+    let values = args.large_mib.div_ceil(64).max(1);
+    for v in 0..values {
+        client
+            .store_reader(
+                &format!("repair/{v}"),
+                Source::new(64 << 20),
+                StoreOptions::default(),
+            )
+            .await?;
+    }
+    let copies = |stats: &[(dstore_core::Peer, Option<dstore_core::Stats>)]| {
+        stats.iter().fold((0, 0, 0), |(c, k, b), (_, s)| match s {
+            Some(s) => (c + s.chunks, k + s.keys, b + s.repair.bytes_pushed),
+            None => (c, k, b),
+        })
+    };
+    let (chunks, keys, _) = copies(&client.member_stats().await);
+    let (mut lost, lost_addr) = procs.0.pop().expect("four nodes");
+    let _ = lost.kill();
+    let _ = lost.wait();
+    std::fs::remove_dir_all(dir.join("node-4"))?;
+    let killed = Instant::now();
+    let mut detected = None;
+    let before = copies(&client.member_stats().await).2;
+    let repaired = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if detected.is_none() && client.peers().iter().all(|p| p.addr != lost_addr) {
+            detected = Some(killed.elapsed());
+        }
+        let stats = client.member_stats().await;
+        let (c, k, _) = copies(&stats);
+        if detected.is_some() && stats.len() == 3 && c == chunks && k == keys {
+            break killed.elapsed();
+        }
+        if killed.elapsed() > Duration::from_secs(600) {
+            return Err("repair did not finish within 10 minutes".into());
+        }
+    };
+    let moved = copies(&client.member_stats().await).2 - before;
+    let detected = detected.unwrap_or_default();
+    row(
+        "dead node detected (by the client)",
+        format!("{:.1} s", detected.as_secs_f64()),
+        "dead after 3 s of silence".into(),
+    );
+    row(
+        &format!("{} MiB back to 2 copies", values * 64),
+        format!("{:.1} s after the kill", repaired.as_secs_f64()),
+        format!(
+            "{:.1} s of repair, {:.0} MiB moved, {:.0} MB/s",
+            (repaired - detected).as_secs_f64(),
+            moved as f64 / (1 << 20) as f64,
+            moved as f64 / (1 << 20) as f64 / (repaired - detected).as_secs_f64()
+        ),
+    );
+    client.close().await;
     drop(procs);
     Ok(())
 }

@@ -37,8 +37,9 @@ pub struct Args {
     /// Where to put the stores (default: a temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
-    /// Run only one part: `local` (one node, its own store) or `cluster` (3 node processes).
-    #[arg(long, value_parser = ["local", "cluster"])]
+    /// Run only one part: `local` (one node, its own store), `cluster` (3 node processes)
+    /// or `repair` (4 node processes, one lost for good).
+    #[arg(long, value_parser = ["local", "cluster", "repair"])]
     only: Option<String>,
 }
 
@@ -224,15 +225,19 @@ pub async fn run(args: Args) -> AnyResult {
         plain_pipe,
     };
 
-    if args.only.as_deref() != Some("cluster") {
+    let part = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
+    if part("local") {
         println!("\n== One node, its own store (no network) ==");
         let node = Node::open(Config::new(base.join("local"))).await?;
         large(&node, &args, reps, &limits, &Memory::Own, "this process").await?;
         small(&node, &args, reps).await?;
         node.close().await;
     }
-    if args.only.as_deref() != Some("local") {
+    if part("cluster") {
         cluster::run(&args, reps, &limits, &base.join("cluster")).await?;
+    }
+    if part("repair") {
+        cluster::repair(&args, &base.join("repair")).await?;
     }
     Ok(())
 }

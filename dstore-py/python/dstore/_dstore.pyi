@@ -44,6 +44,47 @@ MIN_CHUNK_SIZE: Final[int]
 MAX_CHUNK_SIZE: Final[int]
 
 @type_check_only
+class RepairStats(TypedDict):
+    passes: int
+    """Repair passes completed: what this node holds checked against its current owners."""
+    running: bool
+    """Whether a pass is under way now."""
+    last_pass_ms: int
+    """How long the last completed pass took, in milliseconds."""
+    checked: int
+    """Objects the current (or the last) pass has checked so far."""
+    chunks_pushed: int
+    """Chunks sent to owners that lacked them."""
+    manifests_pushed: int
+    """Manifests (keys' values or deletes) sent to owners that lacked them or held older ones."""
+    bytes_pushed: int
+    """Bytes of the chunks and manifests pushed."""
+    handed_off: int
+    """Objects dropped here because this node no longer owns them and their owners have them."""
+    read_repairs: int
+    """Stale owners brought up to date during reads."""
+
+@type_check_only
+class ScrubStats(TypedDict):
+    passes: int
+    """Full scrubs completed: every stored object read back and checked."""
+    bytes: int
+    """Bytes checked."""
+    objects: int
+    """Objects checked."""
+    bad: int
+    """Objects found corrupt (set aside, never served)."""
+    restored: int
+    """Corrupt objects replaced by a good copy from another owner."""
+
+@type_check_only
+class GcStats(TypedDict):
+    chunks_collected: int
+    """Chunks that no value named, removed after `gc_grace`."""
+    tombstones_collected: int
+    """Records of deletes dropped after `tombstone_grace`."""
+
+@type_check_only
 class Stats(TypedDict):
     keys: int
     """Live keys held by the node."""
@@ -53,6 +94,12 @@ class Stats(TypedDict):
     """Plaintext bytes stored through this handle since it was opened."""
     bytes_read: int
     """Plaintext bytes read through this handle since it was opened."""
+    repair: RepairStats
+    """Repair and hand-off (cluster members; read_repairs on clients too)."""
+    scrub: ScrubStats
+    """The scrubber (cluster members only)."""
+    gc: GcStats
+    """Garbage collection (cluster members only; a standalone node reclaims at once)."""
 
 @type_check_only
 class Peer(TypedDict):
@@ -79,9 +126,19 @@ class Node:
     through `peers` without listening or owning data. All nodes of a cluster share `secret`;
     those that should read each other's encrypted values share `key`.
 
+    Durability and background work, all durations in seconds (int or float), None for the
+    default: `write_quorum` and `read_quorum` are the owners a write must reach and a read
+    waits for (1 to `replicas`; default a majority); a member silent for `suspect_after`
+    (default 3) is suspect and for `dead_after` (default 10) dead, and one request to a peer
+    may take `call_timeout` (default 10). A member checks every `repair_interval` (default 30;
+    0 turns repair and garbage collection off) that its owners have what it holds, scrubs
+    everything every `scrub_interval` (default 3600) at `scrub_rate` bytes per second
+    (default 16 MiB; 0: no scrubbing), removes a chunk nothing names after `gc_grace`
+    (default 3600) and forgets a delete after `tombstone_grace` (default 86400).
+
     Raises LockedError if another node has `root` open, InvalidArgumentError (a ValueError)
-    for a bad key length, chunk size, replica count or empty secret, StorageIOError if the
-    listen address cannot be bound.
+    for a bad key length, chunk size, replica count, quorum, duration or empty secret,
+    StorageIOError if the listen address cannot be bound.
     """
 
     def __new__(
@@ -97,6 +154,16 @@ class Node:
         zone: Optional[str] = None,
         client: bool = False,
         advertise: Optional[str] = None,
+        write_quorum: Optional[int] = None,
+        read_quorum: Optional[int] = None,
+        suspect_after: Optional[float] = None,
+        dead_after: Optional[float] = None,
+        call_timeout: Optional[float] = None,
+        repair_interval: Optional[float] = None,
+        scrub_interval: Optional[float] = None,
+        scrub_rate: Optional[int] = None,
+        gc_grace: Optional[float] = None,
+        tombstone_grace: Optional[float] = None,
     ) -> Self: ...
     @property
     def addr(self) -> Optional[str]:
@@ -125,7 +192,8 @@ class Node:
         """Writes the value of `key` to `path` atomically; returns the bytes written. On
         failure nothing is left at `path`."""
     def stats(self) -> Stats:
-        """Counters: keys, chunks, bytes_stored, bytes_read."""
+        """Counters: keys, chunks, bytes_stored, bytes_read, and the dicts repair, scrub
+        and gc of a member's background work."""
     def close(self) -> None:
         """Closes the node and unlocks its root. Idempotent; later calls raise ClosedError."""
     @property
