@@ -85,6 +85,8 @@ pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
     c.secret = Some(secret.clone().into_bytes());
     c.data_key = Some(key);
     c.replicas = 2;
+    c.timeouts.suspect_after = Duration::from_secs(1);
+    c.timeouts.dead_after = Duration::from_secs(3);
     let client = Node::open(c).await?;
     client.settle(Duration::from_secs(15)).await?;
     println!(
@@ -96,7 +98,7 @@ pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
         client
             .store_reader(
                 &format!("repair/{v}"),
-                Source::new(64 << 20),
+                Source::numbered_from(64 << 20, v << 32),
                 StoreOptions::default(),
             )
             .await?;

@@ -75,11 +75,18 @@ struct Source {
     block: Vec<u8>,
     pos: u64,
     len: u64,
+    /// Added to the block index, so that sources with different offsets share no block.
+    first_block: u64,
 }
 
 impl Source {
     fn new(len: u64) -> Self {
+        Self::numbered_from(len, 0)
+    }
+
+    fn numbered_from(len: u64, first_block: u64) -> Self {
         Self {
+            first_block,
             block: (0..1u32 << 20)
                 .map(|i| (i.wrapping_mul(2246822519) >> 9) as u8)
                 .collect(),
@@ -100,7 +107,7 @@ impl AsyncRead for Source {
             .min(buf.remaining() as u64)
             .min(block_len - self.pos % block_len) as usize;
         let start = (self.pos % block_len) as usize;
-        let index = (self.pos / block_len).to_le_bytes();
+        let index = (self.pos / block_len + self.first_block).to_le_bytes();
         let mut piece = self.block[start..start + n].to_vec();
         for (i, b) in piece
             .iter_mut()
