@@ -16,6 +16,11 @@ pub fn decode_manifest(bytes: &[u8]) {
     let _ = crate::manifest::Manifest::from_bytes(bytes, &ClusterKey::new(b"fuzz"));
 }
 
+/// The journal read back at open (a torn or damaged tail is expected there).
+pub fn parse_journal(bytes: &[u8]) {
+    let _ = crate::journal::parse(bytes);
+}
+
 /// A node answering a connection whose bytes are `bytes`: framing, hello, proof.
 pub fn handshake_responder(bytes: &[u8]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
