@@ -180,12 +180,28 @@ impl Journal {
         payload: &[u8],
         install: impl FnOnce() -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        {
-            let _installing = self.installs.read().unwrap_or_else(|e| e.into_inner());
-            self.append(&encode(kind, id, payload))?;
-            install()?;
+        let record = encode(kind, id, payload);
+        let mut install = Some(install);
+        for attempt in 0..2 {
+            let appended = {
+                let _installing = self.installs.read().unwrap_or_else(|e| e.into_inner());
+                let appended = self.append(&record);
+                if appended.is_ok() {
+                    (install.take().expect("installed once"))()?;
+                }
+                appended
+            };
+            match appended {
+                // A full disk: the journal itself may be what fills it. Empty it (its objects
+                // are in place; one syncfs makes them durable) and try once more.
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull && attempt == 0 => {
+                    self.checkpoint(0)?;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => break,
+            }
         }
-        self.checkpoint_if_large()
+        self.checkpoint(CHECKPOINT_BYTES)
     }
 
     /// Queues `record` and returns once it is durable. The first writer to find no fsync
@@ -248,15 +264,15 @@ impl Journal {
             .map_err(|e| (e, self.file.set_len(at)))
     }
 
-    /// Once the journal is large: waits for the objects it holds to be in place, makes them
-    /// durable with one `syncfs`, and empties it.
-    fn checkpoint_if_large(&self) -> std::io::Result<()> {
-        if self.lock().size < CHECKPOINT_BYTES {
+    /// Once the journal holds more than `above` bytes: waits for the objects it holds to be
+    /// in place, makes them durable with one `syncfs`, and empties it.
+    fn checkpoint(&self, above: u64) -> std::io::Result<()> {
+        if self.lock().size <= above && above > 0 {
             return Ok(());
         }
         let _all = self.installs.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.lock();
-        if state.size < CHECKPOINT_BYTES {
+        if state.size <= above && above > 0 {
             return Ok(()); // another writer checkpointed first
         }
         sync_file_system(&self.root)?;
