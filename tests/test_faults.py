@@ -523,7 +523,7 @@ def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path) -> Non
     dead2 = wait_for(
         lambda: addrs[second] not in {m["addr"] for m in cluster.status(rest[0])["members"]},
         "the second lost member leaves the members", 30, every=0.1)  # fmt: skip
-    print(f"second loss (node {second}) detected after {dead2:.1f} s")
+    print(f"second loss (node {second}): gone from a new client's members after {dead2:.1f} s")
     check_through_every_node(tmp_path, {i: addrs[i] for i in rest}, dict(values), "loss", replicas=2)
 
 
