@@ -78,9 +78,13 @@ struct Target {
     /// A cluster member to reach the cluster through; repeat for more.
     #[arg(long = "peer")]
     peers: Vec<String>,
-    /// A TOML file (as for `dstore node`); its peers and secret files are used.
+    /// A TOML file (as for `dstore node`); its peers, replicas and secret files are used.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The cluster's replicas setting, so that this client places data as its members do
+    /// [default: 3].
+    #[arg(long)]
+    replicas: Option<usize>,
     #[command(flatten)]
     secrets: SecretArgs,
     /// Shift this client's clock by MS milliseconds (may be negative): for tests of clock skew.
@@ -199,6 +203,7 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
     let mut c = Config::new(scratch.path());
     c.client = true;
     c.clock_offset_ms = target.clock_offset_ms;
+    c.replicas = target.replicas.or(file.replicas).unwrap_or(3);
     c.peers = peers;
     c.secret = Some(secret);
     c.data_key = data_key;

@@ -31,6 +31,7 @@ struct Member {
 struct MemberStatus {
     id: String,
     addr: String,
+    zone: Option<String>,
     stats: Option<Stats>,
 }
 
@@ -51,6 +52,7 @@ pub async fn gather(node: &Node, local: bool) -> AnyResult<Status> {
         .map(|(p, stats)| MemberStatus {
             id: p.id.to_hex(),
             addr: p.addr,
+            zone: p.zone,
             stats,
         })
         .collect();
@@ -76,7 +78,8 @@ impl Status {
             println!("members  {}", self.members.len());
         }
         for m in &self.nodes {
-            print!("  {} {}", m.id, m.addr);
+            let zone = m.zone.as_deref().map(|z| format!(" zone {z}"));
+            print!("  {} {}{}", m.id, m.addr, zone.unwrap_or_default());
             match &m.stats {
                 None => println!("  (no answer)"),
                 Some(s) => {
