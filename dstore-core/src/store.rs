@@ -342,7 +342,9 @@ impl Store {
         match &self.journal {
             Some(j) if stored.len() <= journal::MAX_JOURNALED => {
                 let parent = path.parent().expect("object paths have a parent");
-                fsutil::create_dir_durable(parent)
+                // No fsync for a new directory either: replay recreates it, and the next
+                // checkpoint's syncfs makes it durable.
+                fs::create_dir_all(parent)
                     .and_then(|()| {
                         j.write(Kind::Chunk, &id.0, stored, || {
                             Staged::write(&self.tmp_dir, stored, false)?.install(&path)
@@ -490,11 +492,17 @@ impl Store {
             .parent()
             .expect("manifest paths have a parent")
             .to_path_buf();
-        fsutil::create_dir_durable(&parent).context(|| format!("creating {}", parent.display()))?;
         let journal = self
             .journal
             .as_ref()
             .filter(|_| bytes.len() <= journal::MAX_JOURNALED);
+        // A new directory is fsynced into its parent unless the journal covers it (replay
+        // recreates it, and the next checkpoint's syncfs makes it durable).
+        match journal {
+            Some(_) => fs::create_dir_all(&parent),
+            None => fsutil::create_dir_durable(&parent),
+        }
+        .context(|| format!("creating {}", parent.display()))?;
         // Stage outside the lock; only the rename and map updates are inside it. Returns the
         // chunks the replaced version named, or `None` if an equal or newer one is held.
         let install = || -> std::io::Result<Option<Vec<ChunkId>>> {
