@@ -58,8 +58,17 @@ pub async fn run() -> AnyResult {
         dir.path().display()
     );
 
+    // Failure detection and repair in seconds rather than the defaults' tens of seconds.
+    let fast = [
+        "--suspect-after-ms",
+        "1000",
+        "--dead-after-ms",
+        "3000",
+        "--repair-interval-ms",
+        "1000",
+    ];
     let mut procs = Processes(Vec::new());
-    let first = spawn_node(&dir.path().join("node-1"), None, &secret, &key_hex, &[])?;
+    let first = spawn_node(&dir.path().join("node-1"), None, &secret, &key_hex, &fast)?;
     let seed = first.1.clone();
     procs.0.push(first);
     for i in 2..=3 {
@@ -68,7 +77,7 @@ pub async fn run() -> AnyResult {
             Some(&seed),
             &secret,
             &key_hex,
-            &[],
+            &fast,
         )?);
     }
     let mut config = Config::new(dir.path().join("node-here"));
@@ -77,6 +86,9 @@ pub async fn run() -> AnyResult {
     config.secret = Some(secret.into_bytes());
     config.data_key = Some(key);
     config.replicas = 3;
+    config.timeouts.suspect_after = Duration::from_secs(1);
+    config.timeouts.dead_after = Duration::from_secs(3);
+    config.maintenance.repair_interval = Duration::from_secs(1);
     let node = Node::open(config).await?;
     let members = node.settle(Duration::from_secs(15)).await?;
     println!("1. Started 3 storage nodes as separate processes:");
@@ -139,9 +151,36 @@ pub async fn run() -> AnyResult {
     println!("   The cluster lists: {}", keys.join(", "));
     check(keys.len() == 2, "two keys listed")?;
 
+    // With node-1 gone, the three survivors own everything: repair gives each all 4 chunks.
+    let started = std::time::Instant::now();
+    let held = |s: &dstore_core::Stats| s.chunks == 4 && s.keys == 2;
+    loop {
+        let others = node.member_stats().await;
+        if others.len() == 2
+            && others.iter().all(|(_, s)| s.is_some_and(|s| held(&s)))
+            && held(&node.stats()?)
+        {
+            break;
+        }
+        check(
+            started.elapsed() < Duration::from_secs(60),
+            "repair within a minute",
+        )?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "5. The others declared node-1 dead after 3 s of silence and repaired: {:.1} s after the",
+        started.elapsed().as_secs_f64()
+    );
+    println!("   kill, each of the 3 survivors holds every chunk and manifest again:");
+    for name in ["node-2", "node-3", "node-here"] {
+        let n = files_under(&dir.path().join(name).join("chunks")).len();
+        println!("     {name:<10} holds {}", chunk_files(n));
+    }
+
     match node.get("photos/no-such-picture.jpg").await {
         Err(e @ Error::NotFound(_)) => {
-            println!("5. A key nobody stored is reported at once: \"{e}\".")
+            println!("6. A key nobody stored is reported at once: \"{e}\".")
         }
         other => {
             return Err(format!(
