@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dstore_core::{Config, Error, Node, StoreOptions};
 
-use crate::procs::{spawn_node, Processes};
+use crate::procs::{fast, spawn_node, Processes, FAST};
 use crate::AnyResult;
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -58,17 +58,8 @@ pub async fn run() -> AnyResult {
         dir.path().display()
     );
 
-    // Failure detection and repair in seconds rather than the defaults' tens of seconds.
-    let fast = [
-        "--suspect-after-ms",
-        "1000",
-        "--dead-after-ms",
-        "3000",
-        "--repair-interval-ms",
-        "1000",
-    ];
     let mut procs = Processes(Vec::new());
-    let first = spawn_node(&dir.path().join("node-1"), None, &secret, &key_hex, &fast)?;
+    let first = spawn_node(&dir.path().join("node-1"), None, &secret, &key_hex, &FAST)?;
     let seed = first.1.clone();
     procs.0.push(first);
     for i in 2..=3 {
@@ -77,7 +68,7 @@ pub async fn run() -> AnyResult {
             Some(&seed),
             &secret,
             &key_hex,
-            &fast,
+            &FAST,
         )?);
     }
     let mut config = Config::new(dir.path().join("node-here"));
@@ -86,9 +77,7 @@ pub async fn run() -> AnyResult {
     config.secret = Some(secret.into_bytes());
     config.data_key = Some(key);
     config.replicas = 3;
-    config.timeouts.suspect_after = Duration::from_secs(1);
-    config.timeouts.dead_after = Duration::from_secs(3);
-    config.maintenance.repair_interval = Duration::from_secs(1);
+    fast(&mut config);
     let node = Node::open(config).await?;
     let members = node.settle(Duration::from_secs(15)).await?;
     println!("1. Started 3 storage nodes as separate processes:");

@@ -259,6 +259,14 @@ async fn the_scrubber_replaces_rotten_copies() {
     let nodes = start(dir.path(), 3, scrub).await;
     let data = pattern(9, 3 * CHUNK);
     nodes[0].store("k", &data, ENC).await.unwrap();
+    // The store returned once 2 of the 3 copies were down; the third lands in the background.
+    eventually("every node holds every copy", || {
+        nodes.iter().all(|n| {
+            let s = n.stats().unwrap();
+            s.keys == 1 && s.chunks == 3
+        })
+    })
+    .await;
     let root = dir.path().join("n1");
     let chunk = files_under(&root.join("chunks")).remove(0);
     let manifest = files_under(&root.join("manifests")).remove(0);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dstore_core::{Config, Node, StoreOptions};
 
 use super::{large, row, small, Args, Limits, Memory, Source};
-use crate::procs::{spawn_node, Processes};
+use crate::procs::{fast, spawn_node, Processes, FAST};
 use crate::AnyResult;
 
 pub(crate) async fn run(args: &Args, reps: usize, limits: &Limits, dir: &Path) -> AnyResult {
@@ -59,16 +59,7 @@ pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
     let key_hex = hex::encode(key);
     // Failure detection and the repair period shortened, so the figure is repair itself;
     // the repair rate is the default cap.
-    let flags = [
-        "--replicas",
-        "2",
-        "--suspect-after-ms",
-        "1000",
-        "--dead-after-ms",
-        "3000",
-        "--repair-interval-ms",
-        "1000",
-    ];
+    let flags: Vec<&str> = ["--replicas", "2"].into_iter().chain(FAST).collect();
     let mut procs = Processes(Vec::new());
     let first = spawn_node(&dir.join("node-1"), None, &secret, &key_hex, &flags)?;
     let seed = first.1.clone();
@@ -85,8 +76,7 @@ pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
     c.secret = Some(secret.clone().into_bytes());
     c.data_key = Some(key);
     c.replicas = 2;
-    c.timeouts.suspect_after = Duration::from_secs(1);
-    c.timeouts.dead_after = Duration::from_secs(3);
+    fast(&mut c);
     let client = Node::open(c).await?;
     client.settle(Duration::from_secs(15)).await?;
     println!(
