@@ -467,6 +467,14 @@ impl Node {
             store: store.clone(),
             ids: Vec::new(),
         };
+        // The key's current version among R of its owners, read while the chunks go out: the
+        // new version is stamped after it, so a write that follows an acknowledged one wins
+        // even if this node's clock is behind and has heard nothing newer (see
+        // `version::Clock`).
+        let prior = self.inner.remote.as_ref().map(|remote| {
+            let (remote, store, key) = (remote.clone(), store.clone(), key.to_owned());
+            tokio::spawn(async move { remote.get_manifest(&store, &key).await })
+        });
         let mut inflight: VecDeque<JoinHandle<Result<ChunkId>>> = VecDeque::new();
         let mut size = 0u64;
         let chunk_size = self.inner.chunk_size;
@@ -507,6 +515,15 @@ impl Node {
         if let Some(held) = store.version_of(key) {
             // Never let a clock that went backwards lose this write to an older one.
             self.inner.clock.observe(held.time);
+        }
+        if let Some(read) = prior {
+            match join(read).await {
+                Ok(Some(m)) => self.inner.clock.observe(m.body.version.time),
+                Ok(None) => {}
+                // Owners that cannot answer a read will not take the write either; let the
+                // write say so.
+                Err(e) => tracing::debug!(key, error = %e, "could not read the current version"),
+            }
         }
         let body = ManifestBody {
             key: key.to_owned(),
