@@ -195,7 +195,7 @@ impl Journal {
                 // A full disk: the journal itself may be what fills it. Empty it (its objects
                 // are in place; one syncfs makes them durable) and try once more.
                 Err(e) if e.kind() == std::io::ErrorKind::StorageFull && attempt == 0 => {
-                    self.checkpoint(0)?;
+                    self.checkpoint(0)?; // whatever its size
                 }
                 Err(e) => return Err(e),
                 Ok(()) => break,
@@ -264,22 +264,27 @@ impl Journal {
             .map_err(|e| (e, self.file.set_len(at)))
     }
 
-    /// Once the journal holds more than `above` bytes: waits for the objects it holds to be
-    /// in place, makes them durable with one `syncfs`, and empties it.
-    fn checkpoint(&self, above: u64) -> std::io::Result<()> {
-        if self.lock().size <= above && above > 0 {
+    /// Once the journal holds at least `min_size` bytes: waits for the objects it holds to
+    /// be in place, makes them durable, and empties it.
+    fn checkpoint(&self, min_size: u64) -> std::io::Result<()> {
+        if self.lock().size < min_size {
             return Ok(());
         }
         let _all = self.installs.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.lock();
-        if state.size <= above && above > 0 {
+        if state.size < min_size {
             return Ok(()); // another writer checkpointed first
         }
-        sync_file_system(&self.root)?;
-        self.file.set_len(0)?;
-        self.file.sync_all()?;
+        self.empty()?;
         state.size = 0;
         Ok(())
+    }
+
+    /// One `syncfs` makes every object written in place durable; then the journal is empty.
+    fn empty(&self) -> std::io::Result<()> {
+        sync_file_system(&self.root)?;
+        self.file.set_len(0)?;
+        self.file.sync_all()
     }
 }
 
@@ -290,10 +295,7 @@ impl Drop for Journal {
         if state.size == 0 || state.poisoned.is_some() {
             return;
         }
-        let emptied = sync_file_system(&self.root)
-            .and_then(|()| self.file.set_len(0))
-            .and_then(|()| self.file.sync_all());
-        if let Err(e) = emptied {
+        if let Err(e) = self.empty() {
             tracing::warn!(error = %e, "could not empty the journal at close; it is replayed at the next open");
         }
     }

@@ -19,7 +19,7 @@
 //!   owner.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,27 @@ impl Context {
     /// `close` never waits for a whole pass.
     async fn store(&self) -> Option<Arc<Store>> {
         self.store.read().await.clone()
+    }
+
+    /// Runs `f` on the store, on the blocking pool. `None` if the node is closing (or `f`
+    /// panicked): the caller ends its pass.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Option<T> {
+        let store = self.store().await?;
+        tokio::task::spawn_blocking(move || f(&store)).await.ok()
+    }
+
+    /// Sends a copy to an owner that lacks it; true once the owner has stored it.
+    async fn push(&self, owner: NodeId, request: Request, len: usize, pushed: &AtomicU64) -> bool {
+        let stored = matches!(self.call(owner, request).await, Some(Response::Stored));
+        if stored {
+            add(pushed, 1);
+            add(&self.counters.bytes_pushed, len as u64);
+            self.pace(len, self.settings.repair_rate).await;
+        }
+        stored
     }
 
     fn me(&self) -> NodeId {
@@ -246,41 +267,33 @@ async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]
             if !behind || (expired && held.is_none()) {
                 continue;
             }
-            let Some(store) = ctx.store().await else {
-                return false;
-            };
             let key = state.key.clone();
-            let manifest = match tokio::task::spawn_blocking(move || store.manifest(&key)).await {
-                Ok(Ok(m)) if m.body.version == state.version => m,
-                _ => {
+            let manifest = match ctx.with_store(move |s| s.manifest(&key)).await {
+                None => return false,
+                Some(Ok(m)) if m.body.version == state.version => m,
+                Some(_) => {
                     everyone_has = false; // changed or unreadable since listed: next pass
                     continue;
                 }
             };
             let bytes = manifest.to_bytes();
             let len = bytes.len();
-            match ctx
-                .call(*owner, Request::PutManifest { manifest: bytes })
-                .await
-            {
-                Some(Response::Stored) => {
-                    add(&ctx.counters.manifests_pushed, 1);
-                    add(&ctx.counters.bytes_pushed, len as u64);
-                    ctx.pace(len, ctx.settings.repair_rate).await;
-                }
-                _ => everyone_has = false,
-            }
+            let request = Request::PutManifest { manifest: bytes };
+            everyone_has &= ctx
+                .push(*owner, request, len, &ctx.counters.manifests_pushed)
+                .await;
         }
         if !everyone_has || (*mine && !expired) {
             continue;
         }
-        let Some(store) = ctx.store().await else {
+        let (key, version) = (state.key.clone(), state.version);
+        let Some(forgotten) = ctx
+            .with_store(move |s| s.forget_manifest(&key, version))
+            .await
+        else {
             return false;
         };
-        let (key, version) = (state.key.clone(), state.version);
-        let dropped = tokio::task::spawn_blocking(move || store.forget_manifest(&key, version))
-            .await
-            .is_ok_and(|r| r.unwrap_or(false));
+        let dropped = forgotten.unwrap_or(false);
         if dropped && expired {
             add(&ctx.counters.tombstones_collected, 1);
         } else if dropped {
@@ -333,42 +346,29 @@ async fn repair_chunks(
                 }
                 Some(false) => {}
             }
-            let Some(store) = ctx.store().await else {
-                return false;
-            };
             let id = *id;
-            let bytes = match tokio::task::spawn_blocking(move || store.chunk(&id)).await {
-                Ok(Ok(b)) => b,
-                _ => {
+            let bytes = match ctx.with_store(move |s| s.chunk(&id)).await {
+                None => return false,
+                Some(Ok(b)) => b,
+                Some(Err(_)) => {
                     everyone_has = false; // gone or corrupt here: the scrubber's business
                     continue;
                 }
             };
             let len = bytes.len();
-            match ctx
-                .call(*owner, Request::PutChunk { id, data: bytes })
-                .await
-            {
-                Some(Response::Stored) => {
-                    add(&ctx.counters.chunks_pushed, 1);
-                    add(&ctx.counters.bytes_pushed, len as u64);
-                    ctx.pace(len, ctx.settings.repair_rate).await;
-                }
-                _ => everyone_has = false,
-            }
+            let request = Request::PutChunk { id, data: bytes };
+            everyone_has &= ctx
+                .push(*owner, request, len, &ctx.counters.chunks_pushed)
+                .await;
         }
         if *mine || !everyone_has || others.is_empty() {
             continue;
         }
-        let Some(store) = ctx.store().await else {
-            return false;
-        };
         let id = *id;
-        if tokio::task::spawn_blocking(move || store.drop_chunk(&id))
-            .await
-            .unwrap_or(false)
-        {
-            add(&ctx.counters.handed_off, 1);
+        match ctx.with_store(move |s| s.drop_chunk(&id)).await {
+            None => return false,
+            Some(true) => add(&ctx.counters.handed_off, 1),
+            Some(false) => {}
         }
     }
     true
@@ -439,14 +439,11 @@ impl Collector {
                 if since.elapsed() < grace {
                     continue;
                 }
-                let Some(store) = ctx.store().await else {
+                let id = *id;
+                let Some(collected) = ctx.with_store(move |s| s.collect_chunk(&id)).await else {
                     return false;
                 };
-                let id = *id;
-                if tokio::task::spawn_blocking(move || store.collect_chunk(&id))
-                    .await
-                    .unwrap_or(false)
-                {
+                if collected {
                     add(&ctx.counters.chunks_collected, 1);
                     self.marked.remove(&id);
                     tracing::debug!(chunk = %id, "collected an unnamed chunk");
