@@ -220,6 +220,18 @@ typedef struct {
    * Records of deletes (tombstones) dropped after their grace period.
    */
   uint64_t gc_tombstones_collected;
+  /**
+   * Whether the node is handing objects to the owners the cluster will have without it
+   * (closing, or leaving for good), how many objects that covers and has checked so far,
+   * copies sent and their bytes, and objects not confirmed on every owner after the last
+   * pass.
+   */
+  bool drain_running;
+  uint64_t drain_objects;
+  uint64_t drain_checked;
+  uint64_t drain_pushed;
+  uint64_t drain_bytes;
+  uint64_t drain_unconfirmed;
 } dstore_stats;
 
 #ifdef __cplusplus
@@ -354,6 +366,15 @@ dstore_status dstore_options_set_timeouts_ms(dstore_options *opts,
                                              uint64_t call_ms);
 
 /**
+ * Sets how long, in milliseconds, dstore_close() of a cluster member may take to hand the
+ * writes it acknowledged to the owners the cluster has without it (and dstore_leave() may go
+ * without progress handing off everything it holds): 30000 by default. Past it the node
+ * closes anyway and dstore_close() says so with DSTORE_UNAVAILABLE. 0 is
+ * DSTORE_INVALID_ARGUMENT.
+ */
+dstore_status dstore_options_set_drain_timeout_ms(dstore_options *opts, uint64_t timeout_ms);
+
+/**
  * Sets how often, in milliseconds, a cluster member checks that what it holds is on every
  * current owner, sending copies to owners that lack them and handing off what it no longer
  * owns (a pass also starts when the live members change). 30000 by default. 0 turns repair,
@@ -410,6 +431,26 @@ dstore_status dstore_new(const dstore_options *opts, dstore_node **out);
  * bug in the caller.
  */
 void dstore_free(dstore_node *node);
+
+/**
+ * Closes the node, and says how that went; the handle stays valid for dstore_free(), and
+ * every other call on it fails with DSTORE_CLOSED. A cluster member first hands the writes
+ * it acknowledged to the owners the cluster has without it (see
+ * dstore_options_set_drain_timeout_ms): DSTORE_UNAVAILABLE if that did not finish in time,
+ * with what was left in dstore_last_error() (the node is closed all the same, and what was
+ * not handed off stays in its root). Closing a closed node is DSTORE_OK. dstore_free()
+ * closes as well, without a status.
+ */
+dstore_status dstore_close(dstore_node *node);
+
+/**
+ * Leaves the cluster for good: hands everything the node holds to the owners the cluster
+ * has without it, tells the members it has left, then closes (as dstore_close()). After
+ * DSTORE_OK the node's root can be deleted. DSTORE_UNAVAILABLE if the hand-off made no
+ * progress for the drain timeout (the node is closed all the same, its root intact);
+ * DSTORE_INVALID_ARGUMENT for a standalone node or a client.
+ */
+dstore_status dstore_leave(dstore_node *node);
 
 /**
  * Writes the node's id, 64 lowercase hex digits and a NUL, into `buf`, which the caller owns

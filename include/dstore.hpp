@@ -242,6 +242,14 @@ public:
         return *this;
     }
 
+    // How long close() of a member may take to hand its acknowledged writes to the other
+    // owners, and leave() may go without progress (30 s by default).
+    Options& drain_timeout(std::chrono::milliseconds timeout) {
+        detail::check(dstore_options_set_drain_timeout_ms(
+            opts_, detail::millis(timeout, "drain timeout")));
+        return *this;
+    }
+
     const dstore_options* get() const noexcept { return opts_; }
 
 private:
@@ -277,12 +285,15 @@ public:
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
 
-    // Closes the node now rather than in the destructor. Calls after this throw
-    // InvalidArgument (the handle is gone).
-    void close() noexcept {
-        dstore_free(node_);
-        node_ = nullptr;
-    }
+    // Closes the node now rather than in the destructor. A member first hands the writes it
+    // acknowledged to the other owners: throws Unavailable if that did not finish within the
+    // drain timeout (the node is closed all the same). Calls after this throw InvalidArgument
+    // (the handle is gone).
+    void close() { end(dstore_close); }
+
+    // Leaves the cluster for good (see dstore_leave), then closes as close() does; afterwards
+    // the root can be deleted. Throws Unavailable if the hand-off stalled (closed all the same).
+    void leave() { end(dstore_leave); }
 
     // Stores a value under `key`, replacing any older one; encrypted unless told otherwise.
     void store(const std::string& key, const void* data, std::size_t len, bool encrypt = true) {
@@ -432,6 +443,22 @@ private:
 
     void fetch(const std::string& key, Buffer& buffer) {
         detail::check(dstore_get(node_, detail::c_str(key, "key"), &buffer.data, &buffer.len));
+    }
+
+    // Runs `how` (dstore_close or dstore_leave), frees the handle whatever it returned, then
+    // throws what it returned.
+    void end(dstore_status (*how)(dstore_node*)) {
+        if (node_ == nullptr) {
+            return;
+        }
+        dstore_status status = how(node_);
+        try {
+            detail::check(status);
+        } catch (...) {
+            dstore_free(std::exchange(node_, nullptr));
+            throw;
+        }
+        dstore_free(std::exchange(node_, nullptr));
     }
 
     dstore_node* node_ = nullptr;

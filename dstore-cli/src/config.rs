@@ -65,6 +65,10 @@ pub struct Tuning {
     /// How long a delete's tombstone is kept [default: 86400000].
     #[arg(long, value_name = "MS")]
     pub tombstone_grace_ms: Option<u64>,
+    /// How long stopping may take to hand this node's acknowledged writes to the other
+    /// owners (and leaving may go without progress) [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
 }
 
 impl Tuning {
@@ -99,6 +103,11 @@ impl Tuning {
                 &mut m.scrub_interval,
             ),
             (self.gc_grace_ms, file.gc_grace_ms, &mut m.gc_grace),
+            (
+                self.drain_timeout_ms,
+                file.drain_timeout_ms,
+                &mut c.drain_timeout,
+            ),
             (
                 self.tombstone_grace_ms,
                 file.tombstone_grace_ms,

@@ -180,7 +180,7 @@ pub async fn run() -> AnyResult {
         }
     }
 
-    node.close().await;
+    let _ = node.close().await;
     drop(procs);
     println!(
         "\nDone. Everything above was checked; every node is stopped and the files are removed."

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dstore_core::{Config, Node, StoreOptions};
+use dstore_core::{Config, Ended, Node, StoreOptions};
 
 use config::{FileConfig, SecretArgs, Tuning};
 use progress::Progress;
@@ -134,6 +134,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the member at --peer to leave the cluster for good: it hands everything it holds
+    /// to the other members, departs, and exits. Afterwards its root can be deleted.
+    Leave {
+        #[command(flatten)]
+        target: Target,
+        /// Give up waiting after this many seconds (the member goes on leaving).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
     /// Start a local cluster and show, in plain words, what dstore does.
     Demo,
     /// Measure store and get throughput against this machine's limits.
@@ -236,7 +245,7 @@ async fn run(command: Command) -> AnyResult {
                 .await;
             progress.finish();
             eprintln!("stored {key} ({} bytes)", n?);
-            node.close().await;
+            node.close().await?;
         }
         Command::Get {
             target,
@@ -263,20 +272,20 @@ async fn run(command: Command) -> AnyResult {
             if let Some(path) = output {
                 eprintln!("wrote {n} bytes to {}", path.display());
             }
-            node.close().await;
+            node.close().await?;
         }
         Command::Rm { target, key } => {
             let (node, _scratch) = open(&target, false).await?;
             node.delete(&key).await?;
             eprintln!("deleted {key}");
-            node.close().await;
+            node.close().await?;
         }
         Command::Ls { target } => {
             let (node, _scratch) = open(&target, false).await?;
             for key in node.keys().await? {
                 println!("{key}");
             }
-            node.close().await;
+            node.close().await?;
         }
         Command::Status { target, json } => {
             let (node, scratch) = open(&target, false).await?;
@@ -286,7 +295,37 @@ async fn run(command: Command) -> AnyResult {
             } else {
                 status.print();
             }
-            node.close().await;
+            node.close().await?;
+        }
+        Command::Leave { target, timeout } => {
+            let [addr] = target.peers.as_slice() else {
+                return Err("leave needs exactly one --peer: the member that leaves".into());
+            };
+            let (node, _scratch) = open(&target, false).await?;
+            let asked = node.ask_to_leave(addr, Duration::from_secs(timeout));
+            tokio::pin!(asked);
+            // Progress from the member's stats while it hands off.
+            let show = std::io::stderr().is_terminal();
+            let result = loop {
+                tokio::select! {
+                    r = &mut asked => break r,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if !show { continue; }
+                        for (peer, stats) in node.member_stats().await {
+                            if let (true, Some(s)) = (&peer.addr == addr, stats) {
+                                eprint!("\rleaving: {} of {} objects checked, {} sent   ",
+                                    s.drain.checked, s.drain.objects, s.drain.pushed);
+                            }
+                        }
+                    }
+                }
+            };
+            if show {
+                eprintln!();
+            }
+            result?;
+            eprintln!("{addr} has left the cluster; its root can be deleted");
+            node.close().await?;
         }
         Command::Demo => demo::run().await?,
         Command::Bench(args) => bench::run(args).await?,
@@ -333,12 +372,23 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     use std::io::Write;
     std::io::stdout().flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let ended = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        ended = node.closed() => Some(ended), // asked to leave by `dstore leave`
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            tracing::info!("stopping");
+            let _ = node.close().await; // the outcome is in `closed()`
+            node.closed().await
+        }
+    };
+    match ended {
+        Ended::Closed => eprintln!("dstore node stopped"),
+        Ended::Left => eprintln!("dstore node left the cluster; its root can be deleted"),
+        Ended::Incomplete(why) => return Err(format!("dstore node stopped: {why}").into()),
     }
-    tracing::info!("stopping");
-    node.close().await;
-    eprintln!("dstore node stopped");
     Ok(())
 }

@@ -106,6 +106,18 @@ impl Status {
                         "    gc      {} chunks, {} tombstones collected",
                         s.gc.chunks_collected, s.gc.tombstones_collected
                     );
+                    let d = &s.drain;
+                    if d.running || d.objects > 0 {
+                        println!(
+                            "    handoff {}{} of {} objects checked, {} sent ({} bytes), {} unconfirmed",
+                            if d.running { "(running) " } else { "" },
+                            d.checked,
+                            d.objects,
+                            d.pushed,
+                            d.bytes,
+                            d.unconfirmed
+                        );
+                    }
                 }
             }
         }

@@ -28,6 +28,7 @@ mod node;
 pub mod path;
 mod stats;
 mod store;
+mod tasks;
 mod version;
 
 pub use error::{Error, Result};
@@ -35,10 +36,11 @@ pub use ids::{ChunkId, KeyId, NodeId};
 pub use manifest::{validate_key, MAX_KEY_LEN};
 pub use net::message::MemberInfo as Peer;
 pub use node::{
-    Config, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    Config, Ended, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
 };
 pub use path::{PathTransform, SeedSha1, Sharded};
-pub use stats::{GcStats, RepairStats, ScrubStats, Stats};
+pub use stats::{DrainStats, GcStats, RepairStats, ScrubStats, Stats};
 pub use version::Clock;
 
 /// The version of this crate, as in Cargo.toml.

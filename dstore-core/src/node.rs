@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
@@ -16,7 +17,7 @@ use crate::cluster::maintain;
 pub use crate::cluster::maintain::Maintenance;
 use crate::cluster::membership::Timeouts;
 use crate::cluster::remote::Remote;
-use crate::cluster::serve::Serve;
+use crate::cluster::serve::{LeaveHook, Serve};
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
 use crate::error::{Error, IoContext, Result};
@@ -29,6 +30,12 @@ use crate::store::Store;
 use crate::version::{Clock, Version};
 
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// How long after members change reads ask beyond the current owners: the time repair
+/// usually needs to bring the new owners up to date (two passes), at least a minute.
+fn change_window(config: &Config) -> Duration {
+    (config.maintenance.repair_interval * 2).max(Duration::from_secs(60))
+}
 pub const MIN_CHUNK_SIZE: usize = 64;
 /// Large enough for throughput, small enough that a chunk (plus IV) always fits in one
 /// network frame later.
@@ -73,6 +80,10 @@ pub struct Config {
     pub read_quorum: Option<usize>,
     /// Repair, scrubbing and garbage collection (cluster members only).
     pub maintenance: Maintenance,
+    /// How long `close` may take to hand the writes this node acknowledged to the owners
+    /// the cluster has without it (and `leave`, everything it holds, may go without
+    /// progress). Past it, `close` closes anyway and says what was not handed off.
+    pub drain_timeout: Duration,
     /// Milliseconds added to this node's wall clock. For tests of clock skew only.
     #[doc(hidden)]
     pub clock_offset_ms: i64,
@@ -96,6 +107,7 @@ impl Config {
             write_quorum: None,
             read_quorum: None,
             maintenance: Maintenance::default(),
+            drain_timeout: Duration::from_secs(30),
             clock_offset_ms: 0,
         }
     }
@@ -120,6 +132,7 @@ impl fmt::Debug for Config {
             .field("write_quorum", &self.write_quorum)
             .field("read_quorum", &self.read_quorum)
             .field("maintenance", &self.maintenance)
+            .field("drain_timeout", &self.drain_timeout)
             .finish()
     }
 }
@@ -160,6 +173,30 @@ struct Inner {
     /// Stops the background repair and scrubbing of a member; `close` awaits `background`.
     stop: tokio::sync::watch::Sender<bool>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// What repair uses, for a member: `close` and `leave` hand data off with it.
+    maintain: Option<Arc<maintain::Context>>,
+    /// Set when `close` or `leave` starts: no call starts after it.
+    closing: AtomicBool,
+    /// How the node ended, once it has (see `Node::closed`).
+    ended: tokio::sync::watch::Sender<Option<Ended>>,
+    drain_timeout: Duration,
+}
+
+/// How `Node::shut` stops a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shut {
+    Close,
+    Leave,
+    Halt,
+}
+
+/// How a node ended: closed (possibly to open again), or left the cluster for good. A
+/// hand-off that did not complete says what was left undone; the node closed all the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed,
+    Left,
+    Incomplete(String),
 }
 
 /// One call in flight; see `Inner::store`.
@@ -258,6 +295,8 @@ impl Node {
         let counters = Arc::new(Counters::default());
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut background = Vec::new();
+        let mut maintain_ctx = None;
+        let leave_hook = Arc::new(LeaveHook::new());
         let remote = if networked {
             let cluster_config = ClusterConfig {
                 listen: config.listen.clone(),
@@ -265,10 +304,12 @@ impl Node {
                 peers: config.peers.clone(),
                 zone: config.zone.clone(),
                 timeouts: config.timeouts,
+                change_window: change_window(&config),
             };
             let serve = Arc::new(Serve {
                 store: store.clone(),
                 counters: counters.clone(),
+                leave: leave_hook.clone(),
             });
             let cluster = Cluster::start(
                 id,
@@ -285,6 +326,8 @@ impl Node {
                 write_quorum: config.write_quorum,
                 read_quorum: config.read_quorum,
                 counters: counters.clone(),
+                background: Default::default(),
+                unsettled: Default::default(),
             });
             if remote.cluster.is_member() {
                 let ctx = maintain::Context {
@@ -294,13 +337,15 @@ impl Node {
                     clock: clock.clone(),
                     settings: config.maintenance,
                 };
-                background = maintain::start(Arc::new(ctx), stop.subscribe());
+                let ctx = Arc::new(ctx);
+                background = maintain::start(ctx.clone(), stop.subscribe());
+                maintain_ctx = Some(ctx);
             }
             Some(remote)
         } else {
             None
         };
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 id,
                 chunk_size: config.chunk_size,
@@ -312,8 +357,31 @@ impl Node {
                 remote,
                 stop,
                 background: Mutex::new(background),
+                maintain: maintain_ctx,
+                closing: AtomicBool::new(false),
+                ended: tokio::sync::watch::channel(None).0,
+                drain_timeout: config.drain_timeout,
             }),
-        })
+        };
+        node.answer_leave_requests(&leave_hook);
+        Ok(node)
+    }
+
+    /// Leaves the cluster when a peer asks (`dstore leave`, `Request::Leave`): the request
+    /// is answered once this node has departed, then it closes.
+    fn answer_leave_requests(&self, hook: &LeaveHook) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        if hook.set(tx).is_err() || self.inner.maintain.is_none() {
+            return; // a client has nothing to hand off; its requests are refused
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(answer) = rx.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                let node = Node { inner };
+                tokio::spawn(async move { node.shut(Shut::Leave, Some(answer)).await });
+            }
+        });
     }
 
     /// Opens the root and reads (or makes) the node id and data key.
@@ -407,6 +475,9 @@ impl Node {
     /// returned `Op` is dropped.
     async fn begin(&self) -> Result<Op> {
         let guard = self.inner.store.clone().read_owned().await;
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
         let store = guard.as_ref().ok_or(Error::Closed)?.clone();
         Ok(Op {
             store,
@@ -415,8 +486,98 @@ impl Node {
     }
 
     /// Stops accepting calls, waits for the calls in flight to finish, and releases the
-    /// root: once this returns, another node may open it. Closing twice is harmless.
-    pub async fn close(&self) {
+    /// root: once this returns, another node may open it. A cluster member first tells the
+    /// other members it departs (until it opens again) and drains: it waits for the copies
+    /// of its acknowledged writes still going out, and hands every acknowledged write that
+    /// counted its own copy to the owners the cluster has without it, within
+    /// `Config::drain_timeout`. If that does not finish in time, the node closes all the same
+    /// and says so: `Unavailable`, naming what was not handed off (it stays in the root, and
+    /// reaches the owners when the node opens again). Closing twice is harmless.
+    pub async fn close(&self) -> Result<()> {
+        self.shut(Shut::Close, None).await
+    }
+
+    /// Leaves the cluster for good: hands everything this node holds to the owners the
+    /// cluster has without it (progress in `stats().drain`), tells the members it has left
+    /// (so that garbage collection and quorums stop waiting for it), then closes. Afterwards
+    /// its root can be deleted. Fails (and closes all the same) if the hand-off makes no
+    /// progress for `Config::drain_timeout`; nothing is deleted either way.
+    pub async fn leave(&self) -> Result<()> {
+        if self.inner.maintain.is_none() {
+            return Err(Error::InvalidArgument(
+                "only a cluster member can leave a cluster".into(),
+            ));
+        }
+        self.shut(Shut::Leave, None).await
+    }
+
+    /// Waits until the node has closed (by `close`, `leave`, or a peer's `Leave` request),
+    /// and says how it ended.
+    pub async fn closed(&self) -> Ended {
+        let mut ended = self.inner.ended.subscribe();
+        let outcome = match ended.wait_for(|e| e.is_some()).await {
+            Ok(e) => e.clone().unwrap_or(Ended::Closed),
+            Err(_) => Ended::Closed,
+        };
+        outcome
+    }
+
+    /// Asks the member listening at `addr` to leave the cluster for good (see `leave`), and
+    /// waits up to `timeout` until it has handed everything off and departed.
+    pub async fn ask_to_leave(&self, addr: &str, timeout: Duration) -> Result<()> {
+        let remote = self.inner.remote.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("not part of a cluster: no member to ask".into())
+        })?;
+        let member = remote
+            .cluster
+            .peers()
+            .into_iter()
+            .find(|p| p.addr == addr)
+            .ok_or_else(|| Error::NotFound(format!("no live member at {addr}")))?;
+        let request = crate::net::message::Request::Leave;
+        match remote
+            .cluster
+            .call_within(member.id, request, timeout)
+            .await
+        {
+            Ok(crate::net::message::Response::Stored) => Ok(()),
+            Ok(crate::net::message::Response::Failed { message, .. }) => Err(Error::Unavailable(
+                format!("{addr} did not leave: {message}"),
+            )),
+            Ok(other) => Err(Error::Unavailable(format!(
+                "{addr} answered a leave request with {other:?}"
+            ))),
+            Err(e) => Err(Error::Unavailable(format!("asking {addr} to leave: {e}"))),
+        }
+    }
+
+    /// Stops as a crash would, for tests of failure detection in one process: calls in
+    /// flight finish and the root is released, but the members are not told and nothing is
+    /// handed off, so they find out by heartbeat as they would after a kill.
+    #[doc(hidden)]
+    pub async fn halt(&self) {
+        let _ = self.shut(Shut::Halt, None).await;
+    }
+
+    /// Closes (`Close`), leaves the cluster first (`Leave`), or stops without a word
+    /// (`Halt`). `answer`, for a leave a peer asked for, is told the outcome once this node
+    /// has departed, before it closes.
+    async fn shut(
+        &self,
+        how: Shut,
+        answer: Option<tokio::sync::oneshot::Sender<std::result::Result<(), String>>>,
+    ) -> Result<()> {
+        let leave = how == Shut::Leave;
+        if self.inner.closing.swap(true, Ordering::AcqRel) {
+            if let Some(answer) = answer {
+                let _ = answer.send(Err("the node is closing already".into()));
+            }
+            self.closed().await;
+            return if leave { Err(Error::Closed) } else { Ok(()) };
+        }
+        // No call starts now (`begin` checks `closing` under the guard); wait for those under
+        // way: their writes are what the drain hands off.
+        drop(self.inner.store.write().await);
         let _ = self.inner.stop.send(true);
         let background: Vec<_> = self
             .inner
@@ -428,10 +589,118 @@ impl Node {
         for task in background {
             let _ = task.await;
         }
+        let drained = match &self.inner.remote {
+            Some(remote) if how != Shut::Halt => self.drain(remote, leave).await,
+            _ => Ok(()),
+        };
+        if let Some(answer) = answer {
+            let _ = answer.send(drained.as_ref().map_err(|e| e.to_string()).copied());
+            // Let the answer reach the asker before every connection closes.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         if let Some(remote) = &self.inner.remote {
             remote.cluster.shutdown().await;
         }
         self.inner.store.write().await.take();
+        let ended = match (&drained, leave) {
+            (Err(e), _) => Ended::Incomplete(e.to_string()),
+            (Ok(()), true) => Ended::Left,
+            (Ok(()), false) => Ended::Closed,
+        };
+        self.inner.ended.send_replace(Some(ended));
+        drained
+    }
+
+    /// The cluster half of `shut`: departs, and hands off what the cluster must not lose
+    /// with this node (see `close` and `leave`).
+    async fn drain(&self, remote: &Remote, leave: bool) -> Result<()> {
+        let started = std::time::Instant::now();
+        let timeout = self.inner.drain_timeout;
+        let counters = &self.inner.counters;
+        counters.drain_running.store(true, Ordering::Relaxed);
+        let result = async {
+            // The copies of acknowledged writes still going out beyond their quorum.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let copies_done = remote.background.wait(deadline).await;
+            let Some(ctx) = &self.inner.maintain else {
+                // A client holds nothing: its copies are all it can wait for.
+                return if copies_done {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "copies of acknowledged writes still going out after {timeout:?}"
+                    ))
+                };
+            };
+            // Members stop counting this node as an owner (and stop sending it writes)
+            // before it hands off, so that the owners it hands to are the ones they use.
+            remote.cluster.announce_departure(false).await;
+            let only = if leave {
+                None
+            } else {
+                let mut u = remote.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+                let set = std::mem::take(&mut u.objects);
+                (!std::mem::take(&mut u.overflowed)).then_some(set)
+            };
+            // Pass after pass until everything is on its owners. `close` has until its
+            // deadline; `leave` until it makes no progress for `drain_timeout`.
+            let mut deadline = tokio::time::Instant::now() + timeout;
+            let mut best = u64::MAX;
+            loop {
+                let pass =
+                    tokio::time::timeout_at(deadline, maintain::hand_off(ctx, only.as_ref()));
+                let left = match pass.await {
+                    Ok(Some(left)) => left,
+                    Ok(None) => return Err("the node closed during the hand-off".into()),
+                    Err(_) => {
+                        return Err(format!(
+                            "{} objects not yet confirmed on their owners after {timeout:?}",
+                            counters.stats(Default::default()).drain.objects
+                        ))
+                    }
+                };
+                if left == 0 {
+                    break;
+                }
+                if remote.cluster.peers().is_empty() {
+                    return Err(format!(
+                        "{left} objects have no other live member to be handed to"
+                    ));
+                }
+                if leave && left < best {
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+                best = best.min(left);
+                if tokio::time::Instant::now() + Duration::from_millis(500) >= deadline {
+                    return Err(format!(
+                        "{left} objects not confirmed on every owner without this node \
+                         (owners that did not answer or refused)"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if leave {
+                let told = remote.cluster.announce_departure(true).await;
+                tracing::info!(members = told, "left the cluster");
+            }
+            Ok(())
+        }
+        .await;
+        counters.drain_running.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                tracing::info!(elapsed = ?started.elapsed(), leave, "hand-off complete");
+                Ok(())
+            }
+            Err(why) => {
+                let what = if leave { "leaving" } else { "closing" };
+                tracing::warn!(why, "{what}: the hand-off did not finish; closing anyway");
+                Err(Error::Unavailable(format!(
+                    "{what}: the hand-off did not finish ({why}); what was not handed off is \
+                     still in the root and reaches its owners when the node opens again"
+                )))
+            }
+        }
     }
 
     pub async fn store(&self, key: &str, data: &[u8], opts: StoreOptions) -> Result<()> {

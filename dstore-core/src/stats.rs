@@ -18,6 +18,7 @@ pub struct Stats {
     pub repair: RepairStats,
     pub scrub: ScrubStats,
     pub gc: GcStats,
+    pub drain: DrainStats,
 }
 
 /// Anti-entropy: making sure what this node holds reaches the current owners.
@@ -54,6 +55,23 @@ pub struct ScrubStats {
     pub restored: u64,
 }
 
+/// Handing objects to the owners the cluster will have without this node: the writes it
+/// acknowledged when it closes, everything it holds when it leaves for good.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStats {
+    /// Whether a hand-off is under way now.
+    pub running: bool,
+    /// Objects the hand-off covers, and how many it has checked so far.
+    pub objects: u64,
+    pub checked: u64,
+    /// Copies sent to owners that lacked them, and their bytes.
+    pub pushed: u64,
+    pub bytes: u64,
+    /// Objects not yet confirmed on every owner after the last pass (owners that did not
+    /// answer, or refused).
+    pub unconfirmed: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcStats {
     pub chunks_collected: u64,
@@ -81,6 +99,12 @@ pub(crate) struct Counters {
     pub scrub_restored: AtomicU64,
     pub chunks_collected: AtomicU64,
     pub tombstones_collected: AtomicU64,
+    pub drain_running: AtomicBool,
+    pub drain_objects: AtomicU64,
+    pub drain_checked: AtomicU64,
+    pub drain_pushed: AtomicU64,
+    pub drain_bytes: AtomicU64,
+    pub drain_unconfirmed: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -117,6 +141,14 @@ impl Counters {
             gc: GcStats {
                 chunks_collected: get(&self.chunks_collected),
                 tombstones_collected: get(&self.tombstones_collected),
+            },
+            drain: DrainStats {
+                running: self.drain_running.load(Ordering::Relaxed),
+                objects: get(&self.drain_objects),
+                checked: get(&self.drain_checked),
+                pushed: get(&self.drain_pushed),
+                bytes: get(&self.drain_bytes),
+                unconfirmed: get(&self.drain_unconfirmed),
             },
         }
     }

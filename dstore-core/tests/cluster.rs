@@ -109,7 +109,7 @@ async fn a_value_stored_through_one_node_is_read_listed_and_deleted_through_othe
         Err(Error::NotFound(_))
     ));
     for n in nodes {
-        n.close().await;
+        let _ = n.close().await;
     }
 }
 
@@ -134,13 +134,13 @@ async fn values_outlive_their_writer_and_placement_is_not_broadcast() {
     let held = held();
     assert!(held.iter().all(|h| *h < 20), "{held:?}");
     let writer = nodes.remove(0);
-    writer.close().await;
+    let _ = writer.close().await;
     drop(writer);
     for n in &nodes {
         assert_eq!(n.get("big").await.unwrap(), data);
     }
     for n in nodes {
-        n.close().await;
+        let _ = n.close().await;
     }
 }
 
@@ -176,8 +176,8 @@ async fn a_node_without_the_data_key_stores_and_serves_but_cannot_read() {
         std::fs::remove_file(c).unwrap();
     }
     assert_eq!(owner.get("secret").await.unwrap(), data);
-    owner.close().await;
-    storage.close().await;
+    let _ = owner.close().await;
+    let _ = storage.close().await;
 }
 
 /// A member that acknowledges every write, keeps nothing, and answers every chunk read with
@@ -218,9 +218,9 @@ async fn a_peer_that_sends_wrong_bytes_is_skipped() {
     }
     assert_eq!(nodes[1].get("v").await.unwrap(), data);
     liar.shutdown().await;
-    client.close().await;
+    let _ = client.close().await;
     for n in nodes.drain(..) {
-        n.close().await;
+        let _ = n.close().await;
     }
 }
 
@@ -243,7 +243,7 @@ async fn a_value_lost_to_the_whole_cluster_is_not_found_promptly() {
     // Every owner answered at once that it has no copy; nothing waited for a timeout.
     assert!(started.elapsed() < dstore_core::cluster::membership::Timeouts::default().call);
     for n in nodes {
-        n.close().await;
+        let _ = n.close().await;
     }
 }
 
@@ -337,8 +337,8 @@ async fn a_capture_of_the_traffic_holds_no_key_name_and_no_plaintext() {
         plain_value
     );
     assert_eq!(a.keys().await.unwrap().len(), 2);
-    a.close().await;
-    b.close().await;
+    let _ = a.close().await;
+    let _ = b.close().await;
 
     let captured = log.lock().unwrap().clone();
     assert!(
@@ -397,9 +397,9 @@ async fn a_peer_that_stalls_is_skipped_after_the_call_timeout() {
     eventually("the client sees the members", || client.peers().len() == 4).await;
     assert_eq!(client.get("v").await.unwrap(), data);
     staller.shutdown().await;
-    client.close().await;
+    let _ = client.close().await;
     for n in nodes.drain(..) {
-        n.close().await;
+        let _ = n.close().await;
     }
 }
 
@@ -450,7 +450,7 @@ async fn an_owner_that_leaves_mid_transfer_is_replaced() {
     let leaving = nodes.remove(1);
     let leaver = tokio::spawn(async move {
         rx.await.unwrap();
-        leaving.close().await;
+        let _ = leaving.close().await;
     });
     let mut out = Tripwire {
         got: Vec::new(),
@@ -459,8 +459,8 @@ async fn an_owner_that_leaves_mid_transfer_is_replaced() {
     client.get_writer("v", &mut out).await.unwrap();
     leaver.await.unwrap();
     assert_eq!(out.got, data);
-    client.close().await;
+    let _ = client.close().await;
     for n in nodes.drain(..) {
-        n.close().await;
+        let _ = n.close().await;
     }
 }

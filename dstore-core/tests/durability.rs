@@ -56,7 +56,7 @@ async fn reopen(dir: &Path, i: usize, seed: &Node, tweak: impl Fn(&mut Config)) 
 
 async fn close_all(nodes: impl IntoIterator<Item = Node>) {
     for n in nodes {
-        n.close().await;
+        let _ = n.close().await;
     }
 }
 
@@ -87,7 +87,7 @@ async fn a_slow_clock_cannot_make_an_older_write_win() {
     for n in &nodes {
         assert!(matches!(n.get("gone").await, Err(Error::NotFound(_))));
     }
-    slow.close().await;
+    let _ = slow.close().await;
     close_all(nodes).await;
 }
 
@@ -108,7 +108,7 @@ async fn write_and_read_quorums_are_configurable() {
     })
     .await;
     nodes[0].store("k", b"all three", ENC).await.unwrap();
-    nodes.pop().unwrap().close().await;
+    nodes.pop().unwrap().halt().await;
     let refused = nodes[0].store("k2", b"two of three", ENC).await;
     assert!(
         matches!(&refused, Err(Error::Unavailable(m)) if m.contains("2 of the 3")),
@@ -126,7 +126,7 @@ async fn a_read_repairs_a_stale_owner() {
     let slow_repair = |c: &mut Config| c.maintenance.repair_interval = Duration::ZERO;
     let mut nodes = start(dir.path(), 3, slow_repair).await;
     nodes[0].store("k", b"old", ENC).await.unwrap();
-    nodes.pop().unwrap().close().await;
+    nodes.pop().unwrap().halt().await;
     nodes[0].store("k", b"new", ENC).await.unwrap();
     let back = reopen(dir.path(), 2, &nodes[0], slow_repair).await;
     eventually("the member is back", || back.peers().len() == 2).await;
@@ -141,7 +141,7 @@ async fn a_read_repairs_a_stale_owner() {
     eventually("the others are seen dead", || back.peers().is_empty()).await;
     // Alone, `back` owns everything and reads only itself: it holds the new version.
     assert_eq!(back.get("k").await.unwrap(), b"new");
-    back.close().await;
+    let _ = back.close().await;
 }
 
 /// The owners of `key` among `nodes`, by the placement every node computes.
@@ -167,7 +167,7 @@ async fn a_returning_member_gets_back_what_it_missed_and_stand_ins_let_go() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = start(dir.path(), 4, |c| c.replicas = 2).await;
     let away = nodes.pop().unwrap();
-    away.close().await;
+    away.halt().await;
     eventually("the member is seen dead", || {
         nodes.iter().all(|n| n.peers().len() == 2)
     })
@@ -222,7 +222,7 @@ async fn repair_restores_the_replica_count_after_a_permanent_loss() {
             .unwrap();
     }
     let lost = nodes.remove(1);
-    lost.close().await;
+    lost.halt().await;
     std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
     eventually("the loss is seen", || {
         nodes.iter().all(|n| n.peers().len() == 2)
@@ -237,7 +237,7 @@ async fn repair_restores_the_replica_count_after_a_permanent_loss() {
         nodes.iter().map(|n| n.stats().unwrap().chunks).sum::<u64>() == 96
     })
     .await;
-    nodes.remove(0).close().await;
+    nodes.remove(0).halt().await;
     for i in 0..16u64 {
         assert_eq!(
             nodes[0].get(&format!("v{i}")).await.unwrap(),

@@ -196,8 +196,8 @@ async fn a_second_node_on_the_same_root_is_refused_until_the_first_closes() {
         "{:?}",
         second.err()
     );
-    node.close().await;
-    node.close().await;
+    let _ = node.close().await;
+    let _ = node.close().await;
     assert!(matches!(node.get("x").await, Err(Error::Closed)));
     assert!(matches!(node.stats(), Err(Error::Closed)));
     Node::open(Config::new(dir.path())).await.unwrap();
@@ -410,7 +410,7 @@ async fn a_manifest_corrupted_at_rest_does_not_cost_its_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path(), CHUNK).await;
     node.store("k", &pattern(2, 4 * CHUNK), ENC).await.unwrap();
-    node.close().await;
+    let _ = node.close().await;
     let manifest = &files_under(&dir.path().join("manifests"))[0];
     flip_byte(manifest, 20);
     let node = open(dir.path(), CHUNK).await;
@@ -435,7 +435,7 @@ async fn close_waits_for_calls_and_frees_the_root() {
             let node = node.clone();
             tokio::spawn(async move { node.get("k").await })
         };
-        node.close().await;
+        let _ = node.close().await;
         Node::open(Config::new(dir.path()))
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"))

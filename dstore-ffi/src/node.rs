@@ -101,15 +101,44 @@ pub unsafe extern "C" fn dstore_free(node: *mut dstore_node) {
         if let Ok(n) = unsafe { handle(node, "node") } {
             // Where the runtime cannot run (a forked child, a tokio thread) there is nothing
             // to wait for: dropping the node below releases the root as well.
-            let _ = n.run(async {
-                n.node.close().await;
-                Ok::<_, dstore_core::Error>(())
-            });
+            let _ = n.run(n.node.close());
         }
         // SAFETY: as above; the handle is not used after this. Dropping it drops the node,
         // then stops a cluster node's runtime, which ends any task that outlived `close`
         // (and with it its sockets) and waits for their disk work.
         unsafe { free_handle(node) }
+    })
+}
+
+/// Closes the node, and says how that went; the handle stays valid for dstore_free(), and
+/// every other call on it fails with DSTORE_CLOSED. A cluster member first hands the writes
+/// it acknowledged to the owners the cluster has without it (see
+/// dstore_options_set_drain_timeout_ms): DSTORE_UNAVAILABLE if that did not finish in time,
+/// with what was left in dstore_last_error() (the node is closed all the same, and what was
+/// not handed off stays in its root). Closing a closed node is DSTORE_OK. dstore_free()
+/// closes as well, without a status.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_close(node: *mut dstore_node) -> dstore_status {
+    boundary("dstore_close", || -> Result {
+        // SAFETY: the header requires `node` to be NULL or from dstore_new, not yet freed.
+        let n = unsafe { handle(node, "node") }?;
+        n.run(n.node.close())?;
+        Ok(())
+    })
+}
+
+/// Leaves the cluster for good: hands everything the node holds to the owners the cluster
+/// has without it, tells the members it has left, then closes (as dstore_close()). After
+/// DSTORE_OK the node's root can be deleted. DSTORE_UNAVAILABLE if the hand-off made no
+/// progress for the drain timeout (the node is closed all the same, its root intact);
+/// DSTORE_INVALID_ARGUMENT for a standalone node or a client.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_leave(node: *mut dstore_node) -> dstore_status {
+    boundary("dstore_leave", || -> Result {
+        // SAFETY: as for dstore_close.
+        let n = unsafe { handle(node, "node") }?;
+        n.run(n.node.leave())?;
+        Ok(())
     })
 }
 

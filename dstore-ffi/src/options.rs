@@ -51,6 +51,8 @@ pub struct dstore_options {
     timeouts: Timeouts,
     /// Repair, scrubbing and garbage collection; the core's defaults until set.
     maintenance: Maintenance,
+    /// `None`: the core's default (30 s).
+    drain_timeout: Option<Duration>,
 }
 
 impl dstore_options {
@@ -78,6 +80,9 @@ impl dstore_options {
         config.read_quorum = self.read_quorum;
         config.timeouts = self.timeouts;
         config.maintenance = self.maintenance;
+        if let Some(d) = self.drain_timeout {
+            config.drain_timeout = d;
+        }
         Ok(config)
     }
 }
@@ -104,6 +109,7 @@ pub extern "C" fn dstore_options_new() -> *mut dstore_options {
             read_quorum: None,
             timeouts: Timeouts::default(),
             maintenance: Maintenance::default(),
+            drain_timeout: None,
         })
     })
 }
@@ -359,6 +365,26 @@ pub unsafe extern "C" fn dstore_options_set_timeouts_ms(
             )));
         }
         opts.timeouts = t;
+        Ok(())
+    })
+}
+
+/// Sets how long, in milliseconds, dstore_close() of a cluster member may take to hand the
+/// writes it acknowledged to the owners the cluster has without it (and dstore_leave() may go
+/// without progress handing off everything it holds): 30000 by default. Past it the node
+/// closes anyway and dstore_close() says so with DSTORE_UNAVAILABLE. 0 is
+/// DSTORE_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_drain_timeout_ms(
+    opts: *mut dstore_options,
+    timeout_ms: u64,
+) -> dstore_status {
+    boundary("dstore_options_set_drain_timeout_ms", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        if timeout_ms == 0 {
+            return Err(Failure::invalid("the drain timeout must be at least 1 ms"));
+        }
+        opts.drain_timeout = Some(Duration::from_millis(timeout_ms));
         Ok(())
     })
 }

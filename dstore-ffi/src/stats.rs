@@ -55,11 +55,22 @@ pub struct dstore_stats {
     pub gc_chunks_collected: u64,
     /// Records of deletes (tombstones) dropped after their grace period.
     pub gc_tombstones_collected: u64,
+    /// Whether the node is handing objects to the owners the cluster will have without it
+    /// (closing, or leaving for good), how many objects that covers and has checked so far,
+    /// copies sent and their bytes, and objects not confirmed on every owner after the last
+    /// pass.
+    pub drain_running: bool,
+    pub drain_objects: u64,
+    pub drain_checked: u64,
+    pub drain_pushed: u64,
+    pub drain_bytes: u64,
+    pub drain_unconfirmed: u64,
 }
 
-/// The size of the first version of `dstore_stats`: the smallest `stats_size` accepted.
-/// Sizes of later versions are larger; this one never changes.
-const FIRST_STATS_SIZE: usize = size_of::<dstore_stats>();
+/// The size of the first version of `dstore_stats` (up to `gc_tombstones_collected`): the
+/// smallest `stats_size` accepted. Each later version adds fields and is accepted at its own
+/// size; this one never changes.
+const FIRST_STATS_SIZE: usize = std::mem::offset_of!(dstore_stats, gc_tombstones_collected) + 8;
 
 impl From<Stats> for dstore_stats {
     fn from(s: Stats) -> Self {
@@ -84,6 +95,12 @@ impl From<Stats> for dstore_stats {
             scrub_restored: s.scrub.restored,
             gc_chunks_collected: s.gc.chunks_collected,
             gc_tombstones_collected: s.gc.tombstones_collected,
+            drain_running: s.drain.running,
+            drain_objects: s.drain.objects,
+            drain_checked: s.drain.checked,
+            drain_pushed: s.drain.pushed,
+            drain_bytes: s.drain.bytes,
+            drain_unconfirmed: s.drain.unconfirmed,
         }
     }
 }
@@ -103,7 +120,7 @@ pub unsafe extern "C" fn dstore_node_stats(
         // SAFETY: the header states the contract of each pointer; `args` checks the rest.
         let node = unsafe { handle(node, "node") }?;
         let out = unsafe { output(out, "out") }?;
-        if !(FIRST_STATS_SIZE..=size_of::<dstore_stats>()).contains(&stats_size) {
+        if ![FIRST_STATS_SIZE, size_of::<dstore_stats>()].contains(&stats_size) {
             return Err(Failure::invalid(format!(
                 "`stats_size` is {stats_size}; pass sizeof(dstore_stats), which is {} for this \
                  library (is the header newer than the library?)",

@@ -1279,3 +1279,102 @@ fn maintenance_settings_reach_a_member_and_its_stats_report_the_work() {
     unsafe { dstore_free(member) };
     assert_eq!(node_runtime_threads(), 0);
 }
+
+/// dstore_close and dstore_leave say how the hand-off went; the handle stays valid for
+/// dstore_free, and every other call on it is DSTORE_CLOSED.
+#[test]
+fn close_and_leave_report_the_hand_off() {
+    let _serial = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = b"ffi drain secret";
+    let member = |name: &str, peer: Option<&str>| {
+        open_cluster_node(&dir.path().join(name), secret, |opts| {
+            set(
+                dstore_options_set_listen,
+                opts,
+                "127.0.0.1:0",
+                DSTORE_OK,
+                "",
+            );
+            if let Some(p) = peer {
+                set(dstore_options_add_peer, opts, p, DSTORE_OK, "");
+            }
+            // SAFETY: `opts` is valid.
+            unsafe {
+                assert_status(
+                    dstore_options_set_drain_timeout_ms(opts, 0),
+                    DSTORE_INVALID_ARGUMENT,
+                    "at least 1 ms",
+                );
+                assert_status(
+                    dstore_options_set_drain_timeout_ms(opts, 5_000),
+                    DSTORE_OK,
+                    "",
+                );
+            }
+        })
+        .unwrap()
+    };
+    let a = member("a", None);
+    let a_addr = addr_of(a);
+    let b = member("b", Some(&a_addr));
+    let w = member("w", Some(&a_addr));
+    // SAFETY: valid pointers; each node freed once.
+    unsafe {
+        assert_status(dstore_close(null_mut()), DSTORE_INVALID_ARGUMENT, "`node`");
+        assert_status(dstore_leave(null_mut()), DSTORE_INVALID_ARGUMENT, "`node`");
+        for n in [a, b, w] {
+            wait_for_peers(n, 2);
+        }
+        let key = c("k");
+        assert_status(
+            dstore_store(w, key.as_ptr(), b"v".as_ptr(), 1, true),
+            DSTORE_OK,
+            "",
+        );
+        // `b` leaves for good; `a` and `w` stop counting it at once.
+        assert_status(dstore_leave(b), DSTORE_OK, "");
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_status(
+            dstore_get(b, key.as_ptr(), &mut out, &mut len),
+            DSTORE_CLOSED,
+            "closed",
+        );
+        assert_eq!(peers_of(a).len(), 1);
+        dstore_free(b);
+        // `a` closes; then `w`, whose write has no other live member to go to, says so.
+        assert_status(dstore_close(a), DSTORE_OK, "");
+        assert_status(dstore_close(a), DSTORE_OK, "");
+        assert_status(
+            dstore_close(w),
+            DSTORE_UNAVAILABLE,
+            "hand-off did not finish",
+        );
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_status(
+            dstore_get(w, key.as_ptr(), &mut out, &mut len),
+            DSTORE_CLOSED,
+            "closed",
+        );
+        dstore_free(a);
+        dstore_free(w);
+    }
+    // A standalone node has no cluster to leave.
+    let lone = open_at(&dir.path().join("lone"), None).unwrap();
+    // SAFETY: valid pointer, freed once.
+    unsafe {
+        assert_status(dstore_leave(lone), DSTORE_INVALID_ARGUMENT, "member");
+        assert_status(dstore_close(lone), DSTORE_OK, "");
+        dstore_free(lone);
+    }
+}
+
+fn wait_for_peers(node: *mut dstore_node, n: usize) {
+    for _ in 0..200 {
+        if peers_of(node).len() == n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("never saw {n} peers");
+}

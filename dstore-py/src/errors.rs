@@ -19,7 +19,7 @@
 //! and cached in a `PyOnceLock`.
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyKeyError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyException, PyKeyError, PyOSError, PyRuntimeWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -29,6 +29,14 @@ create_exception!(
     Error,
     PyException,
     "Base class of every error raised by dstore."
+);
+create_exception!(
+    dstore,
+    DrainWarning,
+    PyRuntimeWarning,
+    "close() of a cluster member did not hand every write it acknowledged to the other owners \
+     within drain_timeout. The node is closed; what was not handed off stays in its root and \
+     reaches its owners when the node opens again."
 );
 create_exception!(
     dstore,
@@ -172,5 +180,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnavailableError", py.get_type::<UnavailableError>())?;
     m.add("InvalidArgumentError", INVALID_ARGUMENT.get(py)?)?;
     m.add("StorageIOError", STORAGE_IO.get(py)?)?;
+    m.add("DrainWarning", py.get_type::<DrainWarning>())?;
     Ok(())
 }

@@ -39,7 +39,8 @@ impl PyNode {
                         replicas=None, zone=None, client=false, advertise=None,
                         write_quorum=None, read_quorum=None, suspect_after=None, dead_after=None,
                         call_timeout=None, repair_interval=None, scrub_interval=None,
-                        scrub_rate=None, gc_grace=None, tombstone_grace=None))]
+                        scrub_rate=None, gc_grace=None, tombstone_grace=None,
+                        drain_timeout=None))]
     #[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
     fn new(
         py: Python<'_>,
@@ -63,6 +64,7 @@ impl PyNode {
         scrub_rate: Option<i64>,
         gc_grace: Option<f64>,
         tombstone_grace: Option<f64>,
+        drain_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let mut config = dstore_core::Config::new(root.clone());
         if let Some(key) = key {
@@ -137,6 +139,15 @@ impl PyNode {
         ] {
             if let Some(secs) = given {
                 *field = seconds(py, name, secs)?;
+            }
+        }
+        if let Some(secs) = drain_timeout {
+            config.drain_timeout = seconds(py, "drain_timeout", secs)?;
+            if config.drain_timeout.is_zero() {
+                return Err(errors::invalid_argument(
+                    py,
+                    "drain_timeout must be longer than 0 seconds".to_owned(),
+                ));
             }
         }
         if let Some(rate) = scrub_rate {
@@ -287,19 +298,46 @@ impl PyNode {
         gc.set_item("chunks_collected", s.gc.chunks_collected)?;
         gc.set_item("tombstones_collected", s.gc.tombstones_collected)?;
         dict.set_item("gc", gc)?;
+        let drain = PyDict::new(py);
+        drain.set_item("running", s.drain.running)?;
+        drain.set_item("objects", s.drain.objects)?;
+        drain.set_item("checked", s.drain.checked)?;
+        drain.set_item("pushed", s.drain.pushed)?;
+        drain.set_item("bytes", s.drain.bytes)?;
+        drain.set_item("unconfirmed", s.drain.unconfirmed)?;
+        dict.set_item("drain", drain)?;
         Ok(dict)
     }
 
     /// Closes the node: waits for calls still in flight on other threads, then unlocks the
-    /// root, so the root can be reopened as soon as this returns. Idempotent; later calls
-    /// raise ClosedError.
+    /// root, so the root can be reopened as soon as this returns. A cluster member first
+    /// hands the writes it acknowledged to the owners the cluster has without it; if that
+    /// does not finish within `drain_timeout`, the node closes anyway and a `DrainWarning`
+    /// says what was left. Idempotent; later calls raise ClosedError.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.closed.store(true, Ordering::Release);
         let node = self.node.clone();
-        block_on(py, async move {
-            node.close().await;
-            Ok(())
-        })
+        let drained = block_on(py, async move { Ok(node.close().await) })?;
+        if let Err(e) = drained {
+            let category = py.get_type::<errors::DrainWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(e.to_string())?, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the cluster for good: hands everything this node holds to the owners the
+    /// cluster has without it (progress in `stats()["drain"]`), tells the members it has
+    /// left, then closes. Afterwards the root can be deleted. Raises UnavailableError (and
+    /// closes all the same, the root intact) if the hand-off makes no progress for
+    /// `drain_timeout`; InvalidArgumentError on a standalone node or a client.
+    fn leave(&self, py: Python<'_>) -> PyResult<()> {
+        let node = self.node.clone();
+        let result = block_on(py, async move { node.leave().await });
+        // Closed unless it refused to start (a standalone node or a client).
+        if self.node.stats().is_err() {
+            self.closed.store(true, Ordering::Release);
+        }
+        result
     }
 
     /// The node id: 64 hex digits, made once and kept in the root.

@@ -43,7 +43,7 @@ pub(crate) async fn run(args: &Args, reps: usize, limits: &Limits, dir: &Path) -
         );
         large(&client, args, reps, limits, &memory, "each node").await?;
         small(&client, args, reps).await?;
-        client.close().await;
+        let _ = client.close().await;
     }
     drop(procs);
     Ok(())
@@ -138,7 +138,7 @@ pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
             moved as f64 / (1 << 20) as f64 / (repaired - detected).as_secs_f64()
         ),
     );
-    client.close().await;
+    let _ = client.close().await;
     drop(procs);
     Ok(())
 }

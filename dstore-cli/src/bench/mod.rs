@@ -238,7 +238,7 @@ pub async fn run(args: Args) -> AnyResult {
         let node = Node::open(Config::new(base.join("local"))).await?;
         large(&node, &args, reps, &limits, &Memory::Own, "this process").await?;
         small(&node, &args, reps).await?;
-        node.close().await;
+        let _ = node.close().await;
     }
     if part("cluster") {
         cluster::run(&args, reps, &limits, &base.join("cluster")).await?;

@@ -19,13 +19,13 @@
 //!   owner.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, RwLock};
 
-use super::remote::Remote;
+use super::remote::{Object, Remote};
 use crate::error::Error;
 use crate::ids::{ChunkId, KeyId, NodeId};
 use crate::net::message::{Request, Response, MAX_BATCH};
@@ -113,13 +113,21 @@ impl Context {
         tokio::task::spawn_blocking(move || f(&store)).await.ok()
     }
 
-    /// Sends a copy to an owner that lacks it; true once the owner has stored it.
-    async fn push(&self, owner: NodeId, request: Request, len: usize, pushed: &AtomicU64) -> bool {
+    /// Sends a copy to an owner that lacks it; true once the owner has stored it. Repair is
+    /// paced; a hand-off before closing or leaving is not (the node is going away).
+    async fn push(&self, owner: NodeId, request: Request, len: usize, pass: Pass) -> bool {
         let stored = matches!(self.call(owner, request).await, Some(Response::Stored));
         if stored {
-            add(pushed, 1);
-            add(&self.counters.bytes_pushed, len as u64);
-            self.pace(len, self.settings.repair_rate).await;
+            match pass {
+                Pass::Repair => {
+                    add(&self.counters.bytes_pushed, len as u64);
+                    self.pace(len, self.settings.repair_rate).await;
+                }
+                Pass::HandOff => {
+                    add(&self.counters.drain_pushed, 1);
+                    add(&self.counters.drain_bytes, len as u64);
+                }
+            }
         }
         stored
     }
@@ -128,9 +136,13 @@ impl Context {
         self.remote.cluster.id()
     }
 
-    /// The owners of `object` other than this node, and whether this node is one.
-    fn owners(&self, object: &[u8; 32]) -> (Vec<NodeId>, bool) {
-        let owners = self.remote.owners(object);
+    /// The owners of `object` other than this node, and whether this node is one. For a
+    /// hand-off, the owners it will have once this node has departed.
+    fn owners(&self, object: &[u8; 32], pass: Pass) -> (Vec<NodeId>, bool) {
+        let owners = match pass {
+            Pass::Repair => self.remote.owners(object),
+            Pass::HandOff => self.remote.owners_without_me(object),
+        };
         let mine = owners.iter().any(|o| o.id == self.me());
         let others = owners
             .into_iter()
@@ -147,6 +159,13 @@ impl Context {
         }
     }
 
+    fn checked(&self, pass: Pass) {
+        match pass {
+            Pass::Repair => add(&self.counters.checked, 1),
+            Pass::HandOff => add(&self.counters.drain_checked, 1),
+        }
+    }
+
     async fn call(&self, peer: NodeId, request: Request) -> Option<Response> {
         match self.remote.cluster.call(peer, request).await {
             Ok(Response::Failed { message, .. }) => {
@@ -160,6 +179,41 @@ impl Context {
             }
         }
     }
+}
+
+/// What a pass over held objects is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Anti-entropy: bring the current owners up to date, drop what this node need not keep.
+    Repair,
+    /// This node departs: bring the owners it leaves behind up to date, drop nothing.
+    HandOff,
+}
+
+/// Hands objects held here to the owners they will have without this node: the writes it
+/// acknowledged (`Some`) before it closes, or everything it holds (`None`) when it leaves
+/// for good. Chunks go before the manifests that name them. Returns how many objects could
+/// not be confirmed on all those owners (`None` if the node closed meanwhile).
+pub(crate) async fn hand_off(ctx: &Context, only: Option<&HashSet<Object>>) -> Option<u64> {
+    let store = ctx.store().await?;
+    let (mut chunks, mut keys) = (store.chunk_ids(), store.key_states());
+    drop(store);
+    if let Some(only) = only {
+        chunks.retain(|id| only.contains(&Object::Chunk(*id)));
+        keys.retain(|k| only.contains(&Object::Manifest(k.key.clone())));
+    }
+    let c = &ctx.counters;
+    c.drain_objects
+        .store((chunks.len() + keys.len()) as u64, Ordering::Relaxed);
+    let mut unconfirmed = 0;
+    for batch in chunks.chunks(MAX_BATCH) {
+        unconfirmed += repair_chunks(ctx, batch, &HashMap::new(), Pass::HandOff).await?;
+    }
+    for batch in keys.chunks(MAX_BATCH) {
+        unconfirmed += repair_manifests(ctx, batch, Pass::HandOff).await?;
+    }
+    c.drain_unconfirmed.store(unconfirmed, Ordering::Relaxed);
+    Some(unconfirmed)
 }
 
 async fn repair_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
@@ -210,7 +264,7 @@ async fn repair_pass(ctx: &Context, gc: &mut Collector, stop: &mut watch::Receiv
     let keys = store.key_states();
     drop(store);
     for batch in keys.chunks(MAX_BATCH) {
-        if *stop.borrow() || !repair_manifests(ctx, batch).await {
+        if *stop.borrow() || repair_manifests(ctx, batch, Pass::Repair).await.is_none() {
             return false;
         }
     }
@@ -220,22 +274,31 @@ async fn repair_pass(ctx: &Context, gc: &mut Collector, stop: &mut watch::Receiv
     let chunks = store.chunk_ids();
     drop(store);
     for batch in chunks.chunks(MAX_BATCH) {
-        if *stop.borrow() || !repair_chunks(ctx, batch, &gc.marked).await {
+        if *stop.borrow()
+            || repair_chunks(ctx, batch, &gc.marked, Pass::Repair)
+                .await
+                .is_none()
+        {
             return false;
         }
     }
     gc.collect(ctx).await
 }
 
-/// Repairs a batch of manifests; false if the node is closing.
-async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]) -> bool {
+/// Repairs (or hands off) a batch of manifests. Returns how many are not confirmed on every
+/// owner; `None` if the node is closing.
+async fn repair_manifests(
+    ctx: &Context,
+    batch: &[crate::net::message::KeyState],
+    pass: Pass,
+) -> Option<u64> {
     let tombstone_horizon = hlc_of_ms(ctx.clock.wall_ms())
         .saturating_sub(hlc_of_ms(ctx.settings.tombstone_grace.as_millis() as u64));
     // Which owners to ask about which keys.
     let mut asks: HashMap<NodeId, Vec<usize>> = HashMap::new();
     let mut plans = Vec::with_capacity(batch.len());
     for (i, state) in batch.iter().enumerate() {
-        let (others, mine) = ctx.owners(&KeyId::of(&state.key).0);
+        let (others, mine) = ctx.owners(&KeyId::of(&state.key).0, pass);
         for o in &others {
             asks.entry(*o).or_default().push(i);
         }
@@ -251,10 +314,12 @@ async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]
             }
         }
     }
+    let mut unconfirmed = 0;
     for (i, state) in batch.iter().enumerate() {
-        add(&ctx.counters.checked, 1);
+        ctx.checked(pass);
         let (others, mine) = &plans[i];
-        let expired = state.deleted && state.version.time < tombstone_horizon;
+        let expired =
+            pass == Pass::Repair && state.deleted && state.version.time < tombstone_horizon;
         let mut everyone_has = true;
         for owner in others {
             let Some(held) = answers[i].get(owner) else {
@@ -269,7 +334,7 @@ async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]
             }
             let key = state.key.clone();
             let manifest = match ctx.with_store(move |s| s.manifest(&key)).await {
-                None => return false,
+                None => return None,
                 Some(Ok(m)) if m.body.version == state.version => m,
                 Some(_) => {
                     everyone_has = false; // changed or unreadable since listed: next pass
@@ -279,20 +344,21 @@ async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]
             let bytes = manifest.to_bytes();
             let len = bytes.len();
             let request = Request::PutManifest { manifest: bytes };
-            everyone_has &= ctx
-                .push(*owner, request, len, &ctx.counters.manifests_pushed)
-                .await;
+            let pushed = ctx.push(*owner, request, len, pass).await;
+            if pushed && pass == Pass::Repair {
+                add(&ctx.counters.manifests_pushed, 1);
+            }
+            everyone_has &= pushed;
         }
-        if !everyone_has || (*mine && !expired) {
+        // Handing off to nobody confirms nothing.
+        unconfirmed += u64::from(!everyone_has || (pass == Pass::HandOff && others.is_empty()));
+        if !everyone_has || (*mine && !expired) || pass == Pass::HandOff {
             continue;
         }
         let (key, version) = (state.key.clone(), state.version);
-        let Some(forgotten) = ctx
+        let forgotten = ctx
             .with_store(move |s| s.forget_manifest(&key, version))
-            .await
-        else {
-            return false;
-        };
+            .await?;
         let dropped = forgotten.unwrap_or(false);
         if dropped && expired {
             add(&ctx.counters.tombstones_collected, 1);
@@ -301,21 +367,23 @@ async fn repair_manifests(ctx: &Context, batch: &[crate::net::message::KeyState]
             tracing::debug!(key = state.key, "manifest handed off to its owners");
         }
     }
-    true
+    Some(unconfirmed)
 }
 
-/// Repairs a batch of chunks; false if the node is closing. Chunks that garbage collection
-/// has marked (no member names them) are left alone: sending one to an owner that has just
-/// collected it would bring it back, and the owners would pass it back and forth forever.
+/// Repairs (or hands off) a batch of chunks. Returns how many are not confirmed on every
+/// owner; `None` if the node is closing. Chunks that garbage collection has marked (no
+/// member names them) are left alone: sending one to an owner that has just collected it
+/// would bring it back, and the owners would pass it back and forth forever.
 async fn repair_chunks(
     ctx: &Context,
     batch: &[ChunkId],
     condemned: &HashMap<ChunkId, Instant>,
-) -> bool {
+    pass: Pass,
+) -> Option<u64> {
     let mut asks: HashMap<NodeId, Vec<usize>> = HashMap::new();
     let mut plans = Vec::with_capacity(batch.len());
     for (i, id) in batch.iter().enumerate() {
-        let (others, mine) = ctx.owners(&id.0);
+        let (others, mine) = ctx.owners(&id.0, pass);
         for o in &others {
             asks.entry(*o).or_default().push(i);
         }
@@ -330,8 +398,9 @@ async fn repair_chunks(
             }
         }
     }
+    let mut unconfirmed = 0;
     for (i, id) in batch.iter().enumerate() {
-        add(&ctx.counters.checked, 1);
+        ctx.checked(pass);
         if condemned.contains_key(id) {
             continue;
         }
@@ -348,7 +417,7 @@ async fn repair_chunks(
             }
             let id = *id;
             let bytes = match ctx.with_store(move |s| s.chunk(&id)).await {
-                None => return false,
+                None => return None,
                 Some(Ok(b)) => b,
                 Some(Err(_)) => {
                     everyone_has = false; // gone or corrupt here: the scrubber's business
@@ -357,21 +426,22 @@ async fn repair_chunks(
             };
             let len = bytes.len();
             let request = Request::PutChunk { id, data: bytes };
-            everyone_has &= ctx
-                .push(*owner, request, len, &ctx.counters.chunks_pushed)
-                .await;
+            let pushed = ctx.push(*owner, request, len, pass).await;
+            if pushed && pass == Pass::Repair {
+                add(&ctx.counters.chunks_pushed, 1);
+            }
+            everyone_has &= pushed;
         }
-        if *mine || !everyone_has || others.is_empty() {
+        unconfirmed += u64::from(!everyone_has || (pass == Pass::HandOff && others.is_empty()));
+        if *mine || !everyone_has || others.is_empty() || pass == Pass::HandOff {
             continue;
         }
         let id = *id;
-        match ctx.with_store(move |s| s.drop_chunk(&id)).await {
-            None => return false,
-            Some(true) => add(&ctx.counters.handed_off, 1),
-            Some(false) => {}
+        if ctx.with_store(move |s| s.drop_chunk(&id)).await? {
+            add(&ctx.counters.handed_off, 1);
         }
     }
-    true
+    Some(unconfirmed)
 }
 
 /// Garbage collection of chunks, in two phases a grace period apart (see the module doc).

@@ -41,18 +41,49 @@ struct Entry {
     info: MemberInfo,
     learned: Instant,
     last_ok: Option<Instant>,
+    /// When it last went from dead (or unknown) to answering: a join or a return, after
+    /// which it owns data that other members may still hold.
+    live_since: Option<Instant>,
+    /// The incarnation of its last hello (random per start of that node).
+    incarnation: Option<u64>,
+    /// Set when it said it departs (`Request::Depart`): it owns nothing from then on.
+    departed: Option<Departed>,
     /// When to dial next, and the backoff to use after a failure.
     next_dial: Instant,
     backoff: Duration,
 }
 
+/// A member's announced departure.
+#[derive(Clone, Copy, Debug)]
+struct Departed {
+    at: Instant,
+    /// The incarnation that departed: only a hello from a later one brings the member back.
+    incarnation: Option<u64>,
+    /// Left for good (`Node::leave`): garbage collection stops waiting for it.
+    permanent: bool,
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
 pub struct Members {
     table: HashMap<NodeId, Entry>,
+    /// When this table was made (the node started): members that answer within
+    /// `START_GRACE` of it were there before this node, not joins.
+    started: Instant,
 }
+
+impl Default for Members {
+    fn default() -> Self {
+        Self {
+            table: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// See `Members::started`.
+const START_GRACE: Duration = Duration::from_secs(2);
 
 impl Members {
     /// Adds a member learnt from a hello or a peer's list, or updates its address.
@@ -66,6 +97,9 @@ impl Members {
                         info,
                         learned: Instant::now(),
                         last_ok: None,
+                        live_since: None,
+                        incarnation: None,
+                        departed: None,
                         next_dial: Instant::now(),
                         backoff: BACKOFF_MIN,
                     },
@@ -74,11 +108,83 @@ impl Members {
         }
     }
 
-    pub fn answered(&mut self, id: &NodeId) {
+    /// Records an answer from `id`. A departed member's answers (it still serves while it
+    /// drains) do not make it live again; only a new incarnation's hello does.
+    pub fn answered(&mut self, id: &NodeId, t: &Timeouts) {
+        let now = Instant::now();
+        let was_dead = self.health_at(id, t, now) == Health::Dead;
         if let Some(e) = self.table.get_mut(id) {
-            e.last_ok = Some(Instant::now());
+            if e.departed.is_some() {
+                return;
+            }
+            if was_dead {
+                e.live_since = Some(now);
+            }
+            e.last_ok = Some(now);
             e.backoff = BACKOFF_MIN;
         }
+    }
+
+    /// Records a hello from `id` at `incarnation`: a departed member that comes back as a
+    /// new incarnation is a member again.
+    pub fn hello(&mut self, info: MemberInfo, incarnation: u64, t: &Timeouts) {
+        let id = info.id;
+        self.learn(info);
+        if let Some(e) = self.table.get_mut(&id) {
+            let returned = e
+                .departed
+                .is_some_and(|d| d.incarnation != Some(incarnation));
+            if returned {
+                e.departed = None;
+                e.last_ok = None; // so that `answered` records a return
+            }
+            e.incarnation = Some(incarnation);
+        }
+        self.answered(&id, t);
+    }
+
+    /// Records that `id` departs: it owns nothing from now on, and is not dialled again
+    /// until a new incarnation of it says hello.
+    pub fn depart(&mut self, id: &NodeId, permanent: bool) {
+        if let Some(e) = self.table.get_mut(id) {
+            e.departed = Some(Departed {
+                at: Instant::now(),
+                incarnation: e.incarnation,
+                permanent,
+            });
+        }
+    }
+
+    /// Whether the owners of some objects changed within `window`: a member joined or came
+    /// back (after this node's own start), died, or departed. During such a change, reads
+    /// ask beyond the current owners (see `Remote::get_manifest`). Also returns how many
+    /// members joined or came back within it: each can push an earlier owner one place down
+    /// the rendezvous order.
+    pub fn recent_change(&self, t: &Timeouts, window: Duration) -> (bool, usize) {
+        let now = Instant::now();
+        let within = |at: Instant| now.saturating_duration_since(at) < window;
+        let mut changed = false;
+        let mut joins = 0;
+        for e in self.table.values() {
+            if let Some(d) = e.departed {
+                changed |= within(d.at);
+                continue;
+            }
+            match self.health_at(&e.info.id, t, now) {
+                // Died at last_ok + dead_after, if it ever answered.
+                Health::Dead => changed |= e.last_ok.is_some_and(|at| within(at + t.dead_after)),
+                _ => {
+                    let joined = e
+                        .live_since
+                        .is_some_and(|at| within(at) && at > self.started + START_GRACE);
+                    if joined {
+                        joins += 1;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        (changed, joins)
     }
 
     /// Records a failed dial or call: try again after a backoff that doubles up to a cap.
@@ -100,7 +206,11 @@ impl Members {
     }
 
     fn health_at(&self, id: &NodeId, t: &Timeouts, now: Instant) -> Health {
-        match self.table.get(id).and_then(|e| e.last_ok) {
+        let entry = self.table.get(id);
+        if entry.is_some_and(|e| e.departed.is_some()) {
+            return Health::Dead;
+        }
+        match entry.and_then(|e| e.last_ok) {
             Some(at) if now.duration_since(at) < t.suspect_after => Health::Alive,
             Some(at) if now.duration_since(at) < t.dead_after => Health::Suspect,
             _ => Health::Dead,
@@ -115,12 +225,23 @@ impl Members {
         self.table.values().map(|e| e.info.clone()).collect()
     }
 
+    /// Members to heartbeat: all but those that left for good. One that departed until it
+    /// opens again is still dialled (with backoff), so that its next incarnation is found.
+    pub fn present(&self) -> Vec<MemberInfo> {
+        self.table
+            .values()
+            .filter(|e| !e.departed.is_some_and(|d| d.permanent))
+            .map(|e| e.info.clone())
+            .collect()
+    }
+
     /// Whether a member that is dead now was alive (or learnt) less than `window` ago: one
     /// that may still come back with data nobody else has.
     pub fn missing_within(&self, t: &Timeouts, window: Duration) -> bool {
         let now = Instant::now();
         self.table.values().any(|e| {
-            self.health(&e.info.id, t) == Health::Dead
+            !e.departed.is_some_and(|d| d.permanent)
+                && self.health(&e.info.id, t) == Health::Dead
                 && now.duration_since(e.last_ok.unwrap_or(e.learned)) < window
         })
     }
@@ -163,7 +284,7 @@ mod tests {
         let mut m = Members::default();
         m.learn(info(1));
         assert_eq!(m.health(&id, &t), Health::Dead, "never answered");
-        m.answered(&id);
+        m.answered(&id, &t);
         let at = m.table[&id].last_ok.unwrap();
         assert_eq!(m.health_at(&id, &t, at), Health::Alive);
         assert_eq!(m.live(&t).len(), 1);

@@ -22,7 +22,7 @@ use crate::crypto::ClusterKey;
 use crate::ids::NodeId;
 use crate::net::conn::{BoxFuture, Conn, Handler};
 use crate::net::handshake::{handshake, Hello, Role};
-use crate::net::message::{MemberInfo, Request, Response};
+use crate::net::message::{FailureKind, MemberInfo, Request, Response};
 use crate::net::NetError;
 use crate::version::Clock;
 use membership::{Members, Timeouts};
@@ -44,6 +44,9 @@ pub struct ClusterConfig {
     pub peers: Vec<String>,
     pub zone: Option<String>,
     pub timeouts: Timeouts,
+    /// How long after a change of members reads ask beyond the current owners (see
+    /// `Remote::get_manifest`): long enough for repair to move data to its new owners.
+    pub change_window: Duration,
 }
 
 pub struct Cluster {
@@ -61,6 +64,10 @@ pub struct Cluster {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The node's hybrid logical clock, carried by every message.
     clock: Arc<Clock>,
+    /// See `ClusterConfig::change_window`.
+    change_window: Duration,
+    /// When this node started: a member that joined recently changes ownership too.
+    started: Instant,
 }
 
 #[derive(Default)]
@@ -96,6 +103,7 @@ impl Cluster {
             Some(l) => Role::Member {
                 addr: advertised(l.local_addr()?, &config).await,
                 zone: config.zone.clone(),
+                incarnation: u64::from_le_bytes(crate::crypto::random_bytes()),
             },
             None => Role::Client,
         };
@@ -111,6 +119,8 @@ impl Cluster {
             stop,
             tasks: Mutex::default(),
             clock,
+            change_window: config.change_window,
+            started: Instant::now(),
         });
         let mut tasks = vec![tokio::spawn(heartbeat_loop(
             Arc::downgrade(&cluster),
@@ -141,7 +151,7 @@ impl Cluster {
 
     fn my_info(&self) -> Option<MemberInfo> {
         match &self.role {
-            Role::Member { addr, zone } => Some(MemberInfo {
+            Role::Member { addr, zone, .. } => Some(MemberInfo {
                 id: self.me,
                 addr: addr.clone(),
                 zone: zone.clone(),
@@ -212,8 +222,18 @@ impl Cluster {
         id: NodeId,
         request: Request,
     ) -> Result<Response, NetError> {
+        self.call_within(id, request, self.timeouts.call).await
+    }
+
+    /// `call` with its own deadline, for requests that take long by design (`Leave`).
+    pub async fn call_within(
+        self: &Arc<Self>,
+        id: NodeId,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, NetError> {
         let conn = self.conn_to(id).await?;
-        let result = conn.call(request, self.timeouts.call).await;
+        let result = conn.call(request, timeout).await;
         if result.is_err() {
             self.lock().members.failed(&id);
         }
@@ -277,13 +297,18 @@ impl Cluster {
             conn.close();
             return conn;
         }
-        if let Role::Member { addr, zone } = peer.role {
-            state.members.learn(MemberInfo {
+        if let Role::Member {
+            addr,
+            zone,
+            incarnation,
+        } = peer.role
+        {
+            let info = MemberInfo {
                 id: peer.node,
                 addr,
                 zone,
-            });
-            state.members.answered(&peer.node);
+            };
+            state.members.hello(info, incarnation, &self.timeouts);
             if let Some(old) = state.conns.insert(peer.node, conn.clone()) {
                 if !Arc::ptr_eq(&old, &conn) {
                     old.close();
@@ -310,8 +335,8 @@ impl Cluster {
         let now = Instant::now();
         let (known_addrs, members): (Vec<String>, Vec<MemberInfo>) = {
             let state = self.lock();
-            let all = state.members.all();
-            (all.iter().map(|m| m.addr.clone()).collect(), all)
+            let known = state.members.all().into_iter().map(|m| m.addr).collect();
+            (known, state.members.present())
         };
         for addr in &self.bootstrap {
             let due = {
@@ -365,7 +390,7 @@ impl Cluster {
                 Ok(Response::Pong { members }) => {
                     let new: Vec<NodeId> = {
                         let mut state = cluster.lock();
-                        state.members.answered(&id);
+                        state.members.answered(&id, &cluster.timeouts);
                         let mut new = Vec::new();
                         for info in members.into_iter().filter(|i| i.id != cluster.me) {
                             if state.members.get(&info.id).is_none() {
@@ -383,6 +408,41 @@ impl Cluster {
                 Err(e) => tracing::debug!(peer = %id, error = %e, "heartbeat failed"),
             }
         });
+    }
+
+    /// Tells every present member that this node departs (for good, or until it opens
+    /// again), so that they stop counting it as an owner now rather than after `dead_after`.
+    /// Returns how many members acknowledged; those that did not will find out by heartbeat.
+    pub async fn announce_departure(self: &Arc<Self>, permanent: bool) -> usize {
+        let members = self.peers();
+        let mut asks = tokio::task::JoinSet::new();
+        for m in members {
+            let cluster = self.clone();
+            asks.spawn(async move {
+                matches!(
+                    cluster.call(m.id, Request::Depart { permanent }).await,
+                    Ok(Response::Stored)
+                )
+            });
+        }
+        let mut acked = 0;
+        while let Some(joined) = asks.join_next().await {
+            acked += usize::from(joined.unwrap_or(false));
+        }
+        acked
+    }
+
+    /// Whether the members changed within the change window, and how many joined (see
+    /// `Members::recent_change`). This node's own start counts as a join for a member.
+    pub fn recent_change(&self) -> (bool, usize) {
+        let (changed, mut joins) = self
+            .lock()
+            .members
+            .recent_change(&self.timeouts, self.change_window);
+        if self.is_member() && self.started.elapsed() < self.change_window {
+            joins += 1;
+        }
+        (changed || joins > 0, joins)
     }
 
     /// See `Members::missing_within`.
@@ -431,6 +491,19 @@ impl Handler for Dispatch {
                 members.extend(cluster.my_info());
                 members.retain(|m| m.id != from.node);
                 Box::pin(async move { Response::Pong { members } })
+            }
+            (Request::Depart { permanent }, Some(cluster)) => {
+                let response = if matches!(from.role, Role::Member { .. }) {
+                    tracing::info!(peer = %from.node, permanent, "a member departs");
+                    cluster.lock().members.depart(&from.node, permanent);
+                    Response::Stored
+                } else {
+                    Response::Failed {
+                        kind: FailureKind::Refused,
+                        message: "only a member departs".into(),
+                    }
+                };
+                Box::pin(async move { response })
             }
             (request, _) => self.inner.handle(from, request),
         }

@@ -13,9 +13,9 @@
 //! - A chunk read uses the local copy if there is a good one, else asks the owners one by one
 //!   in rendezvous order, checking every answer against the chunk id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::placement::{self, Candidate};
 use super::Cluster;
@@ -25,6 +25,7 @@ use crate::manifest::Manifest;
 use crate::net::message::{KeyState, Request, Response};
 use crate::stats::{add, Counters};
 use crate::store::Store;
+use crate::tasks::Tracker;
 use crate::version::Version;
 
 pub(crate) struct Remote {
@@ -36,6 +37,51 @@ pub(crate) struct Remote {
     /// Owners whose answers a manifest read waits for; `None`: a majority.
     pub read_quorum: Option<usize>,
     pub counters: Arc<Counters>,
+    /// The copies of acknowledged writes still going out beyond their quorum, and read
+    /// repairs: `Node::close` waits for them (they used to be detached, and dropped by
+    /// `close`, which stranded writes whose only other copies were on closing members).
+    pub background: Tracker,
+    /// Writes this node acknowledged that may rest on its own copy: `Node::close` hands
+    /// them to the owners the cluster has without it.
+    pub unsettled: Arc<Mutex<Unsettled>>,
+}
+
+/// An object a write stored: a chunk, or the manifest of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Object {
+    Chunk(ChunkId),
+    Manifest(String),
+}
+
+/// Acknowledged writes that this node holds a copy of and that count that copy toward their
+/// replicas: when it closes, they have a copy fewer, and if the other owners close too, none
+/// left on the members that stay. `close` hands each to the owners without this node.
+/// Bounded: past `MAX_UNSETTLED` objects, `close` hands off everything held instead.
+#[derive(Default)]
+pub(crate) struct Unsettled {
+    pub objects: HashSet<Object>,
+    pub overflowed: bool,
+}
+
+const MAX_UNSETTLED: usize = 1 << 20;
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Chunk(id) => write!(f, "chunk {id}"),
+            Object::Manifest(key) => write!(f, "manifest of {key:?}"),
+        }
+    }
+}
+
+impl Unsettled {
+    fn record(&mut self, object: Object) {
+        if self.objects.len() >= MAX_UNSETTLED {
+            self.overflowed = true;
+        } else {
+            self.objects.insert(object);
+        }
+    }
 }
 
 /// A majority of `n`.
@@ -57,6 +103,13 @@ impl Remote {
     /// The owners of `object` among the live members.
     pub fn owners(&self, object: &[u8; 32]) -> Vec<Candidate> {
         placement::owners(object, &self.cluster.candidates(), self.replicas)
+    }
+
+    /// The owners `object` will have once this node has departed.
+    pub fn owners_without_me(&self, object: &[u8; 32]) -> Vec<Candidate> {
+        let mut candidates = self.cluster.candidates();
+        candidates.retain(|c| !self.is_me(&c.id));
+        placement::owners(object, &candidates, self.replicas)
     }
 
     /// The owners of `object`, then every other member in rendezvous order (the stand-ins),
@@ -100,13 +153,13 @@ impl Remote {
             id,
             data: data.to_vec(),
         };
-        self.store_on_owners(format!("chunk {id}"), &id.0, local, request)
+        self.store_on_owners(Object::Chunk(id), &id.0, local, request)
             .await
     }
 
     /// Stores a manifest (or tombstone) on W of its key's owners.
     pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<()> {
-        let what = format!("manifest of {:?}", manifest.body.key);
+        let what = Object::Manifest(manifest.body.key.clone());
         let key_id = KeyId::of(&manifest.body.key);
         let bytes = manifest.to_bytes();
         let local = {
@@ -119,28 +172,29 @@ impl Remote {
         self.store_on_owners(what, &key_id.0, local, request).await
     }
 
-    /// Stores an object on W of the owners of `object`: with `local` on this node (on the
+    /// Stores an object on W of the owners of `id`: with `local` on this node (on the
     /// blocking pool), with the request `request` makes on the others. Each owner that fails
     /// is replaced by the next stand-in. Returns once W succeeded; the other copies carry on
-    /// in the background.
+    /// in the background, tracked so that `close` waits for them. A write with a copy on this
+    /// member is recorded as unsettled (see `Unsettled`).
     async fn store_on_owners(
         &self,
-        what: String,
-        object: &[u8; 32],
+        what: Object,
+        id: &[u8; 32],
         local: impl Fn() -> Result<()> + Send + Sync + 'static,
         request: impl Fn() -> Request + Send + Sync + 'static,
     ) -> Result<()> {
-        let (order, n) = self.preference(object);
+        let (order, n) = self.preference(id);
         if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
         let need = self.write_need(n);
-        let (local, request) = (Arc::new(local), Arc::new(request));
-        let send = |target: Candidate| -> Task<()> {
-            let (cluster, request, local) = (self.cluster.clone(), request.clone(), local.clone());
-            let here = self.is_me(&target.id);
+        let me = self.cluster.id();
+        let (cluster, local, request) = (self.cluster.clone(), Arc::new(local), Arc::new(request));
+        let send = move |target: Candidate| -> Task<()> {
+            let (cluster, local, request) = (cluster.clone(), local.clone(), request.clone());
             Box::pin(async move {
-                let outcome = if here {
+                let outcome = if target.id == me {
                     match tokio::task::spawn_blocking(move || local()).await {
                         Ok(r) => r.map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
@@ -160,10 +214,10 @@ impl Remote {
         for owner in waiting.by_ref().take(n) {
             sends.spawn(send(owner));
         }
-        let (mut ok, mut failures) = (0, Vec::new());
+        let (mut stored_on, mut failures) = (Vec::new(), Vec::new());
         while let Some(joined) = sends.join_next().await {
             match joined {
-                Ok((_, Ok(()))) => ok += 1,
+                Ok((who, Ok(()))) => stored_on.push(who),
                 Ok((who, Err(e))) => {
                     failures.push(format!("{who}: {e}"));
                     if let Some(stand_in) = waiting.next() {
@@ -172,13 +226,42 @@ impl Remote {
                 }
                 Err(e) => failures.push(e.to_string()),
             }
-            if ok >= need {
-                sends.detach_all(); // the remaining copies land in the background
-                return Ok(());
+            if stored_on.len() < need {
+                continue;
             }
+            let unsettled = self.cluster.is_member().then(|| self.unsettled.clone());
+            let record = move |what: Object| {
+                if let Some(u) = &unsettled {
+                    u.lock().unwrap_or_else(|e| e.into_inner()).record(what);
+                }
+            };
+            // Recorded now if this node holds a copy already: `close` may abort the rest.
+            let early = stored_on.contains(&me);
+            if early {
+                record(what.clone());
+            }
+            // The remaining copies, with stand-ins for owners that fail, in the background.
+            self.background.spawn(async move {
+                while let Some(joined) = sends.join_next().await {
+                    match joined {
+                        Ok((who, Ok(()))) => stored_on.push(who),
+                        Ok((_, Err(_))) => {
+                            if let Some(stand_in) = waiting.next() {
+                                sends.spawn(send(stand_in));
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+                if !early && stored_on.contains(&me) {
+                    record(what);
+                }
+            });
+            return Ok(());
         }
         Err(Error::Unavailable(format!(
-            "{what}: {ok} of the {need} copies needed were stored ({})",
+            "{what}: {} of the {need} copies needed were stored ({})",
+            stored_on.len(),
             failures.join("; ")
         )))
     }
@@ -186,14 +269,26 @@ impl Remote {
     /// The newest manifest (or tombstone) of `key` among R of its owners; `None` if none of
     /// them has one. Owners that answered with an older version (or none) are sent the newest
     /// in the background.
+    ///
+    /// Reads across a change of members: an acknowledged write rests on the owners the
+    /// writer saw, which may not be the owners this node sees now. They are within the first
+    /// `wide` places of this node's rendezvous order: the n owners, plus one place for each
+    /// member that joined since (each can push an earlier owner down one place), plus the
+    /// stand-ins a write may have used (n - W). So when R owners know nothing of the key,
+    /// the read asks the rest of those places before it says `None`; and within the change
+    /// window after members changed, it asks all of them at once and takes the newest, so
+    /// that an overwrite still on the earlier owners is not missed either.
     pub async fn get_manifest(&self, store: &Arc<Store>, key: &str) -> Result<Option<Manifest>> {
         let (mut order, n) = self.preference(&KeyId::of(key).0);
         if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
         let need = self.read_need(n);
+        let (changing, joins) = self.cluster.recent_change();
+        let wide = (n + (n - self.write_need(n)) + joins).min(order.len());
         // This node first, when it is an owner: the cheapest answer.
         order[..n].sort_by_key(|o| !self.is_me(&o.id));
+        let owners: Vec<NodeId> = order[..n].iter().map(|o| o.id).collect();
         let ask = |owner: Candidate| -> Task<Option<Manifest>> {
             let (cluster, store, key) = (self.cluster.clone(), store.clone(), key.to_owned());
             let local = self.is_me(&owner.id);
@@ -228,45 +323,59 @@ impl Remote {
         };
         let mut waiting = order.into_iter();
         let mut asks = tokio::task::JoinSet::new();
-        for owner in waiting.by_ref().take(need) {
+        let mut asked = if changing { wide } else { need };
+        for owner in waiting.by_ref().take(asked) {
             asks.spawn(ask(owner));
         }
         let mut answers: Vec<(NodeId, Option<Version>)> = Vec::new();
         let (mut failures, mut newest): (Vec<String>, Option<Manifest>) = (Vec::new(), None);
-        while let Some(joined) = asks.join_next().await {
-            match joined {
-                Ok((who, Ok(found))) => {
-                    answers.push((who, found.as_ref().map(|m| m.body.version)));
-                    if let Some(m) = found {
-                        if newest
-                            .as_ref()
-                            .is_none_or(|n| m.body.version > n.body.version)
-                        {
-                            newest = Some(m);
+        loop {
+            if let Some(joined) = asks.join_next().await {
+                match joined {
+                    Ok((who, Ok(found))) => {
+                        answers.push((who, found.as_ref().map(|m| m.body.version)));
+                        if let Some(m) = found {
+                            if newest
+                                .as_ref()
+                                .is_none_or(|n| m.body.version > n.body.version)
+                            {
+                                newest = Some(m);
+                            }
                         }
                     }
-                    if answers.len() >= need {
-                        if let Some(m) = &newest {
-                            self.read_repair(store, m, &answers);
+                    Ok((who, Err(e))) => {
+                        tracing::debug!(key, peer = %who, error = %e, "a manifest read failed");
+                        failures.push(format!("{who}: {e}"));
+                        if let Some(next) = waiting.next() {
+                            asked += 1;
+                            asks.spawn(ask(next));
                         }
-                        return Ok(newest);
                     }
+                    Err(e) => failures.push(e.to_string()),
                 }
-                Ok((who, Err(e))) => {
-                    tracing::debug!(key, peer = %who, error = %e, "a manifest read failed");
-                    failures.push(format!("{who}: {e}"));
-                    if let Some(next) = waiting.next() {
-                        asks.spawn(ask(next));
-                    }
-                }
-                Err(e) => failures.push(e.to_string()),
+                continue;
             }
+            // Everything asked has answered or failed.
+            if answers.len() < need {
+                return Err(Error::Unavailable(format!(
+                    "manifest of {key:?}: {} of the {need} answers needed ({})",
+                    answers.len(),
+                    failures.join("; ")
+                )));
+            }
+            if newest.is_some() || asked >= wide {
+                break;
+            }
+            for next in waiting.by_ref().take(wide - asked) {
+                asks.spawn(ask(next));
+            }
+            asked = wide;
         }
-        Err(Error::Unavailable(format!(
-            "manifest of {key:?}: {} of the {need} answers needed ({})",
-            answers.len(),
-            failures.join("; ")
-        )))
+        if let Some(m) = &newest {
+            answers.retain(|(who, _)| owners.contains(who));
+            self.read_repair(store, m, &answers);
+        }
+        Ok(newest)
     }
 
     /// Sends `newest` to every node in `answers` that holds an older version or none.
@@ -285,7 +394,7 @@ impl Remote {
             let (cluster, counters) = (self.cluster.clone(), self.counters.clone());
             let (store, manifest) = (store.clone(), newest.clone());
             let here = self.is_me(&who);
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 let key = manifest.body.key.clone();
                 let done = if here {
                     tokio::task::spawn_blocking(move || store.adopt(&manifest))

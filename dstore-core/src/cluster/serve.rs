@@ -1,9 +1,9 @@
 //! The answers a node gives its peers, from its local store. Everything received is checked
 //! before it is kept: chunks against their ids, manifests against the cluster MAC.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use tokio::sync::RwLock;
+use tokio::sync::{mpsc, oneshot, RwLock};
 
 use crate::error::Error;
 use crate::ids::ChunkId;
@@ -14,14 +14,34 @@ use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
 use crate::stats::Counters;
 use crate::store::Store;
 
+/// Where a `Leave` request goes: the node, once open, sets the sender of a channel it
+/// answers on (see `Node::open`). Each request carries the channel for its answer.
+pub(crate) type LeaveHook = OnceLock<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>;
+
 /// Serves peers from the node's store; refuses once the node is closed.
 pub(crate) struct Serve {
     pub store: Arc<RwLock<Option<Arc<Store>>>>,
     pub counters: Arc<Counters>,
+    pub leave: Arc<LeaveHook>,
 }
 
 impl Handler for Serve {
     fn handle(&self, _from: &Hello, request: Request) -> BoxFuture<Response> {
+        if let Request::Leave = request {
+            // Not under the store's guard: leaving ends with closing, which waits for it.
+            let hook = self.leave.clone();
+            return Box::pin(async move {
+                let (answer, answered) = oneshot::channel();
+                if let Some(node) = hook.get() {
+                    let _ = node.send(answer);
+                }
+                match answered.await {
+                    Ok(Ok(())) => Response::Stored,
+                    Ok(Err(why)) => failed(FailureKind::Refused, why),
+                    Err(_) => failed(FailureKind::Refused, "node is closing".into()),
+                }
+            });
+        }
         let (store, counters) = (self.store.clone(), self.counters.clone());
         Box::pin(async move {
             // Held until the answer is ready, so that `Node::close` waits for it.
@@ -99,7 +119,8 @@ fn answer(store: &Store, request: Request) -> Response {
                 format!("more than {MAX_BATCH} items in one request"),
             )
         }
-        Request::Stats => failed(FailureKind::Refused, "answered above".into()),
+        Request::Stats | Request::Leave => failed(FailureKind::Refused, "answered above".into()),
+        Request::Depart { .. } => failed(FailureKind::Refused, "answered by the cluster".into()),
     }
 }
 

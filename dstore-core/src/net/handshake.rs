@@ -26,7 +26,8 @@ use crate::crypto::{self, ClusterKey, FrameKey};
 use crate::ids::NodeId;
 
 pub const MAGIC: [u8; 8] = *b"dstore\0\0";
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: members say their incarnation in the hello, and depart with `Request::Depart`.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The whole handshake must complete within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Hellos are small; a larger one is garbage.
@@ -35,8 +36,14 @@ const MAX_HELLO: usize = 4096;
 /// What a connecting process is to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
-    /// A storage node, reachable at `addr`, that may own data.
-    Member { addr: String, zone: Option<String> },
+    /// A storage node, reachable at `addr`, that may own data. `incarnation` is random per
+    /// start of the node: a member that departed comes back only with a new one, so the
+    /// connections it opens while it drains do not make it an owner again.
+    Member {
+        addr: String,
+        zone: Option<String>,
+        incarnation: u64,
+    },
     /// A short-lived client: reads and writes through members, never owns data.
     Client,
 }
@@ -226,6 +233,7 @@ mod tests {
         Role::Member {
             addr: format!("127.0.0.1:{port}"),
             zone: None,
+            incarnation: 1,
         }
     }
 

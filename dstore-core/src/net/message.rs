@@ -61,6 +61,15 @@ pub enum Request {
     },
     /// The receiver's `Stats`, for `dstore status`.
     Stats,
+    /// The sender departs: for good (`permanent`, after `Node::leave` moved what it held),
+    /// or until it opens again (`Node::close`). The receiver stops counting it as an owner
+    /// at once, instead of after `dead_after`. Only a member may say this, of itself.
+    Depart {
+        permanent: bool,
+    },
+    /// Asks the receiver to leave the cluster for good (`dstore leave`): it moves what it
+    /// holds to the other members, departs, and closes. Answered once it has departed.
+    Leave,
 }
 
 /// At most this many ids or keys in one repair or collection request.

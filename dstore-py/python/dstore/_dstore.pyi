@@ -22,6 +22,7 @@ _Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 __all__ = [
     "ClosedError",
     "DEFAULT_CHUNK_SIZE",
+    "DrainWarning",
     "Error",
     "IntegrityError",
     "InvalidArgumentError",
@@ -85,6 +86,21 @@ class GcStats(TypedDict):
     """Records of deletes dropped after `tombstone_grace`."""
 
 @type_check_only
+class DrainStats(TypedDict):
+    running: bool
+    """Whether the node is handing objects to the owners it leaves behind (closing, leaving)."""
+    objects: int
+    """Objects the hand-off covers."""
+    checked: int
+    """Objects checked so far."""
+    pushed: int
+    """Copies sent to owners that lacked them."""
+    bytes: int
+    """Bytes of those copies."""
+    unconfirmed: int
+    """Objects not confirmed on every owner after the last pass."""
+
+@type_check_only
 class Stats(TypedDict):
     keys: int
     """Live keys held by the node."""
@@ -100,6 +116,8 @@ class Stats(TypedDict):
     """The scrubber (cluster members only)."""
     gc: GcStats
     """Garbage collection (cluster members only; a standalone node reclaims at once)."""
+    drain: DrainStats
+    """The hand-off of close() and leave() (cluster members only)."""
 
 @type_check_only
 class Peer(TypedDict):
@@ -135,6 +153,8 @@ class Node:
     everything every `scrub_interval` (default 3600) at `scrub_rate` bytes per second
     (default 16 MiB; 0: no scrubbing), removes a chunk nothing names after `gc_grace`
     (default 3600) and forgets a delete after `tombstone_grace` (default 86400).
+    `close()` of a member may take `drain_timeout` (default 30) to hand the writes it
+    acknowledged to the other owners (and `leave()` may go that long without progress).
 
     Raises LockedError if another node has `root` open, InvalidArgumentError (a ValueError)
     for a bad key length, chunk size, replica count, quorum, duration or empty secret,
@@ -164,6 +184,7 @@ class Node:
         scrub_rate: Optional[int] = None,
         gc_grace: Optional[float] = None,
         tombstone_grace: Optional[float] = None,
+        drain_timeout: Optional[float] = None,
     ) -> Self: ...
     @property
     def addr(self) -> Optional[str]:
@@ -195,7 +216,15 @@ class Node:
         """Counters: keys, chunks, bytes_stored, bytes_read, and the dicts repair, scrub
         and gc of a member's background work."""
     def close(self) -> None:
-        """Closes the node and unlocks its root. Idempotent; later calls raise ClosedError."""
+        """Closes the node and unlocks its root. A cluster member first hands the writes it
+        acknowledged to the owners the cluster has without it; if that does not finish within
+        `drain_timeout`, it closes anyway and warns (DrainWarning). Idempotent; later calls
+        raise ClosedError."""
+    def leave(self) -> None:
+        """Leaves the cluster for good: hands everything held to the other members, tells
+        them it has left, then closes; afterwards the root can be deleted. Raises
+        UnavailableError (closing all the same) if the hand-off stalls for `drain_timeout`,
+        InvalidArgumentError on a standalone node or a client."""
     @property
     def id(self) -> str:
         """The node id: 64 hex digits, kept in the root (stable across reopening)."""
@@ -240,3 +269,7 @@ class InvalidArgumentError(Error, ValueError):
 
 class StorageIOError(Error, OSError):
     """The operating system refused an operation. Also an OSError; errno is set when known."""
+
+class DrainWarning(RuntimeWarning):
+    """close() of a member did not hand every acknowledged write to the other owners in time;
+    what was left stays in its root and reaches its owners when the node opens again."""
