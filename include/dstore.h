@@ -367,7 +367,7 @@ dstore_status dstore_options_set_timeouts_ms(dstore_options *opts,
 
 /**
  * Sets how long, in milliseconds, dstore_close() of a cluster member may take to hand the
- * writes it acknowledged to the owners the cluster has without it (and dstore_leave() may go
+ * data it holds to the owners the cluster has without it (and dstore_leave() may go
  * without progress handing off everything it holds): 30000 by default. Past it the node
  * closes anyway and dstore_close() says so with DSTORE_UNAVAILABLE. 0 is
  * DSTORE_INVALID_ARGUMENT.
@@ -434,8 +434,8 @@ void dstore_free(dstore_node *node);
 
 /**
  * Closes the node, and says how that went; the handle stays valid for dstore_free(), and
- * every other call on it fails with DSTORE_CLOSED. A cluster member first hands the writes
- * it acknowledged to the owners the cluster has without it (see
+ * every other call on it fails with DSTORE_CLOSED. A cluster member first hands the data
+ * it holds to the owners the cluster has without it (see
  * dstore_options_set_drain_timeout_ms): DSTORE_UNAVAILABLE if that did not finish in time,
  * with what was left in dstore_last_error() (the node is closed all the same, and what was
  * not handed off stays in its root). Closing a closed node is DSTORE_OK. dstore_free()

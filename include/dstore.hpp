@@ -242,7 +242,7 @@ public:
         return *this;
     }
 
-    // How long close() of a member may take to hand its acknowledged writes to the other
+    // How long close() of a member may take to hand what it holds to the other
     // owners, and leave() may go without progress (30 s by default).
     Options& drain_timeout(std::chrono::milliseconds timeout) {
         detail::check(dstore_options_set_drain_timeout_ms(
@@ -285,8 +285,8 @@ public:
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
 
-    // Closes the node now rather than in the destructor. A member first hands the writes it
-    // acknowledged to the other owners: throws Unavailable if that did not finish within the
+    // Closes the node now rather than in the destructor. A member first hands what it holds
+    // to the other owners: throws Unavailable if that did not finish within the
     // drain timeout (the node is closed all the same). Calls after this throw InvalidArgument
     // (the handle is gone).
     void close() { end(dstore_close); }

@@ -3,7 +3,7 @@ joins `dstore node` processes as a client and as a member, under AddressSanitize
 LeakSanitizer and UBSan; then the `dstore` command reads what they stored.
 
 Building and running the programs is shared with tests/test_c_abi.py (the `libdir` fixture,
-`compile_program`, `run_sanitized`); the node processes come from the `nodes` fixture in
+`compile_program`, `run_sanitized`); the node processes come from the `cluster` fixture in
 conftest.py, which stops every one of them at teardown.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KEY, SECRET, Nodes, dstore
+from harness import KEY, SECRET, Cluster
+from harness import cli as dstore
 # `libdir` is a fixture: importing it makes it available to the tests here.
 from test_c_abi import REPO, assert_lines, compile_program, libdir, run_sanitized
 
@@ -29,12 +30,12 @@ VALUE = (PERIOD * (VALUE_LEN // 251 + 1))[:VALUE_LEN]
 
 
 def test_c_client_and_member_join_a_cluster_of_dstore_nodes(
-    nodes: Nodes, libdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, libdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     program = compile_program(
         [REPO / "tests/c/cluster_client.c"], tmp_path / "cluster_client", libdir, cxx=False
     )
-    a, b, c = nodes.cluster(3)
+    a, b, c = cluster.cluster(3)
     scratch = tmp_path / "scratch"  # the program's node roots go here, and must go away
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
@@ -134,11 +135,11 @@ int main(int argc, char** argv) {
 """
 
 
-def test_cpp_wrapper_in_a_cluster(nodes: Nodes, libdir: Path, tmp_path: Path) -> None:
+def test_cpp_wrapper_in_a_cluster(cluster: Cluster, libdir: Path, tmp_path: Path) -> None:
     source = tmp_path / "cluster.cpp"
     source.write_text(CPP_PROGRAM)
     program = compile_program([source], tmp_path / "cluster_cpp", libdir, cxx=True)
-    a, _, _ = nodes.cluster(3)
+    a, _, _ = cluster.cluster(3)
     result = run_sanitized(program, a, str(tmp_path / "roots"), SECRET, KEY)
     assert result.stdout.splitlines()[-1] == "OK", result.stdout
     assert_lines(

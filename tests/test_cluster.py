@@ -1,24 +1,23 @@
 """End to end: `dstore node` processes on 127.0.0.1, driven by the `dstore` client commands
-and by raw sockets. Every test stops every process it starts (the `nodes` fixture's teardown,
-in conftest.py) and works in pytest's temporary directories."""
+and by raw sockets. Every test stops every process it starts (the `cluster` fixture's
+teardown, in conftest.py) and works in pytest's temporary directories."""
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DSTORE, SECRET, Nodes, dstore, env
+from harness import DSTORE, SECRET, Cluster, env, wait_for
+from harness import cli as dstore
 
 pytestmark = pytest.mark.usefixtures("dstore_binary")
 
 
-def test_a_value_put_through_one_member_is_read_listed_and_removed_through_others(nodes: Nodes, tmp_path: Path) -> None:
-    a, b, c = nodes.cluster(3)
+def test_a_value_put_through_one_member_is_read_listed_and_removed_through_others(cluster: Cluster, tmp_path: Path) -> None:
+    a, b, c = cluster.cluster(3)
     data = os.urandom(3 * 1024 * 1024 + 11)
     (tmp_path / "in.bin").write_bytes(data)
     dstore("put", "--peer", a, "photos/big.bin", str(tmp_path / "in.bin"))
@@ -35,19 +34,18 @@ def test_a_value_put_through_one_member_is_read_listed_and_removed_through_other
     assert not (tmp_path / "x").exists()
 
 
-def test_reads_survive_a_killed_node(nodes: Nodes, tmp_path: Path) -> None:
-    a, b, c = nodes.cluster(3)
+def test_reads_survive_a_killed_node(cluster: Cluster, tmp_path: Path) -> None:
+    a, b, c = cluster.cluster(3)
     data = os.urandom(8 * 1024 * 1024)
     (tmp_path / "in.bin").write_bytes(data)
     dstore("put", "--peer", a, "big", str(tmp_path / "in.bin"))
-    nodes.procs[0].kill()  # SIGKILL the node the value was put through
-    nodes.procs[0].wait()
+    cluster.kill(0)  # SIGKILL the node the value was put through
     assert dstore("get", "--peer", b, "big").stdout == data
     assert dstore("get", "--peer", c, "big").stdout == data
 
 
-def test_a_wrong_secret_is_refused_learns_nothing_and_changes_nothing(nodes: Nodes, tmp_path: Path) -> None:
-    a, _, _ = nodes.cluster(3)
+def test_a_wrong_secret_is_refused_learns_nothing_and_changes_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    a, _, _ = cluster.cluster(3)
     (tmp_path / "in.txt").write_bytes(b"intruder")
     wrong = env(DSTORE_SECRET="not the secret")
     for cmd in (["ls"], ["put", "x", str(tmp_path / "in.txt")], ["get", "x"]):
@@ -55,11 +53,11 @@ def test_a_wrong_secret_is_refused_learns_nothing_and_changes_nothing(nodes: Nod
         assert r.returncode != 0, cmd
         assert b"unavailable" in r.stderr and r.stdout == b""
     assert dstore("ls", "--peer", a).stdout == b""
-    assert "the peer does not know the cluster secret" in nodes.log(0)
+    assert "the peer does not know the cluster secret" in cluster.log(0)
 
 
-def test_garbage_oversized_frames_and_silent_peers_leave_the_node_serving(nodes: Nodes, tmp_path: Path) -> None:
-    a, _, _ = nodes.cluster(3)
+def test_garbage_oversized_frames_and_silent_peers_leave_the_node_serving(cluster: Cluster, tmp_path: Path) -> None:
+    a, _, _ = cluster.cluster(3)
     host, port = a.rsplit(":", 1)
     payloads = [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -74,8 +72,8 @@ def test_garbage_oversized_frames_and_silent_peers_leave_the_node_serving(nodes:
     (tmp_path / "in.txt").write_bytes(b"still serving")
     dstore("put", "--peer", a, "k", str(tmp_path / "in.txt"))
     assert dstore("get", "--peer", a, "k").stdout == b"still serving"
-    assert all(p.poll() is None for p in nodes.procs)
-    log = nodes.log(0)
+    assert cluster.live() == [0, 1, 2]
+    log = cluster.log(0)
     assert "refused a connection" in log and "protocol violation" in log
 
 
@@ -93,34 +91,29 @@ def send_and_collect(addr: tuple[str, int], payload: bytes) -> bytes:
     return got
 
 
-def test_sigterm_stops_a_node_cleanly_and_frees_its_root(nodes: Nodes, tmp_path: Path) -> None:
-    (a,) = nodes.cluster(1)
-    assert nodes.stop_all() == [0]
-    assert "dstore node stopped" in nodes.log(0)
+def test_sigterm_stops_a_node_cleanly_and_frees_its_root(cluster: Cluster, tmp_path: Path) -> None:
+    (a,) = cluster.cluster(1)
+    assert cluster.stop_all() == [0]
+    assert "dstore node stopped" in cluster.log(0)
     # The root is unlocked and still belongs to the cluster: a local ls opens it.
     r = dstore("ls", "--root", str(tmp_path / "n0"))
     assert r.returncode == 0
 
 
-def test_a_node_started_from_a_config_file(nodes: Nodes, tmp_path: Path) -> None:
-    first = nodes.start()
+def test_a_node_started_from_a_config_file(cluster: Cluster, tmp_path: Path) -> None:
+    first = cluster.addrs[cluster.start()]
     (tmp_path / "secret").write_text(SECRET)
     (tmp_path / "node.toml").write_text(
         f'root = "{tmp_path / "from-file"}"\nlisten = "127.0.0.1:0"\npeers = ["{first}"]\n'
         f'replicas = 2\nzone = "z1"\nsecret_file = "{tmp_path / "secret"}"\n'
     )
-    p = subprocess.Popen(
+    i = cluster.start_with(
         [str(DSTORE), "node", "--config", str(tmp_path / "node.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DSTORE_")},
+        environ={k: v for k, v in os.environ.items() if not k.startswith("DSTORE_")},
     )
-    nodes.procs.append(p)
-    assert " listening on 127.0.0.1:" in nodes.first_line(p)
-    time.sleep(1.5)
-    status = dstore("status", "--peer", first).stdout.decode()
-    assert "members  2" in status and "zone z1" in status
+    assert cluster.addrs[i].startswith("127.0.0.1:")
+    wait_for(lambda: "members  2" in dstore("status", "--peer", first).stdout.decode(), "the node joins")
+    assert "zone z1" in dstore("status", "--peer", first).stdout.decode()
     assert (tmp_path / "from-file" / "node_id").is_file()
     bad = tmp_path / "bad.toml"
     bad.write_text('roots = "typo"\n')
@@ -128,13 +121,12 @@ def test_a_node_started_from_a_config_file(nodes: Nodes, tmp_path: Path) -> None
     assert r.returncode != 0 and b"unknown field" in r.stderr
 
 
-def test_ports_and_wildcards_are_advertised_as_dialable_addresses(nodes: Nodes) -> None:
-    a = nodes.start()
+def test_ports_and_wildcards_are_advertised_as_dialable_addresses(cluster: Cluster) -> None:
+    a = cluster.addrs[cluster.start()]
     assert not a.endswith(":0")
-    wildcard = nodes.start(listen="0.0.0.0:0", peer=a)
+    wildcard = cluster.addrs[cluster.start(listen="0.0.0.0:0", peers=[a])]
     assert not wildcard.startswith("0.0.0.0")
-    time.sleep(1.5)
-    assert "members  2" in dstore("status", "--peer", a).stdout.decode()
+    wait_for(lambda: "members  2" in dstore("status", "--peer", a).stdout.decode(), "the wildcard node joins")
 
 
 def test_secrets_are_never_taken_from_flags(tmp_path: Path) -> None:
@@ -150,22 +142,13 @@ def test_the_demo_runs_and_checks_every_step() -> None:
     assert "Killed node-1" in out
 
 
-def test_a_restarted_member_is_redialled_and_serves_what_it_holds(nodes: Nodes, tmp_path: Path) -> None:
-    a, b, c = nodes.cluster(3)
+def test_a_restarted_member_is_redialled_and_serves_what_it_holds(cluster: Cluster, tmp_path: Path) -> None:
+    a, b, c = cluster.cluster(3)
     (tmp_path / "in.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     dstore("put", "--peer", a, "kept", str(tmp_path / "in.bin"))
-    nodes.procs[2].kill()
-    nodes.procs[2].wait()
-    time.sleep(1)
+    cluster.kill(2)
     # The same root, on the same address: the others redial it (with backoff) and take it back.
-    args = [str(DSTORE), "node", "--root", str(tmp_path / "n2"), "--listen", c, "--peer", a]
-    log = open(tmp_path / "n2-again.log", "w")
-    nodes.files.append(log)
-    again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env())
-    nodes.procs.append(again)
-    assert c in nodes.first_line(again)
-    deadline = time.monotonic() + 30
-    while "members  3" not in dstore("status", "--peer", a).stdout.decode():
-        assert time.monotonic() < deadline, "the restarted member was never seen again"
-        time.sleep(0.5)
+    cluster.restart(2)
+    assert cluster.addrs[2] == c
+    wait_for(lambda: "members  3" in dstore("status", "--peer", a).stdout.decode(), "the restarted member is seen again")
     assert dstore("get", "--peer", c, "kept").stdout == (tmp_path / "in.bin").read_bytes()

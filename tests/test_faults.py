@@ -3,289 +3,62 @@ network namespaces, lost for good, bit-rotted on disk, out of disk space and wit
 minutes off. Every test checks the one thing that matters: each write that was acknowledged is
 readable, with its bytes, through every member afterwards (and nothing deleted comes back).
 
-The writers are Python clients (`dstore.Node(..., client=True)`) shared by threads, so a test
-makes thousands of writes without a process per write. Each test stops every process it
-starts, in fixtures' teardowns, also when it fails. Figures are printed (run with -s)."""
+Each test with Python writers runs twice (`writer_kind`): its writers are clients
+(`client=True`), then members embedded in this process (listening, owning their share of the
+data, and closing, which hands what they acknowledged to the others). A writer is shared by
+threads, so a test makes thousands of writes without a process per write. Each test stops
+every process it starts, in fixtures' teardowns, also when it fails. Figures are printed (run
+with -s)."""
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
-import selectors
-import shutil
-import signal
 import subprocess
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pytest
 
 import dstore
-from conftest import DSTORE, KEY, SECRET, dstore as cli, env
-from netns import Net
+from harness import (
+    DATA_KEY,
+    FAST,
+    MIB,
+    SECRET,
+    Cluster,
+    Net,
+    check_all,
+    check_through_every_node,
+    cli,
+    client,
+    flip,
+    tree_bytes,
+    value_for,
+    wait_for,
+    writer,
+)
 
 pytestmark = pytest.mark.usefixtures("dstore_binary")
-
-DATA_KEY = bytes.fromhex(KEY)
-MIB = 1024 * 1024
-# Failure detection and repair in seconds rather than the defaults' tens of seconds.
-FAST = (
-    "--suspect-after-ms", "1000",
-    "--dead-after-ms", "3000",
-    "--call-timeout-ms", "2000",
-    "--repair-interval-ms", "1000",
-)  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-
-
-def wait_for(cond: Callable[[], object], what: str, seconds: float = 30, every: float = 0.2) -> float:
-    """Polls `cond` until it is true; returns the seconds it took. Fails after `seconds`."""
-    start = time.monotonic()
-    while True:
-        if cond():
-            return time.monotonic() - start
-        if time.monotonic() - start > seconds:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        time.sleep(every)
-
-
-class Cluster:
-    """`dstore node` processes with one root and one address each, which can be killed
-    (SIGKILL), restarted on the same root and address, or removed for good. Node i keeps
-    root `tmp/n{i}` and log `tmp/n{i}.log` (appended to across restarts)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.addrs: list[str] = []
-        self.args: list[tuple[list[str], list[str]]] = []  # per node: (prefix, flags)
-        self.procs: dict[int, subprocess.Popen[str]] = {}  # the running process of each node
-        self.every: list[subprocess.Popen[str]] = []  # every process ever started
-        self.gone: set[int] = set()  # removed for good
-
-    def root(self, i: int) -> Path:
-        return self.tmp / f"n{i}"
-
-    def log(self, i: int) -> str:
-        return (self.tmp / f"n{i}.log").read_text(errors="replace")
-
-    def start(self, *flags: str, listen: str = "127.0.0.1:0", peers: Iterable[str] = (), prefix: Iterable[str] = ()) -> int:
-        i = len(self.addrs)
-        self.addrs.append(listen)
-        self.args.append((list(prefix), list(flags)))
-        self._launch(i, listen, list(peers))
-        return i
-
-    def cluster(self, n: int, *flags: str) -> list[str]:
-        """n members on 127.0.0.1, all joined through the first; waits until each sees all."""
-        first = self.start(*flags)
-        for _ in range(n - 1):
-            self.start(*flags, peers=[self.addrs[first]])
-        self.wait_members()
-        return list(self.addrs)
-
-    def _launch(self, i: int, listen: str, peers: list[str]) -> None:
-        prefix, flags = self.args[i]
-        args = [*prefix, str(DSTORE), "node", "--root", str(self.root(i)), "--listen", listen, *flags]
-        for peer in peers:
-            args += ["--peer", peer]
-        with open(self.tmp / f"n{i}.log", "a") as log:
-            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env())
-        self.every.append(p)
-        self.procs[i] = p
-        line = first_line(p, 30)
-        assert " listening on " in line, f"node {i} did not start: {line!r}, log: {self.log(i)[-3000:]}"
-        self.addrs[i] = line.strip().rsplit(" ", 1)[1]
-
-    def live(self) -> list[int]:
-        return [i for i, p in sorted(self.procs.items()) if p.poll() is None]
-
-    def kill(self, i: int) -> None:
-        """SIGKILL: no chance to flush, close or say goodbye."""
-        p = self.procs[i]
-        p.kill()
-        p.wait()
-
-    def restart(self, i: int) -> None:
-        """Node i again, on its root and its address, joining through the others."""
-        assert self.procs[i].poll() is not None
-        self._launch(i, self.addrs[i], [a for j, a in enumerate(self.addrs) if j != i and j not in self.gone])
-
-    def remove(self, i: int) -> None:
-        """Node i is lost for good: killed, and its disk gone."""
-        self.kill(i)
-        self.gone.add(i)
-        shutil.rmtree(self.root(i))
-
-    def terminate(self, i: int) -> int:
-        p = self.procs[i]
-        p.send_signal(signal.SIGTERM)
-        return p.wait(timeout=30)
-
-    def stop_all(self) -> None:
-        for p in self.every:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.every:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def status(self, i: int) -> dict:
-        """`dstore status --json` through node i."""
-        r = cli("status", "--json", "--peer", self.addrs[i])
-        return json.loads(r.stdout)
-
-    def stats(self, via: int) -> dict[str, Any]:
-        """Every member's figures by address, as seen through node `via`."""
-        return {n["addr"]: n["stats"] for n in self.status(via)["nodes"]}
-
-    def wait_members(self, seconds: float = 30) -> float:
-        """Until every live node's view has exactly the live nodes as members."""
-        live = self.live()
-        want = sorted(self.addrs[i] for i in live)
-
-        def all_see_all() -> bool:
-            return all(sorted(m["addr"] for m in self.status(i)["members"]) == want for i in live)
-
-        return wait_for(all_see_all, f"members {want} seen by all", seconds, every=0.3)
-
-    def wait_repaired(self, passes: int = 2, seconds: float = 60) -> dict[str, dict]:
-        """Until every live node has completed `passes` more repair passes than now (so at
-        least one pass started after this call); returns the figures then."""
-        via = self.live()[0]
-        before = self.stats(via)
-        want = {self.addrs[i] for i in self.live()}
-        after: dict[str, Any] = {}
-
-        def done() -> bool:
-            nonlocal after
-            after = self.stats(via)
-            return set(after) >= want and all(
-                after[a] is not None and before.get(a) is not None
-                and after[a]["repair"]["passes"] >= before[a]["repair"]["passes"] + passes
-                for a in want
-            )  # fmt: skip
-
-        wait_for(done, f"{passes} repair passes on {sorted(want)}", seconds, every=0.3)
-        return {a: s for a, s in after.items() if s is not None}
-
-
-def first_line(p: subprocess.Popen[str], seconds: float) -> str:
-    """The node's one line of stdout (its address), or '' if none comes within `seconds`."""
-    assert p.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(p.stdout, selectors.EVENT_READ)
-        ready = sel.select(seconds)
-    line = p.stdout.readline() if ready else ""
-    p.stdout.close()
-    return line
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop_all()
-
-
-def client(root: Path, peers: Iterable[str], **kw: Any) -> dstore.Node:
-    """A Python cluster client: owns nothing, reaches the members through `peers`."""
-    opts: dict[str, Any] = dict(suspect_after=1, dead_after=3, call_timeout=2)
-    opts.update(kw)
-    return dstore.Node(root, key=DATA_KEY, secret=SECRET.encode(), peers=list(peers), client=True, **opts)
-
-
-def check_all(c: dstore.Node, expected: dict[str, bytes | None], threads: int = 4) -> tuple[int, int, Counter]:
-    """Reads every key of `expected` through `c` (None: must be NotFound). Returns (lost,
-    wrong, what went wrong by kind)."""
-    keys = sorted(expected)
-    kinds: Counter = Counter()
-    lock = threading.Lock()
-
-    def part(ks: list[str]) -> tuple[int, int]:
-        lost = wrong = 0
-        for k in ks:
-            want = expected[k]
-            try:
-                got = c.get(k)
-            except dstore.NotFoundError:
-                if want is not None:
-                    lost += 1
-                    with lock:
-                        kinds["not found"] += 1
-                continue
-            except dstore.Error as e:
-                lost += 1
-                with lock:
-                    kinds[f"{type(e).__name__}: {str(e)[:80]}"] += 1
-                continue
-            if got != want:
-                wrong += 1
-                with lock:
-                    kinds["deleted but read" if want is None else "wrong bytes"] += 1
-        return lost, wrong
-
-    with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(part, [keys[t::threads] for t in range(threads)]))
-    return sum(r[0] for r in results), sum(r[1] for r in results), kinds
-
-
-def check_through_every_node(tmp: Path, addrs: dict[int, str], expected: dict[str, bytes | None], tag: str, **kw: Any) -> None:
-    """Every key of `expected` through a client per member (that member its only peer);
-    `addrs` maps node numbers to addresses, `kw` are client options."""
-    for i, addr in addrs.items():
-        with client(tmp / f"{tag}-reader{i}", [addr], **kw) as c:
-            c.settle(20)
-            lost, wrong, kinds = check_all(c, expected)
-        print(f"  through node {i} ({addr}): {len(expected)} keys read, lost={lost} wrong={wrong} {dict(kinds)}")
-        assert lost == 0 and wrong == 0, f"through node {i}: lost={lost} wrong={wrong}: {dict(kinds)}"
-
-
-def value_for(key: str, n: int, rng: random.Random, size: int) -> bytes:
-    """A value that names its key and write, so no two writes store the same bytes."""
-    head = f"{key}#{n}:".encode()
-    return head + rng.randbytes(max(0, size - len(head)))
-
-
-def flip(files: Iterable[Path]) -> None:
-    """Bit rot: one byte in the middle of each file changes."""
-    for f in files:
-        with open(f, "r+b") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(size // 2)
-            byte = fh.read(1)
-            fh.seek(size // 2)
-            fh.write(bytes([byte[0] ^ 0x5A]))
-
-
-def tree_bytes(root: Path, *dirs: str) -> int:
-    return sum(f.stat().st_size for d in dirs for f in (root / d).rglob("*") if f.is_file())
 
 
 # ---------------------------------------------------------------------------------------------
 # 1. SIGKILL during writes
 
 
-def test_kill9_random_node_during_writes(cluster: Cluster, tmp_path: Path) -> None:
+def test_kill9_random_node_during_writes(cluster: Cluster, tmp_path: Path, writer_kind: str) -> None:
     """Proves that an acknowledged write survives members being SIGKILLed at random moments
     (mid-request, mid-fsync, mid-repair) and restarted on the same root and address: four
-    writer threads store 2,000 distinct small values through a 5-member, 3-replica cluster
-    while a random member is killed every 1.5-2.5 s and brought back 0.2-1.5 s later.
-    Afterwards every acknowledged value reads back, byte for byte, through every member, and
-    once repair has run every key is on 3 members again."""
+    writers store 2,000 distinct small values through a 5-member, 3-replica cluster while a
+    random member is killed every 1.5-2.5 s and brought back 0.2-1.5 s later. Embedded-member
+    writers also close and reopen on their roots during the run (every 100 writes). Afterwards
+    every acknowledged value reads back, byte for byte, through every `dstore node` member
+    (the writers have closed), and once repair has run every key is on 3 of them again."""
     seed = int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
     addrs = cluster.cluster(5, *FAST)
@@ -298,13 +71,20 @@ def test_kill9_random_node_during_writes(cluster: Cluster, tmp_path: Path) -> No
     seeds = [rng.random() for _ in range(writers)]
     start = time.monotonic()
 
+    reopened = Counter()
+
     def write(t: int) -> None:
         wrng = random.Random(seeds[t])
-        with client(tmp_path / f"writer{t}", addrs) as c:
-            c.settle(20)
+        c = writer(writer_kind, tmp_path / f"writer{t}", addrs)
+        try:
             for n in range(per_writer):
                 if stop.wait(max(0.0, start + n * span / per_writer - time.monotonic())):
                     return
+                if writer_kind == "member" and n and n % 100 == 0:
+                    c.close()  # hands off what it acknowledged, then opens again
+                    c = writer(writer_kind, tmp_path / f"writer{t}", addrs)
+                    with lock:
+                        reopened[t] += 1
                 key = f"w{t}/{n:05d}"
                 value = value_for(key, n, wrng, wrng.randint(16, 600))
                 try:
@@ -314,6 +94,8 @@ def test_kill9_random_node_during_writes(cluster: Cluster, tmp_path: Path) -> No
                         failed[f"{type(e).__name__}: {str(e)[:60]}"] += 1
                     continue
                 acked[t][key] = value
+        finally:
+            c.close()
 
     killed: list[int] = []
     with ThreadPoolExecutor(writers) as pool:
@@ -334,7 +116,8 @@ def test_kill9_random_node_during_writes(cluster: Cluster, tmp_path: Path) -> No
     wrote = time.monotonic() - start
     expected: dict[str, bytes | None] = {k: v for a in acked for k, v in a.items()}
     n_failed = sum(failed.values())
-    print(f"\nwrote for {wrote:.1f} s: {len(expected)} acknowledged, {n_failed} failed {dict(failed)}; killed {killed} (seed {seed})")
+    print(f"\n{writer_kind} writers wrote for {wrote:.1f} s: {len(expected)} acknowledged, {n_failed} failed {dict(failed)}; "
+          f"killed {killed}; writers closed and reopened {sum(reopened.values())} times (seed {seed})")  # fmt: skip
     assert len(expected) >= writers * per_writer // 2, "most writes should have been acknowledged"
 
     settle = cluster.wait_members(60)
@@ -346,29 +129,14 @@ def test_kill9_random_node_during_writes(cluster: Cluster, tmp_path: Path) -> No
 
     # Replication is restored: once repair has run, each key is held by 3 members (the writes
     # that failed may have landed too; the cluster's count includes them).
-    def three_copies() -> bool:
-        s = cluster.status(0)
-        held = [n["stats"]["keys"] for n in s["nodes"] if n["stats"]]
-        return len(held) == 5 and sum(held) == 3 * s["keys"]
-
-    wait_for(three_copies, "every key on exactly 3 members", 60, every=1)
+    wait_for(cluster.copies_of_every_key(3, 5), "every key on exactly 3 members", 60, every=1)
 
 
 # ---------------------------------------------------------------------------------------------
 # 2. A partition, healed
 
 
-@pytest.fixture
-def net() -> Iterator[Net]:
-    n = Net(5)
-    try:
-        n.up()
-        yield n
-    finally:
-        n.down()
-
-
-def test_partition_minority_then_heal(net: Net, cluster: Cluster, tmp_path: Path) -> None:
+def test_partition_minority_then_heal(net: Net, cluster: Cluster, tmp_path: Path, writer_kind: str) -> None:
     """Proves that a partition loses nothing and that the cut-off side catches up: 5 members
     in their own network namespaces (replicas 3); 2 of them are moved to another bridge (they
     still see each other, nobody else), while a client on the majority side writes new keys,
@@ -385,8 +153,8 @@ def test_partition_minority_then_heal(net: Net, cluster: Cluster, tmp_path: Path
     expected: dict[str, bytes | None] = {}
     failed: Counter = Counter()
     minority = (3, 4)
-    with client(tmp_path / "writer", addrs) as c:
-        c.settle(20)
+    # An embedded member listens on this namespace's port on the majority's bridge.
+    with writer(writer_kind, tmp_path / "writer", addrs, listen=f"{net.client_ip}:0") as c:
         for n in range(200):
             key = f"before/{n:04d}"
             value = value_for(key, 0, rng, 100)
@@ -429,12 +197,7 @@ def test_partition_minority_then_heal(net: Net, cluster: Cluster, tmp_path: Path
     print(f"all 5 members see each other {healed:.1f} s after the heal")
     check_through_every_node(tmp_path, dict(enumerate(addrs)), expected, "partition")
 
-    def three_copies() -> bool:
-        s = cluster.status(0)
-        held = [n["stats"]["keys"] for n in s["nodes"] if n["stats"]]
-        return len(held) == 5 and sum(held) == 3 * s["keys"]
-
-    converged = wait_for(three_copies, "every key on exactly 3 members", 60, every=1)
+    converged = wait_for(cluster.copies_of_every_key(3, 5), "every key on exactly 3 members", 60, every=1)
     for i in range(5):
         assert cluster.terminate(i) == 0, cluster.log(i)[-3000:]
 
@@ -465,7 +228,7 @@ def test_partition_minority_then_heal(net: Net, cluster: Cluster, tmp_path: Path
 # 3. Permanent loss
 
 
-def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path) -> None:
+def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path, writer_kind: str) -> None:
     """Proves that repair restores the replica count after a member and its disk are lost for
     good, before the next loss: 4 members with replicas 2 hold 32 MiB (values from 20 KiB to
     2.5 MiB, several chunks each for the big ones). One member is SIGKILLed and its root
@@ -477,10 +240,12 @@ def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path) -> Non
     sizes = [5 * MIB // 2] * 8 + [256 * 1024] * 24 + [20 * 1024 + 7 * i for i in range(300)]
     values = {f"v/{i:04d}": rng.randbytes(s) for i, s in enumerate(sizes)}
     total = sum(sizes)
-    with client(tmp_path / "writer", addrs, replicas=2) as c:  # a client places data too
-        c.settle(20)
+    with writer(writer_kind, tmp_path / "writer", addrs, replicas=2) as c:
         for k, v in values.items():
             c.store(k, v)
+    # A member writer has handed what it held to the others as it closed; repair settles
+    # every key on exactly its 2 owners.
+    wait_for(cluster.copies_of_every_key(2, 4), "every key on exactly 2 members", 60, every=0.5)
     base = cluster.wait_repaired(2)
     held_chunks = sum(s["chunks"] for s in base.values())
     held_keys = sum(s["keys"] for s in base.values())
@@ -531,7 +296,7 @@ def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path) -> Non
 # 4. Bit rot
 
 
-def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path) -> None:
+def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path, writer_kind: str) -> None:
     """Proves that flipped bits on one member's disk never reach a reader and are repaired
     without an operator. 3 members, replicas 3, so every member holds everything. Bytes are
     flipped in chunk and manifest files (of the values in group A) of member 2, whose scrubber
@@ -552,8 +317,7 @@ def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path) -
     # Group B is stored without encryption, so its files can be told apart on disk.
     group_b = {f"b/big{i}": rng.randbytes(3 * MIB // 2 + i) for i in range(2)}
     group_b.update({f"b/small{i}": rng.randbytes(2000 + i) for i in range(4)})
-    with client(tmp_path / "writer", addrs) as c:
-        c.settle(20)
+    with writer(writer_kind, tmp_path / "writer", addrs) as c:
         for k, v in group_a.items():
             c.store(k, v)
         for k, v in group_b.items():
@@ -682,7 +446,9 @@ def test_disk_full_refuses_writes_then_recovers(tmpfs: Callable[[str, str], Path
     assert cli("ls", "--root", root).stdout.decode().split() == sorted(stored)
 
 
-def test_a_member_with_a_full_disk_is_written_around(tmpfs: Callable[[str, str], Path], cluster: Cluster, tmp_path: Path) -> None:
+def test_a_member_with_a_full_disk_is_written_around(
+    tmpfs: Callable[[str, str], Path], cluster: Cluster, tmp_path: Path, writer_kind: str
+) -> None:
     """Proves that one member out of disk space does not stop a cluster: of 3 members
     (replicas 3) one has its root on a full tmpfs; writes through the cluster still succeed
     (the two others hold them) and read back through every member, the full member keeps
@@ -702,8 +468,7 @@ def test_a_member_with_a_full_disk_is_written_around(tmpfs: Callable[[str, str],
                 assert e.errno == errno.ENOSPC, e
     rng = random.Random(9)
     values = {f"v/{i}": rng.randbytes(300 * 1024 + i) for i in range(10)}
-    with client(tmp_path / "writer", cluster.addrs) as c:
-        c.settle(20)
+    with writer(writer_kind, tmp_path / "writer", cluster.addrs) as c:
         for k, v in values.items():
             c.store(k, v)
     assert cluster.procs[2].poll() is None, "the full member died"

@@ -799,6 +799,7 @@ IDLE = {
     },
     "scrub": {"passes": 0, "bytes": 0, "objects": 0, "bad": 0, "restored": 0},
     "gc": {"chunks_collected": 0, "tombstones_collected": 0},
+    "drain": {"running": False, "objects": 0, "checked": 0, "pushed": 0, "bytes": 0, "unconfirmed": 0},
 }
 
 
@@ -828,9 +829,9 @@ def test_stats_counts(node, tmp_path):
     assert len(chunk_files(node.root)) == 2
 
 
-def test_stats_nest_repair_scrub_and_gc(node):
+def test_stats_nest_repair_scrub_gc_and_drain(node):
     stats = node.stats()
-    assert list(stats) == ["keys", "chunks", "bytes_stored", "bytes_read", "repair", "scrub", "gc"]
+    assert list(stats) == ["keys", "chunks", "bytes_stored", "bytes_read", "repair", "scrub", "gc", "drain"]
     for group, fields in IDLE.items():
         assert type(stats[group]) is dict
         assert list(stats[group]) == list(fields), group

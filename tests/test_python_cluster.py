@@ -1,5 +1,5 @@
 """The Python module in a cluster: members and clients in this process, and interplay with
-`dstore node` processes and the `dstore` command (fixtures in conftest.py)."""
+`dstore node` processes and the `dstore` command (tests/harness.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import dstore
-from conftest import KEY, SECRET, Nodes, dstore as dstore_cli
+from harness import KEY, SECRET, Cluster, wait_for
+from harness import cli as dstore_cli
 
 CHUNK = 4096
 DATA_KEY = bytes.fromhex(KEY)
@@ -18,15 +19,6 @@ DATA_KEY = bytes.fromhex(KEY)
 
 def member(root: Path, peers: list[str] | None = None, **kw: object) -> dstore.Node:
     return dstore.Node(root, key=DATA_KEY, secret=SECRET.encode(), chunk_size=CHUNK, listen="127.0.0.1:0", peers=peers or [], **kw)
-
-
-def wait_for(cond, what: str, seconds: float = 20) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_members_replicate_and_serve_each_other(tmp_path: Path) -> None:
@@ -138,8 +130,8 @@ def test_an_address_that_cannot_be_bound_is_an_os_error(tmp_path: Path) -> None:
             dstore.Node(tmp_path / "b", secret=SECRET.encode(), listen=a.addr)
 
 
-def test_python_and_the_command_line_share_one_cluster(nodes: Nodes, tmp_path: Path) -> None:
-    first, _, _ = nodes.cluster(3)
+def test_python_and_the_command_line_share_one_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    first, _, _ = cluster.cluster(3)
     (tmp_path / "in.bin").write_bytes(os.urandom(3 * 1024 * 1024))
     dstore_cli("put", "--peer", first, "from-cli", str(tmp_path / "in.bin"))
     with dstore.Node(tmp_path / "py", key=DATA_KEY, secret=SECRET.encode(), peers=[first], client=True) as py:

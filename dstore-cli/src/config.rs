@@ -65,7 +65,7 @@ pub struct Tuning {
     /// How long a delete's tombstone is kept [default: 86400000].
     #[arg(long, value_name = "MS")]
     pub tombstone_grace_ms: Option<u64>,
-    /// How long stopping may take to hand this node's acknowledged writes to the other
+    /// How long stopping may take to hand what this node holds to the other
     /// owners (and leaving may go without progress) [default: 30000].
     #[arg(long, value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,

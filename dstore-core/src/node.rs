@@ -80,9 +80,9 @@ pub struct Config {
     pub read_quorum: Option<usize>,
     /// Repair, scrubbing and garbage collection (cluster members only).
     pub maintenance: Maintenance,
-    /// How long `close` may take to hand the writes this node acknowledged to the owners
-    /// the cluster has without it (and `leave`, everything it holds, may go without
-    /// progress). Past it, `close` closes anyway and says what was not handed off.
+    /// How long `close` may take to hand what this node holds to the owners the cluster
+    /// has without it (and `leave` may go without progress doing so). Past it, `close`
+    /// closes anyway and says what was not handed off.
     pub drain_timeout: Duration,
     /// Milliseconds added to this node's wall clock. For tests of clock skew only.
     #[doc(hidden)]
@@ -175,8 +175,9 @@ struct Inner {
     background: Mutex<Vec<JoinHandle<()>>>,
     /// What repair uses, for a member: `close` and `leave` hand data off with it.
     maintain: Option<Arc<maintain::Context>>,
-    /// Set when `close` or `leave` starts: no call starts after it.
-    closing: AtomicBool,
+    /// Set when `close` or `leave` starts: no call starts after it, and peers' writes and
+    /// repair questions are refused (see `Serve`).
+    closing: Arc<AtomicBool>,
     /// How the node ended, once it has (see `Node::closed`).
     ended: tokio::sync::watch::Sender<Option<Ended>>,
     drain_timeout: Duration,
@@ -297,6 +298,7 @@ impl Node {
         let mut background = Vec::new();
         let mut maintain_ctx = None;
         let leave_hook = Arc::new(LeaveHook::new());
+        let closing = Arc::new(AtomicBool::new(false));
         let remote = if networked {
             let cluster_config = ClusterConfig {
                 listen: config.listen.clone(),
@@ -310,6 +312,7 @@ impl Node {
                 store: store.clone(),
                 counters: counters.clone(),
                 leave: leave_hook.clone(),
+                closing: closing.clone(),
             });
             let cluster = Cluster::start(
                 id,
@@ -327,7 +330,6 @@ impl Node {
                 read_quorum: config.read_quorum,
                 counters: counters.clone(),
                 background: Default::default(),
-                unsettled: Default::default(),
             });
             if remote.cluster.is_member() {
                 let ctx = maintain::Context {
@@ -358,7 +360,7 @@ impl Node {
                 stop,
                 background: Mutex::new(background),
                 maintain: maintain_ctx,
-                closing: AtomicBool::new(false),
+                closing,
                 ended: tokio::sync::watch::channel(None).0,
                 drain_timeout: config.drain_timeout,
             }),
@@ -488,9 +490,8 @@ impl Node {
     /// Stops accepting calls, waits for the calls in flight to finish, and releases the
     /// root: once this returns, another node may open it. A cluster member first tells the
     /// other members it departs (until it opens again) and drains: it waits for the copies
-    /// of its acknowledged writes still going out, and hands every acknowledged write that
-    /// counted its own copy to the owners the cluster has without it, within
-    /// `Config::drain_timeout`. If that does not finish in time, the node closes all the same
+    /// of its acknowledged writes still going out, and hands what it holds to the owners the
+    /// cluster has without it, within `Config::drain_timeout` (DESIGN.md §4, Shutdown). If that does not finish in time, the node closes all the same
     /// and says so: `Unavailable`, naming what was not handed off (it stays in the root, and
     /// reaches the owners when the node opens again). Closing twice is harmless.
     pub async fn close(&self) -> Result<()> {
@@ -635,20 +636,12 @@ impl Node {
             // Members stop counting this node as an owner (and stop sending it writes)
             // before it hands off, so that the owners it hands to are the ones they use.
             remote.cluster.announce_departure(false).await;
-            let only = if leave {
-                None
-            } else {
-                let mut u = remote.unsettled.lock().unwrap_or_else(|e| e.into_inner());
-                let set = std::mem::take(&mut u.objects);
-                (!std::mem::take(&mut u.overflowed)).then_some(set)
-            };
             // Pass after pass until everything is on its owners. `close` has until its
             // deadline; `leave` until it makes no progress for `drain_timeout`.
             let mut deadline = tokio::time::Instant::now() + timeout;
             let mut best = u64::MAX;
             loop {
-                let pass =
-                    tokio::time::timeout_at(deadline, maintain::hand_off(ctx, only.as_ref()));
+                let pass = tokio::time::timeout_at(deadline, maintain::hand_off(ctx));
                 let left = match pass.await {
                     Ok(Some(left)) => left,
                     Ok(None) => return Err("the node closed during the hand-off".into()),
@@ -663,9 +656,20 @@ impl Node {
                     break;
                 }
                 if remote.cluster.peers().is_empty() {
-                    return Err(format!(
-                        "{left} objects have no other live member to be handed to"
-                    ));
+                    // Every other member departed: the whole cluster is stopping, and what
+                    // this node holds waits in its root. Members that died instead may hold
+                    // nothing of it when they return: that is a hand-off that failed.
+                    let window = remote.cluster.timeouts().dead_after + timeout;
+                    if remote.cluster.lost_within(window) {
+                        return Err(format!(
+                            "{left} objects have no other live member to be handed to"
+                        ));
+                    }
+                    tracing::info!(
+                        left,
+                        "every other member has departed; keeping what is here"
+                    );
+                    break;
                 }
                 if leave && left < best {
                     deadline = tokio::time::Instant::now() + timeout;

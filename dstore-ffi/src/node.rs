@@ -111,8 +111,8 @@ pub unsafe extern "C" fn dstore_free(node: *mut dstore_node) {
 }
 
 /// Closes the node, and says how that went; the handle stays valid for dstore_free(), and
-/// every other call on it fails with DSTORE_CLOSED. A cluster member first hands the writes
-/// it acknowledged to the owners the cluster has without it (see
+/// every other call on it fails with DSTORE_CLOSED. A cluster member first hands the data
+/// it holds to the owners the cluster has without it (see
 /// dstore_options_set_drain_timeout_ms): DSTORE_UNAVAILABLE if that did not finish in time,
 /// with what was left in dstore_last_error() (the node is closed all the same, and what was
 /// not handed off stays in its root). Closing a closed node is DSTORE_OK. dstore_free()

@@ -370,7 +370,7 @@ pub unsafe extern "C" fn dstore_options_set_timeouts_ms(
 }
 
 /// Sets how long, in milliseconds, dstore_close() of a cluster member may take to hand the
-/// writes it acknowledged to the owners the cluster has without it (and dstore_leave() may go
+/// data it holds to the owners the cluster has without it (and dstore_leave() may go
 /// without progress handing off everything it holds): 30000 by default. Past it the node
 /// closes anyway and dstore_close() says so with DSTORE_UNAVAILABLE. 0 is
 /// DSTORE_INVALID_ARGUMENT.

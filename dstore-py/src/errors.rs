@@ -34,7 +34,7 @@ create_exception!(
     dstore,
     DrainWarning,
     PyRuntimeWarning,
-    "close() of a cluster member did not hand every write it acknowledged to the other owners \
+    "close() of a cluster member did not hand everything it holds to the other owners \
      within drain_timeout. The node is closed; what was not handed off stays in its root and \
      reaches its owners when the node opens again."
 );

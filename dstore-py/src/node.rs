@@ -311,7 +311,7 @@ impl PyNode {
 
     /// Closes the node: waits for calls still in flight on other threads, then unlocks the
     /// root, so the root can be reopened as soon as this returns. A cluster member first
-    /// hands the writes it acknowledged to the owners the cluster has without it; if that
+    /// hands what it holds to the owners the cluster has without it; if that
     /// does not finish within `drain_timeout`, the node closes anyway and a `DrainWarning`
     /// says what was left. Idempotent; later calls raise ClosedError.
     fn close(&self, py: Python<'_>) -> PyResult<()> {

@@ -142,3 +142,141 @@ pub(crate) async fn repair(args: &Args, dir: &Path) -> AnyResult {
     drop(procs);
     Ok(())
 }
+
+/// Members that come and go: three node processes and a member in this process (replicas 3),
+/// which stores `large_mib` MiB, closes (handing off what it acknowledged), opens again and
+/// leaves for good (handing off everything it holds). Before that, from a client, the cost
+/// of reading a key that does not exist against one that does (both read only the manifest:
+/// `has`), in a settled cluster; and after, while the change is recent.
+pub(crate) async fn churn(args: &Args, dir: &Path) -> AnyResult {
+    let secret = hex::encode(dstore_core::crypto::random_bytes::<32>());
+    let key = dstore_core::crypto::random_bytes::<32>();
+    let key_hex = hex::encode(key);
+    let mut procs = Processes(Vec::new());
+    let first = spawn_node(&dir.join("node-1"), None, &secret, &key_hex, &FAST)?;
+    let seed = first.1.clone();
+    procs.0.push(first);
+    for i in 2..=3 {
+        let root = dir.join(format!("node-{i}"));
+        procs
+            .0
+            .push(spawn_node(&root, Some(&seed), &secret, &key_hex, &FAST)?);
+    }
+    let config = |root: &str, client: bool| {
+        let mut c = Config::new(dir.join(root));
+        c.client = client;
+        c.listen = (!client).then(|| "127.0.0.1:0".to_owned());
+        c.peers = vec![seed.clone()];
+        c.secret = Some(secret.clone().into_bytes());
+        c.data_key = Some(key);
+        fast(&mut c);
+        c
+    };
+    println!("\n== Churn: 3 node processes and a member in this process, replicas 3 ==");
+    let client = Node::open(config("client", true)).await?;
+    client.settle(Duration::from_secs(15)).await?;
+    client
+        .store("present", b"here", StoreOptions::default())
+        .await?;
+    // Past the client's start: a settled cluster, no recent change in its view.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    missing_key_reads(&client, "settled").await?;
+
+    let member = Node::open(config("member", false)).await?;
+    member.settle(Duration::from_secs(15)).await?;
+    let values = args.large_mib.div_ceil(64).max(1);
+    for v in 0..values {
+        member
+            .store_reader(
+                &format!("churn/{v}"),
+                Source::numbered_from(64 << 20, v << 32),
+                StoreOptions::default(),
+            )
+            .await?;
+    }
+    let held = member.stats()?.chunks;
+    let (took, sent) = timed_hand_off(&member, false).await?;
+    row(
+        &format!("close() of a member holding {held} MiB"),
+        format!("{:.2} s", took.as_secs_f64()),
+        format!(
+            "{:.0} MiB handed off ({} MiB stored through it)",
+            sent as f64 / (1 << 20) as f64,
+            values * 64
+        ),
+    );
+    let member = Node::open(config("member", false)).await?;
+    member.settle(Duration::from_secs(15)).await?;
+    let held = member.stats()?.chunks;
+    let (took, sent) = timed_hand_off(&member, true).await?;
+    row(
+        &format!("leave() of a member holding {held} MiB"),
+        format!("{:.2} s", took.as_secs_f64()),
+        format!(
+            "{:.0} MiB moved, {:.0} MB/s",
+            sent as f64 / (1 << 20) as f64,
+            sent as f64 / (1 << 20) as f64 / took.as_secs_f64()
+        ),
+    );
+    missing_key_reads(&client, "right after a change").await?;
+    let _ = client.close().await;
+    drop(procs);
+    Ok(())
+}
+
+/// Closes (or leaves with) `node`, watching its hand-off counters as it goes: the time it
+/// took and the bytes it sent.
+async fn timed_hand_off(node: &Node, leave: bool) -> AnyResult<(Duration, u64)> {
+    let started = Instant::now();
+    let watcher = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut sent = 0;
+            while let Ok(s) = node.stats() {
+                sent = s.drain.bytes;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            sent
+        })
+    };
+    if leave {
+        node.leave().await?;
+    } else {
+        node.close().await?;
+    }
+    let took = started.elapsed();
+    Ok((took, watcher.await?))
+}
+
+/// Median latency of `has` on a key that exists and on one that does not, and requests.
+async fn missing_key_reads(client: &Node, when: &str) -> AnyResult {
+    let times = |present: bool| {
+        let client = client.clone();
+        async move {
+            let mut v = Vec::new();
+            for i in 0..200 {
+                let key = if present {
+                    "present".to_owned()
+                } else {
+                    format!("missing/{i}")
+                };
+                let t = Instant::now();
+                let found = client.has(&key).await?;
+                v.push(t.elapsed().as_secs_f64() * 1e6);
+                assert_eq!(found, present);
+            }
+            AnyResult::Ok(super::median(v))
+        }
+    };
+    let present = times(true).await?;
+    let missing = times(false).await?;
+    row(
+        &format!("read of a missing key, {when}"),
+        format!("{missing:.0} us"),
+        format!(
+            "{:.2}x a key that exists ({present:.0} us: R owners asked)",
+            missing / present
+        ),
+    );
+    Ok(())
+}

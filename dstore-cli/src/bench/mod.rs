@@ -37,9 +37,10 @@ pub struct Args {
     /// Where to put the stores (default: a temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
-    /// Run only one part: `local` (one node, its own store), `cluster` (3 node processes)
-    /// or `repair` (4 node processes, one lost for good).
-    #[arg(long, value_parser = ["local", "cluster", "repair"])]
+    /// Run only one part: `local` (one node, its own store), `cluster` (3 node processes),
+    /// `repair` (4 node processes, one lost for good) or `churn` (a member in this process
+    /// that closes and leaves; reads of missing keys).
+    #[arg(long, value_parser = ["local", "cluster", "repair", "churn"])]
     only: Option<String>,
 }
 
@@ -245,6 +246,9 @@ pub async fn run(args: Args) -> AnyResult {
     }
     if part("repair") {
         cluster::repair(&args, &base.join("repair")).await?;
+    }
+    if part("churn") {
+        cluster::churn(&args, &base.join("churn")).await?;
     }
     Ok(())
 }

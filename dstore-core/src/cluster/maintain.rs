@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, RwLock};
 
-use super::remote::{Object, Remote};
+use super::remote::Remote;
 use crate::error::Error;
 use crate::ids::{ChunkId, KeyId, NodeId};
 use crate::net::message::{Request, Response, MAX_BATCH};
@@ -159,6 +159,19 @@ impl Context {
         }
     }
 
+    /// Whether an object is where it must be after a pass: with every owner, for repair.
+    /// For a hand-off, with a write quorum of the owners it has without this node, counting
+    /// only those that answered: a member that is closing too refuses to answer (and to take
+    /// copies), so what is counted is held by members that stay; one that is down or refuses
+    /// the copy (a full disk) is left to repair. It was sent to every owner that lacked it.
+    /// Held by nobody that answered settles nothing.
+    fn settled(&self, pass: Pass, everyone_has: bool, holders: usize, answering: usize) -> bool {
+        match pass {
+            Pass::Repair => everyone_has,
+            Pass::HandOff => holders > 0 && holders >= self.remote.write_need(answering.max(1)),
+        }
+    }
+
     fn checked(&self, pass: Pass) {
         match pass {
             Pass::Repair => add(&self.counters.checked, 1),
@@ -190,18 +203,14 @@ pub(crate) enum Pass {
     HandOff,
 }
 
-/// Hands objects held here to the owners they will have without this node: the writes it
-/// acknowledged (`Some`) before it closes, or everything it holds (`None`) when it leaves
-/// for good. Chunks go before the manifests that name them. Returns how many objects could
-/// not be confirmed on all those owners (`None` if the node closed meanwhile).
-pub(crate) async fn hand_off(ctx: &Context, only: Option<&HashSet<Object>>) -> Option<u64> {
+/// Hands everything held here to the owners it will have without this node, before it
+/// closes or when it leaves for good. Chunks go before the manifests that name them. Returns
+/// how many objects are not yet settled (see `Context::settled`); `None` if the node closed
+/// meanwhile.
+pub(crate) async fn hand_off(ctx: &Context) -> Option<u64> {
     let store = ctx.store().await?;
-    let (mut chunks, mut keys) = (store.chunk_ids(), store.key_states());
+    let (chunks, keys) = (store.chunk_ids(), store.key_states());
     drop(store);
-    if let Some(only) = only {
-        chunks.retain(|id| only.contains(&Object::Chunk(*id)));
-        keys.retain(|k| only.contains(&Object::Manifest(k.key.clone())));
-    }
     let c = &ctx.counters;
     c.drain_objects
         .store((chunks.len() + keys.len()) as u64, Ordering::Relaxed);
@@ -320,7 +329,7 @@ async fn repair_manifests(
         let (others, mine) = &plans[i];
         let expired =
             pass == Pass::Repair && state.deleted && state.version.time < tombstone_horizon;
-        let mut everyone_has = true;
+        let (mut everyone_has, mut holders) = (true, 0);
         for owner in others {
             let Some(held) = answers[i].get(owner) else {
                 everyone_has = false; // no answer: nothing is dropped on its account
@@ -330,6 +339,7 @@ async fn repair_manifests(
             // An expired tombstone is only sent to an owner that still holds an older live
             // version; an owner with nothing for the key has nothing to delete.
             if !behind || (expired && held.is_none()) {
+                holders += 1;
                 continue;
             }
             let key = state.key.clone();
@@ -349,9 +359,10 @@ async fn repair_manifests(
                 add(&ctx.counters.manifests_pushed, 1);
             }
             everyone_has &= pushed;
+            holders += usize::from(pushed);
         }
-        // Handing off to nobody confirms nothing.
-        unconfirmed += u64::from(!everyone_has || (pass == Pass::HandOff && others.is_empty()));
+        let answering = answers[i].len();
+        unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, answering));
         if !everyone_has || (*mine && !expired) || pass == Pass::HandOff {
             continue;
         }
@@ -405,10 +416,13 @@ async fn repair_chunks(
             continue;
         }
         let (others, mine) = &plans[i];
-        let mut everyone_has = true;
+        let (mut everyone_has, mut holders) = (true, 0);
         for owner in others {
             match has[i].get(owner) {
-                Some(true) => continue,
+                Some(true) => {
+                    holders += 1;
+                    continue;
+                }
                 None => {
                     everyone_has = false;
                     continue;
@@ -431,8 +445,10 @@ async fn repair_chunks(
                 add(&ctx.counters.chunks_pushed, 1);
             }
             everyone_has &= pushed;
+            holders += usize::from(pushed);
         }
-        unconfirmed += u64::from(!everyone_has || (pass == Pass::HandOff && others.is_empty()));
+        let answering = has[i].len();
+        unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, answering));
         if *mine || !everyone_has || others.is_empty() || pass == Pass::HandOff {
             continue;
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::placement::Candidate;
 use crate::ids::NodeId;
-use crate::net::message::MemberInfo;
+use crate::net::message::{Departure, MemberInfo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -155,6 +155,44 @@ impl Members {
         }
     }
 
+    /// Records a departure a peer told of. Only the incarnation that departed is marked: an
+    /// older report never hides a member that has opened again since.
+    pub fn departed_elsewhere(&mut self, d: Departure) {
+        if let Some(e) = self.table.get_mut(&d.id) {
+            let same = e.incarnation.is_none_or(|i| i == d.incarnation);
+            if same && e.departed.is_none_or(|old| d.permanent && !old.permanent) {
+                e.incarnation = Some(d.incarnation);
+                e.departed = Some(Departed {
+                    at: Instant::now(),
+                    incarnation: Some(d.incarnation),
+                    permanent: d.permanent,
+                });
+            }
+        }
+    }
+
+    /// The most recent departures this node knows of (of members it knew the incarnation
+    /// of), at most `max`, to pass on in answers to pings.
+    pub fn departures(&self, max: usize) -> Vec<Departure> {
+        let mut all: Vec<(Instant, Departure)> = self
+            .table
+            .values()
+            .filter_map(|e| {
+                let d = e.departed?;
+                Some((
+                    d.at,
+                    Departure {
+                        id: e.info.id,
+                        incarnation: d.incarnation?,
+                        permanent: d.permanent,
+                    },
+                ))
+            })
+            .collect();
+        all.sort_by_key(|d| std::cmp::Reverse(d.0));
+        all.into_iter().take(max).map(|(_, d)| d).collect()
+    }
+
     /// Whether the owners of some objects changed within `window`: a member joined or came
     /// back (after this node's own start), died, or departed. During such a change, reads
     /// ask beyond the current owners (see `Remote::get_manifest`). Also returns how many
@@ -246,6 +284,17 @@ impl Members {
         })
     }
 
+    /// Whether a member that did not depart has died less than `window` ago: one that may
+    /// come back, as opposed to members that all left or closed.
+    pub fn lost_within(&self, t: &Timeouts, window: Duration) -> bool {
+        let now = Instant::now();
+        self.table.values().any(|e| {
+            e.departed.is_none()
+                && self.health_at(&e.info.id, t, now) == Health::Dead
+                && e.last_ok.is_some_and(|at| now.duration_since(at) < window)
+        })
+    }
+
     /// Members that are not dead: the ones that own data.
     pub fn live(&self, t: &Timeouts) -> Vec<MemberInfo> {
         self.table
@@ -297,5 +346,48 @@ mod tests {
         let e = &m.table[&NodeId([1; 32])];
         assert_eq!(e.backoff, BACKOFF_MAX);
         assert!(!m.may_dial(&NodeId([1; 32])));
+    }
+
+    /// A departure holds for the incarnation that departed: its own answers do not undo it,
+    /// a new incarnation's hello does, and a report of an older incarnation changes nothing.
+    #[test]
+    fn departures_apply_to_one_incarnation_and_travel_between_members() {
+        let t = Timeouts::default();
+        let (a, b) = (NodeId([1; 32]), NodeId([2; 32]));
+        let mut m = Members::default();
+        m.hello(info(1), 10, &t);
+        m.hello(info(2), 20, &t);
+        assert_eq!(m.live(&t).len(), 2);
+        m.depart(&a, false);
+        m.answered(&a, &t); // it still serves while it drains
+        assert_eq!(m.live(&t), vec![info(2)]);
+        m.hello(info(1), 10, &t); // a connection it opens while draining
+        assert_eq!(m.live(&t).len(), 1);
+        let told = m.departures(8);
+        assert_eq!(told.len(), 1);
+        assert_eq!((told[0].id, told[0].incarnation), (a, 10));
+
+        // Another member learns it from the first one's answer.
+        let mut other = Members::default();
+        other.hello(info(1), 10, &t);
+        other.departed_elsewhere(told[0]);
+        assert!(other.live(&t).is_empty());
+        assert!(
+            !other.lost_within(&t, Duration::from_secs(60)),
+            "departed, not lost"
+        );
+
+        // It opens again: a new incarnation is a member again, and the old report is stale.
+        m.hello(info(1), 11, &t);
+        assert_eq!(m.live(&t).len(), 2);
+        m.departed_elsewhere(told[0]);
+        assert_eq!(
+            m.live(&t).len(),
+            2,
+            "a report of the old incarnation changes nothing"
+        );
+        // Leaving for good: garbage collection stops waiting for it.
+        m.depart(&b, true);
+        assert!(!m.missing_within(&t, Duration::from_secs(3600)));
     }
 }

@@ -28,6 +28,9 @@ use crate::version::Clock;
 use membership::{Members, Timeouts};
 use placement::Candidate;
 
+/// Departures told in one answer to a ping, and taken from one.
+const MAX_DEPARTURES: usize = 256;
+
 /// How often members are pinged (and missing connections redialled).
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -387,10 +390,13 @@ impl Cluster {
                 return;
             }
             match cluster.call(id, Request::Ping).await {
-                Ok(Response::Pong { members }) => {
+                Ok(Response::Pong { members, departed }) => {
                     let new: Vec<NodeId> = {
                         let mut state = cluster.lock();
                         state.members.answered(&id, &cluster.timeouts);
+                        for d in departed.into_iter().take(MAX_DEPARTURES) {
+                            state.members.departed_elsewhere(d);
+                        }
                         let mut new = Vec::new();
                         for info in members.into_iter().filter(|i| i.id != cluster.me) {
                             if state.members.get(&info.id).is_none() {
@@ -445,6 +451,11 @@ impl Cluster {
         (changed || joins > 0, joins)
     }
 
+    /// See `Members::lost_within`.
+    pub fn lost_within(&self, window: Duration) -> bool {
+        self.lock().members.lost_within(&self.timeouts, window)
+    }
+
     /// See `Members::missing_within`.
     pub fn missing_within(&self, window: Duration) -> bool {
         self.lock().members.missing_within(&self.timeouts, window)
@@ -490,7 +501,8 @@ impl Handler for Dispatch {
                 let mut members = cluster.peers();
                 members.extend(cluster.my_info());
                 members.retain(|m| m.id != from.node);
-                Box::pin(async move { Response::Pong { members } })
+                let departed = cluster.lock().members.departures(MAX_DEPARTURES);
+                Box::pin(async move { Response::Pong { members, departed } })
             }
             (Request::Depart { permanent }, Some(cluster)) => {
                 let response = if matches!(from.role, Role::Member { .. }) {

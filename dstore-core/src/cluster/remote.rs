@@ -13,9 +13,9 @@
 //! - A chunk read uses the local copy if there is a good one, else asks the owners one by one
 //!   in rendezvous order, checking every answer against the chunk id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::placement::{self, Candidate};
 use super::Cluster;
@@ -41,47 +41,6 @@ pub(crate) struct Remote {
     /// repairs: `Node::close` waits for them (they used to be detached, and dropped by
     /// `close`, which stranded writes whose only other copies were on closing members).
     pub background: Tracker,
-    /// Writes this node acknowledged that may rest on its own copy: `Node::close` hands
-    /// them to the owners the cluster has without it.
-    pub unsettled: Arc<Mutex<Unsettled>>,
-}
-
-/// An object a write stored: a chunk, or the manifest of a key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Object {
-    Chunk(ChunkId),
-    Manifest(String),
-}
-
-/// Acknowledged writes that this node holds a copy of and that count that copy toward their
-/// replicas: when it closes, they have a copy fewer, and if the other owners close too, none
-/// left on the members that stay. `close` hands each to the owners without this node.
-/// Bounded: past `MAX_UNSETTLED` objects, `close` hands off everything held instead.
-#[derive(Default)]
-pub(crate) struct Unsettled {
-    pub objects: HashSet<Object>,
-    pub overflowed: bool,
-}
-
-const MAX_UNSETTLED: usize = 1 << 20;
-
-impl std::fmt::Display for Object {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Object::Chunk(id) => write!(f, "chunk {id}"),
-            Object::Manifest(key) => write!(f, "manifest of {key:?}"),
-        }
-    }
-}
-
-impl Unsettled {
-    fn record(&mut self, object: Object) {
-        if self.objects.len() >= MAX_UNSETTLED {
-            self.overflowed = true;
-        } else {
-            self.objects.insert(object);
-        }
-    }
 }
 
 /// A majority of `n`.
@@ -126,7 +85,7 @@ impl Remote {
         (order, n)
     }
 
-    fn write_need(&self, n: usize) -> usize {
+    pub(crate) fn write_need(&self, n: usize) -> usize {
         self.write_quorum.map_or(majority(n), |w| w.clamp(1, n))
     }
 
@@ -153,13 +112,13 @@ impl Remote {
             id,
             data: data.to_vec(),
         };
-        self.store_on_owners(Object::Chunk(id), &id.0, local, request)
+        self.store_on_owners(format!("chunk {id}"), &id.0, local, request)
             .await
     }
 
     /// Stores a manifest (or tombstone) on W of its key's owners.
     pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<()> {
-        let what = Object::Manifest(manifest.body.key.clone());
+        let what = format!("manifest of {:?}", manifest.body.key);
         let key_id = KeyId::of(&manifest.body.key);
         let bytes = manifest.to_bytes();
         let local = {
@@ -175,11 +134,10 @@ impl Remote {
     /// Stores an object on W of the owners of `id`: with `local` on this node (on the
     /// blocking pool), with the request `request` makes on the others. Each owner that fails
     /// is replaced by the next stand-in. Returns once W succeeded; the other copies carry on
-    /// in the background, tracked so that `close` waits for them. A write with a copy on this
-    /// member is recorded as unsettled (see `Unsettled`).
+    /// in the background, tracked so that `close` waits for them.
     async fn store_on_owners(
         &self,
-        what: Object,
+        what: String,
         id: &[u8; 32],
         local: impl Fn() -> Result<()> + Send + Sync + 'static,
         request: impl Fn() -> Request + Send + Sync + 'static,
@@ -214,10 +172,10 @@ impl Remote {
         for owner in waiting.by_ref().take(n) {
             sends.spawn(send(owner));
         }
-        let (mut stored_on, mut failures) = (Vec::new(), Vec::new());
+        let (mut ok, mut failures) = (0, Vec::new());
         while let Some(joined) = sends.join_next().await {
             match joined {
-                Ok((who, Ok(()))) => stored_on.push(who),
+                Ok((_, Ok(()))) => ok += 1,
                 Ok((who, Err(e))) => {
                     failures.push(format!("{who}: {e}"));
                     if let Some(stand_in) = waiting.next() {
@@ -226,42 +184,24 @@ impl Remote {
                 }
                 Err(e) => failures.push(e.to_string()),
             }
-            if stored_on.len() < need {
+            if ok < need {
                 continue;
-            }
-            let unsettled = self.cluster.is_member().then(|| self.unsettled.clone());
-            let record = move |what: Object| {
-                if let Some(u) = &unsettled {
-                    u.lock().unwrap_or_else(|e| e.into_inner()).record(what);
-                }
-            };
-            // Recorded now if this node holds a copy already: `close` may abort the rest.
-            let early = stored_on.contains(&me);
-            if early {
-                record(what.clone());
             }
             // The remaining copies, with stand-ins for owners that fail, in the background.
             self.background.spawn(async move {
                 while let Some(joined) = sends.join_next().await {
-                    match joined {
-                        Ok((who, Ok(()))) => stored_on.push(who),
-                        Ok((_, Err(_))) => {
-                            if let Some(stand_in) = waiting.next() {
-                                sends.spawn(send(stand_in));
-                            }
+                    if let Ok((_, Err(_))) = joined {
+                        if let Some(stand_in) = waiting.next() {
+                            sends.spawn(send(stand_in));
                         }
-                        Err(_) => {}
                     }
-                }
-                if !early && stored_on.contains(&me) {
-                    record(what);
                 }
             });
             return Ok(());
         }
         Err(Error::Unavailable(format!(
             "{what}: {} of the {need} copies needed were stored ({})",
-            stored_on.len(),
+            ok,
             failures.join("; ")
         )))
     }

@@ -1,6 +1,7 @@
 //! The answers a node gives its peers, from its local store. Everything received is checked
 //! before it is kept: chunks against their ids, manifests against the cluster MAC.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, RwLock};
@@ -23,6 +24,9 @@ pub(crate) struct Serve {
     pub store: Arc<RwLock<Option<Arc<Store>>>>,
     pub counters: Arc<Counters>,
     pub leave: Arc<LeaveHook>,
+    /// Set while the node closes or leaves: it takes no more copies and answers no repair
+    /// questions, so that a member handing off does not count it as a holder that stays.
+    pub closing: Arc<AtomicBool>,
 }
 
 impl Handler for Serve {
@@ -41,6 +45,16 @@ impl Handler for Serve {
                     Err(_) => failed(FailureKind::Refused, "node is closing".into()),
                 }
             });
+        }
+        let departing = matches!(
+            request,
+            Request::PutChunk { .. }
+                | Request::PutManifest { .. }
+                | Request::HasChunks { .. }
+                | Request::Versions { .. }
+        );
+        if departing && self.closing.load(Ordering::Acquire) {
+            return Box::pin(async { failed(FailureKind::Refused, "node is closing".into()) });
         }
         let (store, counters) = (self.store.clone(), self.counters.clone());
         Box::pin(async move {
@@ -76,6 +90,7 @@ fn answer(store: &Store, request: Request) -> Response {
     match request {
         Request::Ping => Response::Pong {
             members: Vec::new(),
+            departed: Vec::new(),
         }, // answered by the cluster
         Request::PutChunk { id, data } if ChunkId::of(&data) != id => failed(
             FailureKind::Integrity,

@@ -79,6 +79,9 @@ pub const MAX_BATCH: usize = 1024;
 pub enum Response {
     Pong {
         members: Vec<MemberInfo>,
+        /// Members that departed recently, so that one that missed a `Depart` (cut off at the
+        /// time) learns it too.
+        departed: Vec<Departure>,
     },
     Stored,
     Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -108,6 +111,15 @@ pub struct MemberInfo {
     pub id: NodeId,
     pub addr: String,
     pub zone: Option<String>,
+}
+
+/// That one incarnation of a member departed (for good, if `permanent`). It applies only to
+/// that incarnation: a member that opens again says hello with a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Departure {
+    pub id: NodeId,
+    pub incarnation: u64,
+    pub permanent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -153,8 +153,8 @@ class Node:
     everything every `scrub_interval` (default 3600) at `scrub_rate` bytes per second
     (default 16 MiB; 0: no scrubbing), removes a chunk nothing names after `gc_grace`
     (default 3600) and forgets a delete after `tombstone_grace` (default 86400).
-    `close()` of a member may take `drain_timeout` (default 30) to hand the writes it
-    acknowledged to the other owners (and `leave()` may go that long without progress).
+    `close()` of a member may take `drain_timeout` (default 30) to hand what it holds to
+    the other owners (and `leave()` may go that long without progress).
 
     Raises LockedError if another node has `root` open, InvalidArgumentError (a ValueError)
     for a bad key length, chunk size, replica count, quorum, duration or empty secret,
@@ -216,8 +216,8 @@ class Node:
         """Counters: keys, chunks, bytes_stored, bytes_read, and the dicts repair, scrub
         and gc of a member's background work."""
     def close(self) -> None:
-        """Closes the node and unlocks its root. A cluster member first hands the writes it
-        acknowledged to the owners the cluster has without it; if that does not finish within
+        """Closes the node and unlocks its root. A cluster member first hands what it holds
+        to the owners the cluster has without it; if that does not finish within
         `drain_timeout`, it closes anyway and warns (DrainWarning). Idempotent; later calls
         raise ClosedError."""
     def leave(self) -> None:
@@ -271,5 +271,5 @@ class StorageIOError(Error, OSError):
     """The operating system refused an operation. Also an OSError; errno is set when known."""
 
 class DrainWarning(RuntimeWarning):
-    """close() of a member did not hand every acknowledged write to the other owners in time;
+    """close() of a member did not hand everything it holds to the other owners in time;
     what was left stays in its root and reaches its owners when the node opens again."""
