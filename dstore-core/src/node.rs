@@ -641,7 +641,7 @@ impl Node {
             let mut deadline = tokio::time::Instant::now() + timeout;
             let mut best = u64::MAX;
             loop {
-                let pass = tokio::time::timeout_at(deadline, maintain::hand_off(ctx));
+                let pass = tokio::time::timeout_at(deadline, maintain::hand_off(ctx, leave));
                 let left = match pass.await {
                     Ok(Some(left)) => left,
                     Ok(None) => return Err("the node closed during the hand-off".into()),

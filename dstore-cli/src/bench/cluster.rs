@@ -3,6 +3,8 @@
 //! stores and reads with 1, 2 and 3 replicas.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dstore_core::{Config, Node, StoreOptions};
@@ -182,42 +184,32 @@ pub(crate) async fn churn(args: &Args, dir: &Path) -> AnyResult {
     tokio::time::sleep(Duration::from_secs(3)).await;
     missing_key_reads(&client, "settled").await?;
 
-    let member = Node::open(config("member", false)).await?;
-    member.settle(Duration::from_secs(15)).await?;
-    let values = args.large_mib.div_ceil(64).max(1);
-    for v in 0..values {
-        member
-            .store_reader(
-                &format!("churn/{v}"),
-                Source::numbered_from(64 << 20, v << 32),
-                StoreOptions::default(),
-            )
-            .await?;
+    // One member closes and another leaves, each after storing `large_mib` MiB of its own
+    // (a member that closed and came back would have little left to hand off).
+    for (name, leave) in [("closing", false), ("leaving", true)] {
+        let member = Node::open(config(name, false)).await?;
+        member.settle(Duration::from_secs(15)).await?;
+        let values = args.large_mib.div_ceil(64).max(1);
+        for v in 0..values {
+            let source = Source::numbered_from(64 << 20, (v << 32) | (u64::from(leave) << 48));
+            member
+                .store_reader(&format!("{name}/{v}"), source, StoreOptions::default())
+                .await?;
+        }
+        let held = member.stats()?.chunks;
+        let (took, sent) = timed_hand_off(&member, leave).await?;
+        let what = if leave { "leave()" } else { "close()" };
+        row(
+            &format!("{what} of a member holding {held} MiB"),
+            format!("{:.2} s", took.as_secs_f64()),
+            format!(
+                "{:.0} MiB sent, {:.0} MB/s ({} MiB stored through it)",
+                sent as f64 / (1 << 20) as f64,
+                sent as f64 / (1 << 20) as f64 / took.as_secs_f64(),
+                values * 64
+            ),
+        );
     }
-    let held = member.stats()?.chunks;
-    let (took, sent) = timed_hand_off(&member, false).await?;
-    row(
-        &format!("close() of a member holding {held} MiB"),
-        format!("{:.2} s", took.as_secs_f64()),
-        format!(
-            "{:.0} MiB handed off ({} MiB stored through it)",
-            sent as f64 / (1 << 20) as f64,
-            values * 64
-        ),
-    );
-    let member = Node::open(config("member", false)).await?;
-    member.settle(Duration::from_secs(15)).await?;
-    let held = member.stats()?.chunks;
-    let (took, sent) = timed_hand_off(&member, true).await?;
-    row(
-        &format!("leave() of a member holding {held} MiB"),
-        format!("{:.2} s", took.as_secs_f64()),
-        format!(
-            "{:.0} MiB moved, {:.0} MB/s",
-            sent as f64 / (1 << 20) as f64,
-            sent as f64 / (1 << 20) as f64 / took.as_secs_f64()
-        ),
-    );
     missing_key_reads(&client, "right after a change").await?;
     let _ = client.close().await;
     drop(procs);
@@ -228,23 +220,30 @@ pub(crate) async fn churn(args: &Args, dir: &Path) -> AnyResult {
 /// took and the bytes it sent.
 async fn timed_hand_off(node: &Node, leave: bool) -> AnyResult<(Duration, u64)> {
     let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let node = node.clone();
+        let (node, done) = (node.clone(), done.clone());
         tokio::spawn(async move {
+            // The last figures before the store closes are the hand-off's totals; `stats`
+            // also fails for a moment while close waits for calls in flight.
             let mut sent = 0;
-            while let Ok(s) = node.stats() {
-                sent = s.drain.bytes;
+            while !done.load(Ordering::Acquire) {
+                if let Ok(s) = node.stats() {
+                    sent = s.drain.bytes;
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             sent
         })
     };
-    if leave {
-        node.leave().await?;
+    let result = if leave {
+        node.leave().await
     } else {
-        node.close().await?;
-    }
+        node.close().await
+    };
     let took = started.elapsed();
+    done.store(true, Ordering::Release);
+    result?;
     Ok((took, watcher.await?))
 }
 

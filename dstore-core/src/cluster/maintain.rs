@@ -123,7 +123,7 @@ impl Context {
                     add(&self.counters.bytes_pushed, len as u64);
                     self.pace(len, self.settings.repair_rate).await;
                 }
-                Pass::HandOff => {
+                Pass::HandOff { .. } => {
                     add(&self.counters.drain_pushed, 1);
                     add(&self.counters.drain_bytes, len as u64);
                 }
@@ -141,7 +141,7 @@ impl Context {
     fn owners(&self, object: &[u8; 32], pass: Pass) -> (Vec<NodeId>, bool) {
         let owners = match pass {
             Pass::Repair => self.remote.owners(object),
-            Pass::HandOff => self.remote.owners_without_me(object),
+            Pass::HandOff { .. } => self.remote.owners_without_me(object),
         };
         let mine = owners.iter().any(|o| o.id == self.me());
         let others = owners
@@ -163,19 +163,35 @@ impl Context {
     /// For a hand-off, with a write quorum of the owners it has without this node, counting
     /// only those that answered: a member that is closing too refuses to answer (and to take
     /// copies), so what is counted is held by members that stay; one that is down or refuses
-    /// the copy (a full disk) is left to repair. It was sent to every owner that lacked it.
-    /// Held by nobody that answered settles nothing.
+    /// the copy (a full disk) is left to repair. Held by nobody that answered settles nothing.
     fn settled(&self, pass: Pass, everyone_has: bool, holders: usize, answering: usize) -> bool {
         match pass {
             Pass::Repair => everyone_has,
-            Pass::HandOff => holders > 0 && holders >= self.remote.write_need(answering.max(1)),
+            Pass::HandOff { .. } => holders > 0 && holders >= self.quorum_of(answering),
+        }
+    }
+
+    /// A write quorum of `answering` owners (at least one).
+    fn quorum_of(&self, answering: usize) -> usize {
+        self.remote.write_need(answering.max(1))
+    }
+
+    /// Whether a pass sends a copy to an owner that lacks it, when `holders` of the
+    /// `answering` owners have it already: repair and leaving send to every owner; closing
+    /// sends only until a write quorum holds it. A member that closes comes back, and the
+    /// copies it would send beyond the quorum would be handed back when it does; if it
+    /// stays away, the others' repair brings the object to every owner (paced).
+    fn sends(&self, pass: Pass, holders: usize, answering: usize) -> bool {
+        match pass {
+            Pass::Repair | Pass::HandOff { all: true } => true,
+            Pass::HandOff { all: false } => holders < self.quorum_of(answering),
         }
     }
 
     fn checked(&self, pass: Pass) {
         match pass {
             Pass::Repair => add(&self.counters.checked, 1),
-            Pass::HandOff => add(&self.counters.drain_checked, 1),
+            Pass::HandOff { .. } => add(&self.counters.drain_checked, 1),
         }
     }
 
@@ -199,15 +215,17 @@ impl Context {
 pub(crate) enum Pass {
     /// Anti-entropy: bring the current owners up to date, drop what this node need not keep.
     Repair,
-    /// This node departs: bring the owners it leaves behind up to date, drop nothing.
-    HandOff,
+    /// This node departs: bring the owners it leaves behind up to date, drop nothing. `all`
+    /// (leaving for good): every owner; else (closing) a write quorum of them.
+    HandOff { all: bool },
 }
 
 /// Hands everything held here to the owners it will have without this node, before it
 /// closes or when it leaves for good. Chunks go before the manifests that name them. Returns
 /// how many objects are not yet settled (see `Context::settled`); `None` if the node closed
 /// meanwhile.
-pub(crate) async fn hand_off(ctx: &Context) -> Option<u64> {
+pub(crate) async fn hand_off(ctx: &Context, leave: bool) -> Option<u64> {
+    let pass = Pass::HandOff { all: leave };
     let store = ctx.store().await?;
     let (chunks, keys) = (store.chunk_ids(), store.key_states());
     drop(store);
@@ -216,10 +234,10 @@ pub(crate) async fn hand_off(ctx: &Context) -> Option<u64> {
         .store((chunks.len() + keys.len()) as u64, Ordering::Relaxed);
     let mut unconfirmed = 0;
     for batch in chunks.chunks(MAX_BATCH) {
-        unconfirmed += repair_chunks(ctx, batch, &HashMap::new(), Pass::HandOff).await?;
+        unconfirmed += repair_chunks(ctx, batch, &HashMap::new(), pass).await?;
     }
     for batch in keys.chunks(MAX_BATCH) {
-        unconfirmed += repair_manifests(ctx, batch, Pass::HandOff).await?;
+        unconfirmed += repair_manifests(ctx, batch, pass).await?;
     }
     c.drain_unconfirmed.store(unconfirmed, Ordering::Relaxed);
     Some(unconfirmed)
@@ -329,17 +347,22 @@ async fn repair_manifests(
         let (others, mine) = &plans[i];
         let expired =
             pass == Pass::Repair && state.deleted && state.version.time < tombstone_horizon;
-        let (mut everyone_has, mut holders) = (true, 0);
+        let answering = answers[i].len();
+        let current = |held: &Option<Version>| held.is_some_and(|v| v >= state.version);
+        let (mut everyone_has, mut holders) =
+            (true, answers[i].values().filter(|h| current(h)).count());
         for owner in others {
             let Some(held) = answers[i].get(owner) else {
                 everyone_has = false; // no answer: nothing is dropped on its account
                 continue;
             };
-            let behind = held.is_none_or(|v| v < state.version);
             // An expired tombstone is only sent to an owner that still holds an older live
             // version; an owner with nothing for the key has nothing to delete.
-            if !behind || (expired && held.is_none()) {
-                holders += 1;
+            if current(held) || (expired && held.is_none()) {
+                continue;
+            }
+            if !ctx.sends(pass, holders, answering) {
+                everyone_has = false;
                 continue;
             }
             let key = state.key.clone();
@@ -361,9 +384,8 @@ async fn repair_manifests(
             everyone_has &= pushed;
             holders += usize::from(pushed);
         }
-        let answering = answers[i].len();
         unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, answering));
-        if !everyone_has || (*mine && !expired) || pass == Pass::HandOff {
+        if !everyone_has || (*mine && !expired) || pass != Pass::Repair {
             continue;
         }
         let (key, version) = (state.key.clone(), state.version);
@@ -416,14 +438,16 @@ async fn repair_chunks(
             continue;
         }
         let (others, mine) = &plans[i];
-        let (mut everyone_has, mut holders) = (true, 0);
+        let answering = has[i].len();
+        let (mut everyone_has, mut holders) = (true, has[i].values().filter(|h| **h).count());
         for owner in others {
             match has[i].get(owner) {
-                Some(true) => {
-                    holders += 1;
+                Some(true) => continue,
+                None => {
+                    everyone_has = false;
                     continue;
                 }
-                None => {
+                Some(false) if !ctx.sends(pass, holders, answering) => {
                     everyone_has = false;
                     continue;
                 }
@@ -447,9 +471,8 @@ async fn repair_chunks(
             everyone_has &= pushed;
             holders += usize::from(pushed);
         }
-        let answering = has[i].len();
         unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, answering));
-        if *mine || !everyone_has || others.is_empty() || pass == Pass::HandOff {
+        if *mine || !everyone_has || others.is_empty() || pass != Pass::Repair {
             continue;
         }
         let id = *id;

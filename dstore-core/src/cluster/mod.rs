@@ -410,6 +410,11 @@ impl Cluster {
                         cluster.ping(n);
                     }
                 }
+                Ok(Response::Failed { message, .. }) => {
+                    // A member that is closing, or a bug: either way not an answer.
+                    cluster.lock().members.failed(&id);
+                    tracing::debug!(peer = %id, message, "a ping was refused");
+                }
                 Ok(other) => tracing::warn!(peer = %id, ?other, "unexpected answer to a ping"),
                 Err(e) => tracing::debug!(peer = %id, error = %e, "heartbeat failed"),
             }
