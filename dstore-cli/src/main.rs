@@ -357,6 +357,7 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     c.zone = args.zone.or(file.zone.clone());
     args.tuning.apply(&file.tuning, &mut c);
     c.clock_offset_ms = args.clock_offset_ms;
+    c.leave_on_request = true; // `dstore leave --peer` is how an operator retires a node
     c.data_key = config::data_key(&args.secrets, &file)?;
     c.secret = Some(
         config::secret(&args.secrets, &file)?

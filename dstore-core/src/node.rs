@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster::maintain;
@@ -84,6 +84,15 @@ pub struct Config {
     /// has without it (and `leave` may go without progress doing so). Past it, `close`
     /// closes anyway and says what was not handed off.
     pub drain_timeout: Duration,
+    /// Whether a peer (`dstore leave --peer`, over a session that proved the cluster secret)
+    /// may ask this member to leave the cluster for good. Off by default: an application
+    /// that embeds a member decides itself when it leaves (`Node::leave`); `dstore node`
+    /// turns it on.
+    pub leave_on_request: bool,
+    /// How far ahead of this node's wall clock a peer's clock, or a version it sends, may be
+    /// before it is refused (and logged): a clock far in the future would otherwise spread to
+    /// every node and stamp versions nothing later could replace. Default 60 s.
+    pub max_clock_drift: Duration,
     /// Milliseconds added to this node's wall clock. For tests of clock skew only.
     #[doc(hidden)]
     pub clock_offset_ms: i64,
@@ -108,6 +117,8 @@ impl Config {
             read_quorum: None,
             maintenance: Maintenance::default(),
             drain_timeout: Duration::from_secs(30),
+            leave_on_request: false,
+            max_clock_drift: Duration::from_millis(crate::version::MAX_CLOCK_DRIFT_MS),
             clock_offset_ms: 0,
         }
     }
@@ -133,6 +144,8 @@ impl fmt::Debug for Config {
             .field("read_quorum", &self.read_quorum)
             .field("maintenance", &self.maintenance)
             .field("drain_timeout", &self.drain_timeout)
+            .field("leave_on_request", &self.leave_on_request)
+            .field("max_clock_drift", &self.max_clock_drift)
             .finish()
     }
 }
@@ -164,9 +177,11 @@ struct Inner {
     data_key: DataKey,
     cluster: ClusterKey,
     clock: Arc<Clock>,
-    /// `None` once closed. Every call holds a read guard for its whole run (see `Op`), so
-    /// `close` (the writer) waits for calls in flight, and the root is unlocked when it returns.
+    /// `None` once closed, and the root unlocked.
     store: Arc<RwLock<Option<Arc<Store>>>>,
+    /// One permit per call in flight (see `Op`): `close` takes them all, so it waits for the
+    /// calls under way without making peers' requests (which read `store`) wait behind it.
+    ops: Arc<Semaphore>,
     counters: Arc<Counters>,
     /// The cluster, for a node that is part of one.
     remote: Option<Arc<Remote>>,
@@ -203,8 +218,11 @@ pub enum Ended {
 /// One call in flight; see `Inner::store`.
 struct Op {
     store: Arc<Store>,
-    _guard: OwnedRwLockReadGuard<Option<Arc<Store>>>,
+    _permit: OwnedSemaphorePermit,
 }
+
+/// Permits of `Inner::ops`: more calls than can be in flight at once.
+const OPS: u32 = 1 << 24;
 
 /// Chunks pinned by a write in flight; released on drop unless a manifest took them over.
 struct Pins {
@@ -287,11 +305,31 @@ impl Node {
         let (config, store, id, raw_key) =
             blocking(move || Self::open_store(config, !networked)).await?;
         let cluster_key = store.cluster().clone();
-        let clock = Arc::new(Clock::with_offset(config.clock_offset_ms));
-        // Stamp later than anything this node stored before it was restarted.
-        if let Some(newest) = store.key_states().iter().map(|s| s.version.time).max() {
-            clock.observe(newest);
-        }
+        let clock = Arc::new(Clock::new(
+            config.clock_offset_ms,
+            config.max_clock_drift.as_millis() as u64,
+        ));
+        // Stamp later than anything this node stored before it was restarted; but versions
+        // from beyond the drift allowed (a peer's poisoned clock, before that was refused)
+        // are set aside, or no later write could ever replace those keys.
+        let horizon = clock.horizon();
+        let (store, newest) = blocking(move || {
+            let mut newest = 0;
+            for s in store.key_states() {
+                if s.version.time <= horizon {
+                    newest = newest.max(s.version.time);
+                } else {
+                    tracing::warn!(
+                        key = s.key,
+                        "manifest stamped from the far future; set aside"
+                    );
+                    store.quarantine_manifest(&s.key, s.version)?;
+                }
+            }
+            Ok((store, newest))
+        })
+        .await?;
+        clock.observe(newest);
         let store = Arc::new(RwLock::new(Some(Arc::new(store))));
         let counters = Arc::new(Counters::default());
         let (stop, _) = tokio::sync::watch::channel(false);
@@ -313,6 +351,7 @@ impl Node {
                 counters: counters.clone(),
                 leave: leave_hook.clone(),
                 closing: closing.clone(),
+                clock: clock.clone(),
             });
             let cluster = Cluster::start(
                 id,
@@ -355,6 +394,7 @@ impl Node {
                 cluster: cluster_key,
                 clock,
                 store,
+                ops: Arc::new(Semaphore::new(OPS as usize)),
                 counters,
                 remote,
                 stop,
@@ -365,16 +405,21 @@ impl Node {
                 drain_timeout: config.drain_timeout,
             }),
         };
-        node.answer_leave_requests(&leave_hook);
+        if config.leave_on_request {
+            node.answer_leave_requests(&leave_hook);
+        }
         Ok(node)
     }
 
     /// Leaves the cluster when a peer asks (`dstore leave`, `Request::Leave`): the request
     /// is answered once this node has departed, then it closes.
     fn answer_leave_requests(&self, hook: &LeaveHook) {
+        if self.inner.maintain.is_none() {
+            return; // a client has nothing to hand off; requests are refused
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        if hook.set(tx).is_err() || self.inner.maintain.is_none() {
-            return; // a client has nothing to hand off; its requests are refused
+        if hook.set(tx).is_err() {
+            return;
         }
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -476,14 +521,15 @@ impl Node {
     /// Starts a call: fails with `Closed` after `close`, else keeps the store open until the
     /// returned `Op` is dropped.
     async fn begin(&self) -> Result<Op> {
-        let guard = self.inner.store.clone().read_owned().await;
+        let permit = self.inner.ops.clone().acquire_owned().await;
+        let permit = permit.map_err(|_| Error::Closed)?;
         if self.inner.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let store = guard.as_ref().ok_or(Error::Closed)?.clone();
+        let store = self.inner.store.read().await.clone().ok_or(Error::Closed)?;
         Ok(Op {
             store,
-            _guard: guard,
+            _permit: permit,
         })
     }
 
@@ -495,7 +541,14 @@ impl Node {
     /// and says so: `Unavailable`, naming what was not handed off (it stays in the root, and
     /// reaches the owners when the node opens again). Closing twice is harmless.
     pub async fn close(&self) -> Result<()> {
-        self.shut(Shut::Close, None).await
+        self.spawn_shut(Shut::Close).await
+    }
+
+    /// Runs `shut` as a task of its own, so that a caller that gives up waiting (a timeout
+    /// around `close`) does not leave the node half closed.
+    async fn spawn_shut(&self, how: Shut) -> Result<()> {
+        let node = self.clone();
+        join(tokio::spawn(async move { node.shut(how, None).await })).await
     }
 
     /// Leaves the cluster for good: hands everything this node holds to the owners the
@@ -509,7 +562,7 @@ impl Node {
                 "only a cluster member can leave a cluster".into(),
             ));
         }
-        self.shut(Shut::Leave, None).await
+        self.spawn_shut(Shut::Leave).await
     }
 
     /// Waits until the node has closed (by `close`, `leave`, or a peer's `Leave` request),
@@ -557,7 +610,7 @@ impl Node {
     /// handed off, so they find out by heartbeat as they would after a kill.
     #[doc(hidden)]
     pub async fn halt(&self) {
-        let _ = self.shut(Shut::Halt, None).await;
+        let _ = self.spawn_shut(Shut::Halt).await;
     }
 
     /// Closes (`Close`), leaves the cluster first (`Leave`), or stops without a word
@@ -576,9 +629,12 @@ impl Node {
             self.closed().await;
             return if leave { Err(Error::Closed) } else { Ok(()) };
         }
-        // No call starts now (`begin` checks `closing` under the guard); wait for those under
-        // way: their writes are what the drain hands off.
-        drop(self.inner.store.write().await);
+        // No call starts now (`begin` checks `closing` after taking its permit); wait for those
+        // under way: their writes are what the drain hands off.
+        if let Ok(all) = self.inner.ops.clone().acquire_many_owned(OPS).await {
+            self.inner.ops.close();
+            drop(all);
+        }
         let _ = self.inner.stop.send(true);
         let background: Vec<_> = self
             .inner
@@ -620,9 +676,10 @@ impl Node {
         let counters = &self.inner.counters;
         counters.drain_running.store(true, Ordering::Relaxed);
         let result = async {
-            // The copies of acknowledged writes still going out beyond their quorum.
-            let deadline = tokio::time::Instant::now() + timeout;
-            let copies_done = remote.background.wait(deadline).await;
+            // `close` has `drain_timeout` for all of it; the copies of acknowledged writes
+            // still going out beyond their quorum first.
+            let close_by = tokio::time::Instant::now() + timeout;
+            let copies_done = remote.background.wait(close_by).await;
             let Some(ctx) = &self.inner.maintain else {
                 // A client holds nothing: its copies are all it can wait for.
                 return if copies_done {
@@ -636,31 +693,54 @@ impl Node {
             // Members stop counting this node as an owner (and stop sending it writes)
             // before it hands off, so that the owners it hands to are the ones they use.
             remote.cluster.announce_departure(false).await;
-            // Pass after pass until everything is on its owners. `close` has until its
-            // deadline; `leave` until it makes no progress for `drain_timeout`.
-            let mut deadline = tokio::time::Instant::now() + timeout;
-            let mut best = u64::MAX;
+            // Pass after pass until everything is on its owners. `close` has until one
+            // deadline. `leave` goes on while it makes progress: within a pass (one pass over
+            // a large node takes longer than `drain_timeout`), objects checked or sent; from
+            // one pass to the next, fewer objects left unsettled.
+            let moving = || {
+                let d = counters.stats(Default::default()).drain;
+                (d.checked, d.pushed)
+            };
+            let (mut best, mut improved_at) = (u64::MAX, tokio::time::Instant::now());
             loop {
-                let pass = tokio::time::timeout_at(deadline, maintain::hand_off(ctx, leave));
-                let left = match pass.await {
-                    Ok(Some(left)) => left,
-                    Ok(None) => return Err("the node closed during the hand-off".into()),
-                    Err(_) => {
-                        return Err(format!(
-                            "{} objects not yet confirmed on their owners after {timeout:?}",
-                            counters.stats(Default::default()).drain.objects
-                        ))
+                let pass = maintain::hand_off(ctx, leave);
+                tokio::pin!(pass);
+                let mut stall_at = if leave {
+                    tokio::time::Instant::now() + timeout
+                } else {
+                    close_by
+                };
+                let mut seen = moving();
+                let left = loop {
+                    tokio::select! {
+                        left = &mut pass => break left,
+                        () = tokio::time::sleep_until(stall_at) => {
+                            if leave && moving() != seen {
+                                seen = moving();
+                                stall_at = tokio::time::Instant::now() + timeout;
+                                continue;
+                            }
+                            return Err(format!(
+                                "a hand-off pass did not finish within {timeout:?} ({} \
+                                 objects were left unsettled by the pass before)",
+                                counters.stats(Default::default()).drain.unconfirmed
+                            ));
+                        }
                     }
+                };
+                let Some(left) = left else {
+                    return Err("the node closed during the hand-off".into());
                 };
                 if left == 0 {
                     break;
                 }
                 if remote.cluster.peers().is_empty() {
-                    // Every other member departed: the whole cluster is stopping, and what
-                    // this node holds waits in its root. Members that died instead may hold
-                    // nothing of it when they return: that is a hand-off that failed.
+                    // For `close`: when every other member departed, the whole cluster is
+                    // stopping, and what this node holds waits in its root. Members that died
+                    // instead may hold nothing of it when they return, and a node that leaves
+                    // for good must have handed everything to someone: those fail.
                     let window = remote.cluster.timeouts().dead_after + timeout;
-                    if remote.cluster.lost_within(window) {
+                    if leave || remote.cluster.lost_within(window) {
                         return Err(format!(
                             "{left} objects have no other live member to be handed to"
                         ));
@@ -671,14 +751,18 @@ impl Node {
                     );
                     break;
                 }
-                if leave && left < best {
-                    deadline = tokio::time::Instant::now() + timeout;
+                if left < best {
+                    (best, improved_at) = (left, tokio::time::Instant::now());
                 }
-                best = best.min(left);
-                if tokio::time::Instant::now() + Duration::from_millis(500) >= deadline {
+                let give_up_at = if leave {
+                    improved_at + timeout
+                } else {
+                    close_by
+                };
+                if tokio::time::Instant::now() + Duration::from_millis(500) >= give_up_at {
                     return Err(format!(
-                        "{left} objects not confirmed on every owner without this node \
-                         (owners that did not answer or refused)"
+                        "{left} objects not on a write quorum of their owners without this \
+                         node (owners that did not answer or refused)"
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -791,7 +875,9 @@ impl Node {
         }
         if let Some(read) = prior {
             match join(read).await {
-                Ok(Some(m)) => self.inner.clock.observe(m.body.version.time),
+                Ok(Some(m)) => {
+                    self.inner.clock.observe(m.body.version.time);
+                }
                 Ok(None) => {}
                 // Owners that cannot answer a read will not take the write either; let the
                 // write say so.

@@ -55,8 +55,8 @@ pub struct ScrubStats {
     pub restored: u64,
 }
 
-/// Handing objects to the owners the cluster will have without this node: the writes it
-/// acknowledged when it closes, everything it holds when it leaves for good.
+/// Handing what this node holds to the owners the cluster will have without it, when it
+/// closes (until a write quorum of them holds each object) or leaves for good (all of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainStats {
     /// Whether a hand-off is under way now.

@@ -432,6 +432,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Sets the manifest of `key` aside in `quarantine/` if it is still at `version` (one
+    /// stamped from the far future: see `Node::open`). Its chunks stay until the next open,
+    /// which decides on them as for any unnamed chunk.
+    pub fn quarantine_manifest(&self, key: &str, version: Version) -> Result<bool> {
+        let path = self.manifest_path(key)?;
+        let mut index = self.lock_index();
+        if index.keys.get(key).map(|e| e.version) != Some(version) {
+            return Ok(false);
+        }
+        self.set_aside(&path);
+        index.keys.remove(key);
+        Ok(true)
+    }
+
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
         self.chunk_path(id).is_ok_and(|p| p.is_file())
     }

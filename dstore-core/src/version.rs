@@ -22,11 +22,29 @@ pub struct Version {
 /// reading and the receiver observes it, so a node whose wall clock is behind still stamps
 /// its writes after everything it has heard of: it cannot make an old write win over a newer
 /// one it has seen.
-#[derive(Debug, Default)]
+///
+/// A reading further ahead of this node's wall clock than `max_ahead` is refused, not
+/// observed: one peer with a clock near `u64::MAX` (broken or hostile) would otherwise drag
+/// every clock it reaches there, and stamp versions that nothing written later could beat.
+#[derive(Debug)]
 pub struct Clock {
     last: Mutex<u64>,
     /// Added to the wall clock, in milliseconds: lets tests run a node whose clock is off.
     offset_ms: i64,
+    /// How far ahead of the wall clock a reading may be, in milliseconds.
+    max_ahead_ms: u64,
+}
+
+/// The default of `Clock::max_ahead_ms` (and `Config::max_clock_drift`): an hour. A node
+/// whose wall clock is behind the cluster's by more than this refuses its peers' readings,
+/// so it must cover the skews the cluster promises to ride out (tests run nodes 5 and 10
+/// minutes slow); anything near the end of time is far beyond it.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 3_600_000;
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new(0, MAX_CLOCK_DRIFT_MS)
+    }
 }
 
 /// The HLC reading of a wall-clock time in milliseconds since the epoch.
@@ -36,9 +54,14 @@ pub fn hlc_of_ms(ms: u64) -> u64 {
 
 impl Clock {
     pub fn with_offset(offset_ms: i64) -> Self {
+        Self::new(offset_ms, MAX_CLOCK_DRIFT_MS)
+    }
+
+    pub fn new(offset_ms: i64, max_ahead_ms: u64) -> Self {
         Self {
             last: Mutex::default(),
             offset_ms,
+            max_ahead_ms,
         }
     }
 
@@ -58,15 +81,31 @@ impl Clock {
     pub fn now(&self) -> u64 {
         let wall = hlc_of_ms(self.wall_ms());
         let mut last = self.lock();
-        *last = wall.max(*last + 1);
+        *last = wall.max(last.saturating_add(1));
         *last
     }
 
+    /// The latest reading this node accepts from elsewhere: its wall clock plus the drift
+    /// allowed, to the end of that millisecond.
+    pub fn horizon(&self) -> u64 {
+        hlc_of_ms(self.wall_ms().saturating_add(self.max_ahead_ms)) | 0xFFFF
+    }
+
+    /// Whether `time` (a peer's reading, or a version) is within the drift allowed.
+    pub fn plausible(&self, time: u64) -> bool {
+        time <= self.horizon()
+    }
+
     /// Moves the clock past a time seen elsewhere (a stored or received version, or a peer's
-    /// reading carried by a message).
-    pub fn observe(&self, time: u64) {
+    /// reading carried by a message). A time beyond `horizon` is refused: the clock stays,
+    /// and false says so (the caller logs it).
+    pub fn observe(&self, time: u64) -> bool {
+        if !self.plausible(time) {
+            return false;
+        }
         let mut last = self.lock();
         *last = (*last).max(time);
+        true
     }
 }
 
@@ -80,8 +119,32 @@ mod tests {
         let a = c.now();
         let b = c.now();
         assert!(b > a);
-        c.observe(u64::MAX - 10);
-        assert!(c.now() > u64::MAX - 10);
+        let soon = hlc_of_ms(c.wall_ms() + 30_000);
+        assert!(c.observe(soon));
+        assert!(c.now() > soon);
+    }
+
+    /// A reading from the far future (one Ping with `clock = u64::MAX` used to panic a node
+    /// with "attempt to add with overflow") is refused, and the clock keeps working.
+    #[test]
+    fn a_reading_beyond_the_drift_is_refused_and_nothing_overflows() {
+        let c = Clock::default();
+        let before = c.now();
+        for poison in [
+            u64::MAX,
+            u64::MAX - 1,
+            hlc_of_ms(c.wall_ms() + MAX_CLOCK_DRIFT_MS + 1000),
+        ] {
+            assert!(!c.observe(poison), "{poison}");
+            assert!(!c.plausible(poison));
+        }
+        let after = c.now();
+        assert!(after > before && after < hlc_of_ms(c.wall_ms() + 1000));
+        // Even a clock driven to the end saturates instead of panicking.
+        let stuck = Clock::new(0, u64::MAX);
+        assert!(stuck.observe(u64::MAX));
+        assert_eq!(stuck.now(), u64::MAX);
+        assert_eq!(stuck.now(), u64::MAX);
     }
 
     /// A node whose clock is 10 minutes behind, once it has heard of a newer time, stamps

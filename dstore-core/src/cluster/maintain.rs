@@ -159,32 +159,29 @@ impl Context {
         }
     }
 
-    /// Whether an object is where it must be after a pass: with every owner, for repair.
-    /// For a hand-off, with a write quorum of the owners it has without this node, counting
-    /// only those that answered: a member that is closing too refuses to answer (and to take
-    /// copies), so what is counted is held by members that stay; one that is down or refuses
-    /// the copy (a full disk) is left to repair. Held by nobody that answered settles nothing.
-    fn settled(&self, pass: Pass, everyone_has: bool, holders: usize, answering: usize) -> bool {
+    /// Whether an object is where it must be after a pass: with every owner, for repair;
+    /// for a hand-off, with a write quorum of the `owners` it has without this node. Only
+    /// answers count: a member that is closing too refuses to answer (and to take copies),
+    /// and one that is down says nothing, so both count as lacking it; the pass is repeated
+    /// (with the owners seen afresh, departed and dead members no longer among them) until
+    /// the quorum holds it. An owner that refuses the copy (a full disk) is left to repair
+    /// once a quorum of the others holds it.
+    fn settled(&self, pass: Pass, everyone_has: bool, holders: usize, owners: usize) -> bool {
         match pass {
             Pass::Repair => everyone_has,
-            Pass::HandOff { .. } => holders > 0 && holders >= self.quorum_of(answering),
+            Pass::HandOff { .. } => owners > 0 && holders >= self.remote.write_need(owners),
         }
     }
 
-    /// A write quorum of `answering` owners (at least one).
-    fn quorum_of(&self, answering: usize) -> usize {
-        self.remote.write_need(answering.max(1))
-    }
-
-    /// Whether a pass sends a copy to an owner that lacks it, when `holders` of the
-    /// `answering` owners have it already: repair and leaving send to every owner; closing
-    /// sends only until a write quorum holds it. A member that closes comes back, and the
-    /// copies it would send beyond the quorum would be handed back when it does; if it
-    /// stays away, the others' repair brings the object to every owner (paced).
-    fn sends(&self, pass: Pass, holders: usize, answering: usize) -> bool {
+    /// Whether a pass sends a copy to an owner that lacks it, when `holders` of the `owners`
+    /// have it already: repair and leaving send to every owner; closing sends only until a
+    /// write quorum holds it. A member that closes comes back, and the copies it would send
+    /// beyond the quorum would be handed back when it does; if it stays away, the others'
+    /// repair brings the object to every owner (paced).
+    fn sends(&self, pass: Pass, holders: usize, owners: usize) -> bool {
         match pass {
             Pass::Repair | Pass::HandOff { all: true } => true,
-            Pass::HandOff { all: false } => holders < self.quorum_of(answering),
+            Pass::HandOff { all: false } => holders < self.remote.write_need(owners.max(1)),
         }
     }
 
@@ -345,23 +342,24 @@ async fn repair_manifests(
     for (i, state) in batch.iter().enumerate() {
         ctx.checked(pass);
         let (others, mine) = &plans[i];
-        let expired =
-            pass == Pass::Repair && state.deleted && state.version.time < tombstone_horizon;
-        let answering = answers[i].len();
-        let current = |held: &Option<Version>| held.is_some_and(|v| v >= state.version);
+        let expired = state.deleted && state.version.time < tombstone_horizon;
+        // An owner is up to date when it holds this version or a newer one; and for an
+        // expired tombstone also when it holds nothing (it has nothing to delete): such a
+        // tombstone is only sent to an owner that still holds an older live version.
+        let up_to_date = |held: &Option<Version>| {
+            held.is_some_and(|v| v >= state.version) || (expired && held.is_none())
+        };
         let (mut everyone_has, mut holders) =
-            (true, answers[i].values().filter(|h| current(h)).count());
+            (true, answers[i].values().filter(|h| up_to_date(h)).count());
         for owner in others {
             let Some(held) = answers[i].get(owner) else {
                 everyone_has = false; // no answer: nothing is dropped on its account
                 continue;
             };
-            // An expired tombstone is only sent to an owner that still holds an older live
-            // version; an owner with nothing for the key has nothing to delete.
-            if current(held) || (expired && held.is_none()) {
+            if up_to_date(held) {
                 continue;
             }
-            if !ctx.sends(pass, holders, answering) {
+            if !ctx.sends(pass, holders, others.len()) {
                 everyone_has = false;
                 continue;
             }
@@ -384,7 +382,7 @@ async fn repair_manifests(
             everyone_has &= pushed;
             holders += usize::from(pushed);
         }
-        unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, answering));
+        unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, others.len()));
         if !everyone_has || (*mine && !expired) || pass != Pass::Repair {
             continue;
         }
@@ -438,7 +436,6 @@ async fn repair_chunks(
             continue;
         }
         let (others, mine) = &plans[i];
-        let answering = has[i].len();
         let (mut everyone_has, mut holders) = (true, has[i].values().filter(|h| **h).count());
         for owner in others {
             match has[i].get(owner) {
@@ -447,7 +444,7 @@ async fn repair_chunks(
                     everyone_has = false;
                     continue;
                 }
-                Some(false) if !ctx.sends(pass, holders, answering) => {
+                Some(false) if !ctx.sends(pass, holders, others.len()) => {
                     everyone_has = false;
                     continue;
                 }
@@ -471,7 +468,7 @@ async fn repair_chunks(
             everyone_has &= pushed;
             holders += usize::from(pushed);
         }
-        unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, answering));
+        unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, others.len()));
         if *mine || !everyone_has || others.is_empty() || pass != Pass::Repair {
             continue;
         }

@@ -48,6 +48,8 @@ struct Entry {
     incarnation: Option<u64>,
     /// Set when it said it departs (`Request::Depart`): it owns nothing from then on.
     departed: Option<Departed>,
+    /// The incarnation another member reported departed (see `departed_elsewhere`).
+    reported: Option<u64>,
     /// When to dial next, and the backoff to use after a failure.
     next_dial: Instant,
     backoff: Duration,
@@ -100,6 +102,7 @@ impl Members {
                         live_since: None,
                         incarnation: None,
                         departed: None,
+                        reported: None,
                         next_dial: Instant::now(),
                         backoff: BACKOFF_MIN,
                     },
@@ -155,19 +158,13 @@ impl Members {
         }
     }
 
-    /// Records a departure a peer told of. Only the incarnation that departed is marked: an
-    /// older report never hides a member that has opened again since.
+    /// Records a departure another member told of (one cut off when it happened learns it
+    /// this way). Second-hand, so it changes nothing about ownership, dialling or garbage
+    /// collection, which a forged report could abuse: it only keeps a member that is dead
+    /// now from counting as lost (`lost_within`) when the incarnation matches.
     pub fn departed_elsewhere(&mut self, d: Departure) {
         if let Some(e) = self.table.get_mut(&d.id) {
-            let same = e.incarnation.is_none_or(|i| i == d.incarnation);
-            if same && e.departed.is_none_or(|old| d.permanent && !old.permanent) {
-                e.incarnation = Some(d.incarnation);
-                e.departed = Some(Departed {
-                    at: Instant::now(),
-                    incarnation: Some(d.incarnation),
-                    permanent: d.permanent,
-                });
-            }
+            e.reported = Some(d.incarnation);
         }
     }
 
@@ -285,11 +282,13 @@ impl Members {
     }
 
     /// Whether a member that did not depart has died less than `window` ago: one that may
-    /// come back, as opposed to members that all left or closed.
+    /// come back, as opposed to members that all left or closed (as they said, or as others
+    /// reported of the incarnation this node knew).
     pub fn lost_within(&self, t: &Timeouts, window: Duration) -> bool {
         let now = Instant::now();
         self.table.values().any(|e| {
             e.departed.is_none()
+                && !(e.reported.is_some() && e.reported == e.incarnation)
                 && self.health_at(&e.info.id, t, now) == Health::Dead
                 && e.last_ok.is_some_and(|at| now.duration_since(at) < window)
         })
@@ -367,15 +366,31 @@ mod tests {
         assert_eq!(told.len(), 1);
         assert_eq!((told[0].id, told[0].incarnation), (a, 10));
 
-        // Another member learns it from the first one's answer.
+        // Another member hears of it second-hand: that changes nothing while the member
+        // answers; once it is dead, it is not counted as lost (it departed, by report).
+        let quick = Timeouts {
+            suspect_after: Duration::from_millis(1),
+            dead_after: Duration::from_millis(2),
+            call: Duration::from_secs(1),
+        };
         let mut other = Members::default();
-        other.hello(info(1), 10, &t);
+        other.hello(info(1), 10, &quick);
         other.departed_elsewhere(told[0]);
-        assert!(other.live(&t).is_empty());
+        assert_eq!(
+            other.live(&t).len(),
+            1,
+            "a report alone does not remove a member"
+        );
+        std::thread::sleep(Duration::from_millis(5));
         assert!(
-            !other.lost_within(&t, Duration::from_secs(60)),
+            !other.lost_within(&quick, Duration::from_secs(60)),
             "departed, not lost"
         );
+        let mut forged = Members::default();
+        forged.hello(info(1), 99, &quick);
+        forged.departed_elsewhere(told[0]); // a report of another incarnation
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(forged.lost_within(&quick, Duration::from_secs(60)));
 
         // It opens again: a new incarnation is a member again, and the old report is stale.
         m.hello(info(1), 11, &t);

@@ -177,6 +177,11 @@ impl Cluster {
         self.my_info().is_some()
     }
 
+    /// This node's hybrid logical clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The failure-detection settings.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts

@@ -249,6 +249,11 @@ impl Remote {
                         Ok(Response::Manifest(None)) => Ok(None),
                         Ok(Response::Manifest(Some(bytes))) => {
                             match Manifest::from_bytes(&bytes, store.cluster()) {
+                                Ok(m) if !cluster.clock().plausible(m.body.version.time) => {
+                                    Err("answered with a version from beyond the clock drift \
+                                         allowed"
+                                        .into())
+                                }
                                 Ok(m) if m.body.key == key => Ok(Some(m)),
                                 Ok(_) => Err("answered with the manifest of another key".into()),
                                 Err(e) => Err(e.to_string()),

@@ -14,6 +14,7 @@ use crate::net::handshake::Hello;
 use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
 use crate::stats::Counters;
 use crate::store::Store;
+use crate::version::Clock;
 
 /// Where a `Leave` request goes: the node, once open, sets the sender of a channel it
 /// answers on (see `Node::open`). Each request carries the channel for its answer.
@@ -27,6 +28,8 @@ pub(crate) struct Serve {
     /// Set while the node closes or leaves: it takes no more copies and answers no repair
     /// questions, so that a member handing off does not count it as a holder that stays.
     pub closing: Arc<AtomicBool>,
+    /// For the drift allowed: a manifest stamped further ahead is refused.
+    pub clock: Arc<Clock>,
 }
 
 impl Handler for Serve {
@@ -35,10 +38,15 @@ impl Handler for Serve {
             // Not under the store's guard: leaving ends with closing, which waits for it.
             let hook = self.leave.clone();
             return Box::pin(async move {
+                let Some(node) = hook.get() else {
+                    return failed(
+                        FailureKind::Refused,
+                        "this node does not leave on request (an embedded member or a client)"
+                            .into(),
+                    );
+                };
                 let (answer, answered) = oneshot::channel();
-                if let Some(node) = hook.get() {
-                    let _ = node.send(answer);
-                }
+                let _ = node.send(answer); // on failure the answer is dropped: "closing"
                 match answered.await {
                     Ok(Ok(())) => Response::Stored,
                     Ok(Err(why)) => failed(FailureKind::Refused, why),
@@ -56,7 +64,11 @@ impl Handler for Serve {
         if departing && self.closing.load(Ordering::Acquire) {
             return Box::pin(async { failed(FailureKind::Refused, "node is closing".into()) });
         }
-        let (store, counters) = (self.store.clone(), self.counters.clone());
+        let (store, counters, clock) = (
+            self.store.clone(),
+            self.counters.clone(),
+            self.clock.clone(),
+        );
         Box::pin(async move {
             // Held until the answer is ready, so that `Node::close` waits for it.
             let guard = store.read_owned().await;
@@ -66,7 +78,8 @@ impl Handler for Serve {
             if let Request::Stats = request {
                 return Response::Stats(counters.stats(store.stats()));
             }
-            tokio::task::spawn_blocking(move || answer(&store, request))
+            let horizon = clock.horizon();
+            tokio::task::spawn_blocking(move || answer(&store, request, horizon))
                 .await
                 .unwrap_or_else(|e| failed(FailureKind::Refused, format!("internal error: {e}")))
         })
@@ -86,7 +99,9 @@ fn from_error(e: Error) -> Response {
     failed(kind, e.to_string())
 }
 
-fn answer(store: &Store, request: Request) -> Response {
+/// The answer to `request`; manifests stamped after `horizon` (beyond the drift allowed
+/// ahead of this node's clock) are refused.
+fn answer(store: &Store, request: Request, horizon: u64) -> Response {
     match request {
         Request::Ping => Response::Pong {
             members: Vec::new(),
@@ -107,12 +122,22 @@ fn answer(store: &Store, request: Request) -> Response {
             }
             Err(e) => from_error(e),
         },
-        Request::PutManifest { manifest } => {
-            match Manifest::from_bytes(&manifest, store.cluster()).and_then(|m| store.adopt(&m)) {
+        Request::PutManifest { manifest } => match Manifest::from_bytes(&manifest, store.cluster())
+        {
+            Ok(m) if m.body.version.time > horizon => failed(
+                FailureKind::Refused,
+                format!(
+                    "the manifest of {:?} is stamped further ahead of this node's clock than \
+                     the drift allowed",
+                    m.body.key
+                ),
+            ),
+            Ok(m) => match store.adopt(&m) {
                 Ok(_) => Response::Stored, // an older version than held is not an error
                 Err(e) => from_error(e),
-            }
-        }
+            },
+            Err(e) => from_error(e),
+        },
         Request::GetManifest { key } => match store.manifest(&key) {
             Ok(m) => Response::Manifest(Some(m.to_bytes())),
             Err(Error::NotFound(_)) => Response::Manifest(None),
@@ -151,7 +176,7 @@ mod tests {
         let store = Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false).unwrap();
         let (good, bad) = (b"the real bytes".to_vec(), b"other bytes".to_vec());
         let id = ChunkId::of(&good);
-        let refused = answer(&store, Request::PutChunk { id, data: bad });
+        let refused = answer(&store, Request::PutChunk { id, data: bad }, u64::MAX);
         assert!(matches!(
             refused,
             Response::Failed {
@@ -166,7 +191,8 @@ mod tests {
                 Request::PutChunk {
                     id,
                     data: good.clone()
-                }
+                },
+                u64::MAX
             ),
             Response::Stored
         ));

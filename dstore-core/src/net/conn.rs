@@ -90,6 +90,7 @@ impl Conn {
 
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
+            let mut warned_clock = false;
             let reason = loop {
                 let frame = tokio::select! {
                     f = reader.recv(Some(IDLE_TIMEOUT)) => match f {
@@ -102,7 +103,15 @@ impl Conn {
                     Ok(e) => e,
                     Err(e) => break NetError::Protocol(e.to_string()),
                 };
-                clock.observe(envelope.clock);
+                if !clock.observe(envelope.clock) && !warned_clock {
+                    // Once per connection: a peer far ahead would otherwise log every frame.
+                    warned_clock = true;
+                    tracing::warn!(
+                        peer = %peer.node,
+                        clock = envelope.clock,
+                        "the peer's clock is further ahead than the drift allowed; not followed"
+                    );
+                }
                 match envelope.body {
                     Body::Response(r) => {
                         let waiter = pending.lock().expect("pending lock").remove(&envelope.id);
