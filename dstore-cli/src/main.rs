@@ -283,7 +283,7 @@ async fn run(command: Command) -> AnyResult {
         Command::Ls { target } => {
             let (node, _scratch) = open(&target, false).await?;
             for key in node.keys().await? {
-                println!("{key}");
+                println!("{}", printable(&key));
             }
             node.close().await?;
         }
@@ -331,6 +331,21 @@ async fn run(command: Command) -> AnyResult {
         Command::Bench(args) => bench::run(args).await?,
     }
     Ok(())
+}
+
+/// A key as one line of `dstore ls`: a backslash and control characters (a newline would
+/// forge a second key) are escaped, Rust style (`\\`, `\n`, `\u{1b}`); anything else is
+/// printed as it is.
+fn printable(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `dstore node`: serves until SIGTERM or Ctrl-C, then closes cleanly (calls in flight

@@ -151,3 +151,25 @@ fn a_relative_root_works() {
     );
     assert!(dir.path().join("rel/root/node_id").is_file());
 }
+
+/// Issue 9, item 11: `dstore ls` printed keys raw, so a key holding a newline showed as two
+/// keys (one of them forged). Control characters and backslashes are escaped now.
+#[test]
+fn ls_escapes_keys_that_would_forge_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    let input = dir.path().join("in.bin");
+    std::fs::write(&input, b"x").unwrap();
+    for key in ["plain", "evil\nforged", "back\\slash"] {
+        ok(dstore(
+            &["put", "--root", root, key, input.to_str().unwrap()],
+            &[],
+        ));
+    }
+    let listed = ok(dstore(&["ls", "--root", root], &[]));
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["back\\\\slash", "evil\\nforged", "plain"]
+    );
+}

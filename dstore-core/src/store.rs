@@ -65,6 +65,17 @@ struct Index {
     /// Every chunk with a file here, named or not (in a cluster a node holds chunks it owns
     /// whose manifests live elsewhere).
     held: HashSet<ChunkId>,
+    /// Chunk files found to match their id, with their length and modification time then:
+    /// a file that changed since is hashed again before it counts as held (see `verified`).
+    verified: HashMap<ChunkId, FileStamp>,
+}
+
+/// What a chunk file looked like when it was last found good.
+type FileStamp = (u64, std::time::SystemTime);
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 struct Entry {
@@ -330,13 +341,21 @@ impl Store {
     /// peer are checked where they arrive). A chunk already here has its modification time
     /// renewed: garbage collection spares chunks written to within its grace period, which
     /// covers a write in flight that names a chunk already stored.
+    ///
+    /// A file already here counts only once it is found to match `id` (a rotten one used to
+    /// be trusted: the write was acknowledged and the value unreadable); a bad one is set
+    /// aside and replaced by `stored`.
     pub fn hold_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
         let path = self.chunk_path(&id)?;
-        if path.is_file() {
+        if self.verified(&id, &path) {
             if let Ok(f) = File::options().write(true).open(&path) {
                 let _ = f.set_modified(std::time::SystemTime::now());
             }
-            self.lock_index().held.insert(id);
+            let mut index = self.lock_index();
+            index.held.insert(id);
+            if let Some(s) = stamp(&path) {
+                index.verified.insert(id, s);
+            }
             return Ok(());
         }
         match &self.journal {
@@ -355,8 +374,35 @@ impl Store {
             _ => write_atomic(&self.tmp_dir, &path, stored)
                 .context(|| format!("writing chunk {id}"))?,
         }
-        self.lock_index().held.insert(id);
+        let mut index = self.lock_index();
+        index.held.insert(id);
+        if let Some(s) = stamp(&path) {
+            index.verified.insert(id, s);
+        }
         Ok(())
+    }
+
+    /// Whether the file of chunk `id` is here and matches its id: at once if it has not
+    /// changed since it was last found good, else by hashing it. A file that does not match
+    /// is set aside, and the chunk is not held any more.
+    fn verified(&self, id: &ChunkId, path: &Path) -> bool {
+        let Some(now) = stamp(path) else {
+            return false;
+        };
+        if self.lock_index().verified.get(id) == Some(&now) {
+            return true;
+        }
+        let good = fs::read(path).is_ok_and(|bytes| ChunkId::of(&bytes) == *id);
+        let mut index = self.lock_index();
+        if good {
+            index.verified.insert(*id, now);
+        } else {
+            tracing::warn!(chunk = %id, "chunk file does not match its id; set aside");
+            self.set_aside(path);
+            index.held.remove(id);
+            index.verified.remove(id);
+        }
+        good
     }
 
     /// Every chunk held here.
@@ -400,6 +446,7 @@ impl Store {
 
     fn remove_chunk_file(&self, index: &mut Index, id: &ChunkId) -> bool {
         index.held.remove(id);
+        index.verified.remove(id);
         match self.chunk_path(id).map(fs::remove_file) {
             Ok(Ok(())) => true,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -446,7 +493,17 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether a good copy of chunk `id` is here (verified, see `hold_chunk`): what this
+    /// node tells peers that ask, so a rotten copy never counts toward replication. Reads
+    /// the file when it changed since it was last found good.
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.chunk_path(id)
+            .is_ok_and(|p| p.is_file() && self.verified(id, &p))
+    }
+
+    /// Whether a file for chunk `id` is here, good or not: a cheap first look before a read
+    /// that checks it anyway.
+    pub fn may_hold_chunk(&self, id: &ChunkId) -> bool {
         self.chunk_path(id).is_ok_and(|p| p.is_file())
     }
 
@@ -615,6 +672,7 @@ impl Store {
             let mut index = self.lock_index();
             self.set_aside(&path);
             index.held.remove(id);
+            index.verified.remove(id);
             return Err(Error::Integrity(format!(
                 "chunk {id} does not match its hash"
             )));

@@ -150,3 +150,30 @@ async fn a_root_holding_versions_from_the_far_future_is_usable_again() {
     assert_eq!(quarantined.len(), 1, "the far-future manifest is set aside");
     let _ = node.close().await;
 }
+
+/// Item 8, deduplication trusted a rotten chunk file: a value is stored, one byte of its
+/// chunk file flips on disk, and the same bytes are stored under a second key. Before, the
+/// second store counted the rotten file as held (acknowledged) and reading the second key
+/// failed with IntegrityError; now the file is checked, set aside and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deduplication_checks_the_chunk_it_would_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::new(dir.path().join("root"));
+    c.chunk_size = 4096;
+    let node = Node::open(c).await.unwrap();
+    let value = common::pattern(8, 4096);
+    node.store("first", &value, ENC).await.unwrap();
+    let chunk_files = common::files_under(&dir.path().join("root/chunks"));
+    assert_eq!(chunk_files.len(), 1);
+    common::flip_byte(&chunk_files[0], 100);
+    node.store("second", &value, ENC).await.unwrap();
+    assert_eq!(node.get("second").await.unwrap(), value);
+    assert_eq!(
+        node.get("first").await.unwrap(),
+        value,
+        "the shared chunk is good again"
+    );
+    let quarantined = common::files_under(&dir.path().join("root/quarantine"));
+    assert_eq!(quarantined.len(), 1, "the rotten file was set aside");
+    let _ = node.close().await;
+}

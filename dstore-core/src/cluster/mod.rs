@@ -430,7 +430,9 @@ impl Cluster {
     /// again), so that they stop counting it as an owner now rather than after `dead_after`.
     /// Returns how many members acknowledged; those that did not will find out by heartbeat.
     pub async fn announce_departure(self: &Arc<Self>, permanent: bool) -> usize {
-        let members = self.peers();
+        // Every member that may come back, those departing now too: one that closes at the
+        // same moment must hear of this departure, or it takes this node for lost.
+        let members = self.lock().members.present();
         let mut asks = tokio::task::JoinSet::new();
         for m in members {
             let cluster = self.clone();

@@ -363,7 +363,7 @@ impl Remote {
     /// owners in rendezvous order. A chunk no reachable node has is `NotFound`.
     pub async fn get_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
         let bytes = self.fetch_chunk(store, id).await?;
-        if !store.has_chunk(&id) && self.owners(&id.0).iter().any(|o| self.is_me(&o.id)) {
+        if !store.may_hold_chunk(&id) && self.owners(&id.0).iter().any(|o| self.is_me(&o.id)) {
             // This node owns the chunk but lost its copy (corrupt, set aside): keep the good
             // one now rather than waiting for repair.
             let (store, copy) = (store.clone(), bytes.clone());
@@ -377,7 +377,7 @@ impl Remote {
     }
 
     async fn fetch_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
-        if store.has_chunk(&id) {
+        if store.may_hold_chunk(&id) {
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.chunk(&id)).await {
                 Ok(Ok(bytes)) => return Ok(bytes),
