@@ -69,6 +69,10 @@ pub struct Tuning {
     /// owners (and leaving may go without progress) [default: 30000].
     #[arg(long, value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,
+    /// How far ahead of this node's clock a peer's clock (or a version it sends) may be
+    /// before it is refused [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    pub max_clock_drift_ms: Option<u64>,
 }
 
 impl Tuning {
@@ -107,6 +111,11 @@ impl Tuning {
                 self.drain_timeout_ms,
                 file.drain_timeout_ms,
                 &mut c.drain_timeout,
+            ),
+            (
+                self.max_clock_drift_ms,
+                file.max_clock_drift_ms,
+                &mut c.max_clock_drift,
             ),
             (
                 self.tombstone_grace_ms,

@@ -26,6 +26,8 @@ fn config(root: &std::path::Path, peers: &[String]) -> Config {
     c.data_key = Some(KEY);
     c.listen = Some("127.0.0.1:0".into());
     c.peers = peers.to_vec();
+    // Fake members that stall or lie never settle a hand-off: closing gives up sooner.
+    c.drain_timeout = Duration::from_secs(3);
     c
 }
 
