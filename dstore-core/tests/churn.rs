@@ -21,17 +21,7 @@ const ENC: StoreOptions = StoreOptions { encrypt: true };
 const SIZES: [usize; 4] = [100, 4096, 70_000, 110_000];
 
 fn config(root: &Path, peers: &[String]) -> Config {
-    let mut c = Config::new(root);
-    c.chunk_size = CHUNK;
-    c.secret = Some(SECRET.to_vec());
-    c.data_key = Some(KEY);
-    c.listen = Some("127.0.0.1:0".into());
-    c.peers = peers.to_vec();
-    c.timeouts.suspect_after = Duration::from_millis(600);
-    c.timeouts.dead_after = Duration::from_millis(1500);
-    c.timeouts.call = Duration::from_secs(2);
-    c.maintenance.repair_interval = Duration::from_millis(500);
-    c.maintenance.scrub_rate = 0;
+    let mut c = common::fast_member(root, peers, SECRET, KEY, CHUNK);
     c.drain_timeout = Duration::from_secs(20);
     c
 }

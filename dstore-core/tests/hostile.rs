@@ -21,17 +21,7 @@ const KEY: [u8; 32] = [3; 32];
 const ENC: StoreOptions = StoreOptions { encrypt: true };
 
 fn member_config(root: &Path, peers: &[String]) -> Config {
-    let mut c = Config::new(root);
-    c.secret = Some(SECRET.to_vec());
-    c.data_key = Some(KEY);
-    c.chunk_size = 4096;
-    c.listen = Some("127.0.0.1:0".into());
-    c.peers = peers.to_vec();
-    c.timeouts.suspect_after = Duration::from_millis(600);
-    c.timeouts.dead_after = Duration::from_millis(1500);
-    c.timeouts.call = Duration::from_secs(3);
-    c.maintenance.repair_interval = Duration::from_millis(300);
-    c
+    common::fast_member(root, peers, SECRET, KEY, 4096)
 }
 
 /// Answers nothing: the hostile client only asks.

@@ -23,6 +23,31 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A cluster member on 127.0.0.1 (port 0) with failure detection and repair sped up for
+/// tests: suspect after 0.6 s, dead after 1.5 s, calls of 3 s, repair every 0.3 s, no
+/// scrubbing. Callers adjust the rest.
+pub fn fast_member(
+    root: &Path,
+    peers: &[String],
+    secret: &[u8],
+    key: [u8; 32],
+    chunk_size: usize,
+) -> Config {
+    use std::time::Duration;
+    let mut c = Config::new(root);
+    c.chunk_size = chunk_size;
+    c.secret = Some(secret.to_vec());
+    c.data_key = Some(key);
+    c.listen = Some("127.0.0.1:0".into());
+    c.peers = peers.to_vec();
+    c.timeouts.suspect_after = Duration::from_millis(600);
+    c.timeouts.dead_after = Duration::from_millis(1500);
+    c.timeouts.call = Duration::from_secs(3);
+    c.maintenance.repair_interval = Duration::from_millis(300);
+    c.maintenance.scrub_rate = 0;
+    c
+}
+
 pub async fn open(root: &Path, chunk_size: usize) -> Node {
     let mut config = Config::new(root);
     config.chunk_size = chunk_size;
