@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 VENV   ?= $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help demo test lint rust-test build python py-test bench header clean
+.PHONY: help demo test lint rust-test build python py-test bench header fuzz clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,9 +17,10 @@ demo: ## Run the demo: what dstore does, checked step by step, in plain words.
 
 test: lint rust-test py-test ## Everything CI runs: lints, cargo tests, pytest (C, C++, Python).
 
-lint: ## cargo fmt --check and clippy -D warnings on every crate.
+lint: ## cargo fmt --check, clippy -D warnings on every crate, and a build of the fuzz targets.
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -q -- -D warnings
+	cargo build --release -q -p dstore-fuzz
 
 rust-test: ## cargo tests of the core, the C ABI and the command.
 	cargo test --release --workspace --exclude dstore-py
@@ -41,6 +42,27 @@ py-test: build python ## pytest: the C and C++ examples and ABI tests, the Pytho
 
 bench: ## Throughput and memory of the local store against this machine's limits.
 	cargo run --release -q -p dstore-cli -- bench
+
+# Coverage instrumentation as cargo-fuzz applies it, with stable flags only; `--target` keeps
+# it off build scripts and proc macros.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := message manifest handshake journal credential
+HOST := $(shell rustc -vV | sed -n 's/^host: //p')
+FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions
+
+fuzz: ## Run each fuzz target for FUZZ_SECONDS (60) with coverage; corpora in fuzz/corpus.
+	RUSTFLAGS="$(FUZZ_FLAGS)" cargo build --release -q -p dstore-fuzz --target $(HOST) \
+		--target-dir $(CARGO_TARGET_DIR)/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
+		echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		$(CARGO_TARGET_DIR)/fuzz/$(HOST)/release/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=fuzz/artifacts/$$t/ -print_final_stats=1 fuzz/corpus/$$t \
+			2>fuzz/artifacts/$$t.log || { tail -30 fuzz/artifacts/$$t.log; exit 1; }; \
+		grep -E '^stat::number_of_executed_units|^#[0-9]+ *DONE' fuzz/artifacts/$$t.log | tail -2; \
+	done
 
 header: ## Regenerate include/dstore.h after changing the C ABI.
 	DSTORE_BLESS=1 cargo test --release -p dstore-ffi --test header -q

@@ -375,6 +375,15 @@ dstore_status dstore_options_set_timeouts_ms(dstore_options *opts,
 dstore_status dstore_options_set_drain_timeout_ms(dstore_options *opts, uint64_t timeout_ms);
 
 /**
+ * With `accept` true, reads take plain values and deletes whose manifest is not sealed with
+ * this node's data key (written by a holder of only the cluster secret, or of another data
+ * key). False by default: such a read fails with DSTORE_INTEGRITY (no seal) or
+ * DSTORE_WRONG_KEY (another key's), because anyone holding only the cluster secret could
+ * otherwise replace or delete a value.
+ */
+dstore_status dstore_options_set_accept_unsealed(dstore_options *opts, bool accept);
+
+/**
  * Sets how often, in milliseconds, a cluster member checks that what it holds is on every
  * current owner, sending copies to owners that lack them and handing off what it no longer
  * owns (a pass also starts when the live members change). 30000 by default. 0 turns repair,
@@ -497,6 +506,21 @@ dstore_status dstore_delete(dstore_node *node, const char *key);
  * even when there are no keys. On failure neither is written.
  */
 dstore_status dstore_keys(dstore_node *node, char ***out_keys, size_t *out_count);
+
+/**
+ * Lists one page of the keys that have a value (of the whole cluster, for a cluster node):
+ * those starting with `prefix` and after `start_after` (both NUL-terminated UTF-8, "" for
+ * none), in byte order, at most `limit` (1 to 100000). The next page starts after the last
+ * key of this one; a page shorter than `limit` is the last. Output as for dstore_keys(),
+ * freed with dstore_keys_free(). DSTORE_UNAVAILABLE if a cluster member cannot answer: a
+ * listing never silently lacks a member's keys.
+ */
+dstore_status dstore_list(dstore_node *node,
+                          const char *prefix,
+                          const char *start_after,
+                          size_t limit,
+                          char ***out_keys,
+                          size_t *out_count);
 
 /**
  * Stores the contents of the file at `path` (NUL-terminated UTF-8) as the value of `key`,

@@ -250,6 +250,13 @@ public:
         return *this;
     }
 
+    // Read plain values and deletes not sealed with this node's data key (refused by
+    // default: a holder of only the cluster secret could have written them).
+    Options& accept_unsealed(bool accept) {
+        detail::check(dstore_options_set_accept_unsealed(opts_, accept));
+        return *this;
+    }
+
     const dstore_options* get() const noexcept { return opts_; }
 
 private:
@@ -335,6 +342,18 @@ public:
     std::vector<std::string> keys() {
         KeyList list;
         detail::check(dstore_keys(node_, &list.keys, &list.count));
+        return std::vector<std::string>(list.keys, list.keys + list.count);
+    }
+
+    // One page of the keys starting with `prefix`, after `start_after`, at most `limit`;
+    // a page shorter than `limit` is the last.
+    std::vector<std::string> list(const std::string& prefix = "",
+                                  const std::string& start_after = "",
+                                  std::size_t limit = 1000) {
+        KeyList list;
+        detail::check(dstore_list(node_, detail::c_str(prefix, "prefix"),
+                                  detail::c_str(start_after, "start_after"), limit,
+                                  &list.keys, &list.count));
         return std::vector<std::string>(list.keys, list.keys + list.count);
     }
 

@@ -299,9 +299,10 @@ def check_all(c: dstore.Node, expected: dict[str, bytes | None], threads: int = 
             want = expected[k]
             try:
                 got = c.get(k)
-            except dstore.NotFoundError:
+            except dstore.NotFoundError as e:
                 if want is not None:
                     lost += 1
+                    print(f"  lost {k}: {e}")
                     with lock:
                         kinds["not found"] += 1
                 continue

@@ -114,7 +114,7 @@ def test_a_node_started_from_a_config_file(cluster: Cluster, tmp_path: Path) -> 
     assert cluster.addrs[i].startswith("127.0.0.1:")
     wait_for(lambda: "members  2" in dstore("status", "--peer", first).stdout.decode(), "the node joins")
     assert "zone z1" in dstore("status", "--peer", first).stdout.decode()
-    assert (tmp_path / "from-file" / "node_id").is_file()
+    assert (tmp_path / "from-file" / "node.key").is_file()
     bad = tmp_path / "bad.toml"
     bad.write_text('roots = "typo"\n')
     r = dstore("node", "--config", str(bad), check=False)

@@ -567,7 +567,7 @@ def test_clock_skew_and_whole_cluster_restart(cluster: Cluster, tmp_path: Path) 
         check(rs, expected)
         live = sorted(k for k, v in expected.items() if v is not None)
         for r in rs:
-            assert r.keys() == live
+            assert list(r.keys()) == live
     finally:
         for r in rs:
             r.close()

@@ -216,7 +216,7 @@ def test_overwrite_replaces_the_value(node):
     node.store("k", payload(3 * CHUNK, 1))
     node.store("k", b"short")
     assert node.get("k") == b"short"
-    assert node.keys() == ["k"]
+    assert list(node.keys()) == ["k"]
     assert node.stats()["chunks"] == 1  # the old chunks are gone
 
 
@@ -226,7 +226,7 @@ def test_unicode_keys(node):
         node.store(key, payload(i + 1, i))
     for i, key in enumerate(keys):
         assert node.get(key) == payload(i + 1, i)
-    assert node.keys() == sorted(keys, key=lambda k: k.encode())
+    assert list(node.keys()) == sorted(keys, key=lambda k: k.encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_invalid_key_is_value_error(node, tmp_path, bad_key):
             call()
         with pytest.raises(ValueError):
             call()
-    assert node.keys() == []
+    assert list(node.keys()) == []
     assert not (tmp_path / "out").exists()
 
 
@@ -500,26 +500,50 @@ def test_not_found_can_be_caught_as_key_error(node):
 
 
 def test_has_keys_delete(node):
-    assert node.keys() == []
+    assert list(node.keys()) == []
     assert not node.has("a")
     for key in ["b", "a", "c/d", "B"]:
         node.store(key, key.encode())
-    assert node.keys() == ["B", "a", "b", "c/d"]  # byte order
+    assert list(node.keys()) == ["B", "a", "b", "c/d"]  # byte order
     assert all(node.has(k) for k in ["a", "b", "B", "c/d"])
     assert node.delete("a") is None
     assert not node.has("a")
-    assert node.keys() == ["B", "b", "c/d"]
+    assert list(node.keys()) == ["B", "b", "c/d"]
     with pytest.raises(dstore.NotFoundError):
         node.get("a")
     with pytest.raises(dstore.NotFoundError):
         node.delete("a")  # deleting twice
     node.store("a", b"again")  # a deleted key can be stored again
     assert node.get("a") == b"again"
-    assert node.keys() == ["B", "a", "b", "c/d"]
+    assert list(node.keys()) == ["B", "a", "b", "c/d"]
     for key in node.keys():
         node.delete(key)
-    assert node.keys() == []
     assert list(node.keys()) == []
+
+
+def test_list_pages_and_keys_by_prefix(node):
+    keys = [f"p/{i:05}" for i in range(2500)]
+    for k in keys + ["a", "q"]:
+        node.store(k, b"", encrypt=False)
+    node.delete("p/00007")
+    live = [k for k in keys if k != "p/00007"]
+    assert node.list("p/", limit=3) == live[:3]
+    assert node.list("p/", start_after="p/00005", limit=3) == ["p/00006", "p/00008", "p/00009"]
+    assert node.list(start_after="p/02499") == ["q"]
+    assert node.list("zz") == []
+    # Pages joined by their last key give every key once, in order.
+    got, after = [], ""
+    while page := node.list("p/", start_after=after, limit=1000):
+        got += page
+        after = page[-1]
+    assert got == live
+    it = node.keys("p/")
+    assert isinstance(it, dstore.KeyIterator) and next(it) == "p/00000"
+    assert list(node.keys("p/")) == live
+    assert list(node.keys()) == ["a"] + live + ["q"]
+    for bad in [0, -1, dstore.MAX_LIST + 1]:
+        with pytest.raises(dstore.InvalidArgumentError):
+            node.list(limit=bad)
 
 
 def test_size(node):
@@ -542,7 +566,7 @@ def test_reopen_keeps_data_and_id(root):
     assert re.fullmatch(r"[0-9a-f]{64}", node_id)
     with dstore.Node(root) as n:  # another chunk size: old values keep theirs
         assert n.id == node_id
-        assert n.keys() == [f"k{i}" for i in range(1, len(SIZES))]
+        assert list(n.keys()) == [f"k{i}" for i in range(1, len(SIZES))]
         for i, size in enumerate(SIZES[1:], start=1):
             assert n.get(f"k{i}") == payload(size, i)
 
@@ -557,7 +581,7 @@ def test_root_accepts_str_and_pathlike(tmp_path):
         assert n.root == tmp_path / "s"
     with dstore.Node(tmp_path / "p") as n:
         assert n.root == tmp_path / "p"
-    assert (tmp_path / "s" / "node_id").is_file()
+    assert (tmp_path / "s" / "node.key").is_file()
 
 
 def test_second_node_on_same_root_is_locked_until_close(root):
@@ -591,9 +615,16 @@ def test_value_from_another_data_key_is_wrong_key(root):
             n.get("secret")
         with pytest.raises(dstore.Error):
             n.get("secret")
-        # Plaintext values are authenticated by the cluster secret, not the data key.
+        # Plain values are sealed by their writer's data key too: a holder of another key
+        # cannot tell one from a forgery by a holder of only the cluster secret.
+        with pytest.raises(dstore.WrongKeyError):
+            n.get("public")
+        with pytest.raises(dstore.WrongKeyError):
+            n.has("secret")
+    with dstore.Node(root, key=KEY_B, accept_unsealed=True) as n:
         assert n.get("public") == b"plaintext"
-        assert n.has("secret") and n.size("secret") == 2 * CHUNK
+        with pytest.raises(dstore.WrongKeyError):
+            n.get("secret")
     with dstore.Node(root) as n:  # the generated key kept in the root is another key again
         with pytest.raises(dstore.WrongKeyError):
             n.get("secret")
@@ -730,7 +761,7 @@ def test_closed_node_raises_closed_error(root, tmp_path):
         lambda: n.get("k"),
         lambda: n.has("k"),
         lambda: n.delete("k"),
-        lambda: n.keys(),
+        lambda: list(n.keys()),
         lambda: n.size("k"),
         lambda: n.store_file("k", source),
         lambda: n.get_file("k", tmp_path / "out"),
@@ -934,7 +965,7 @@ def test_other_threads_use_the_node_while_a_call_waits(node, tmp_path):
         node.store("other", b"v")
         assert node.get("other") == b"v"
         assert node.has("other") and not node.has("parked")
-        assert node.keys() == ["other"]
+        assert list(node.keys()) == ["other"]
         assert node.stats()["keys"] == 1
         node.delete("other")
         with open(fifo, "wb") as f:  # now let it finish
@@ -967,7 +998,7 @@ def test_many_threads_share_one_node(node):
     expected = sorted(
         f"t{t}/k{i}" for t in range(threads) for i in range(per_thread) if i % 3 != 0
     )
-    assert node.keys() == sorted(expected, key=str.encode)
+    assert list(node.keys()) == sorted(expected, key=str.encode)
     for key in expected:
         t, i = (int(x[1:]) for x in key.split("/"))
         assert node.get(key) == payload((t * 977 + i * 1531) % (3 * CHUNK), t * 100 + i)
@@ -1071,5 +1102,5 @@ def test_quickstart_runs(tmp_path, with_root):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done" in result.stdout
     if with_root:
-        assert (tmp_path / "root" / "node_id").is_file()
+        assert (tmp_path / "root" / "node.key").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == (["root"] if with_root else [])

@@ -158,6 +158,10 @@ pub struct SecretArgs {
     /// File holding the cluster secret (else DSTORE_SECRET).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// Read plain values and deletes whose manifest is not sealed with the data key (written
+    /// by a holder of only the cluster secret, or of another data key). Off: they are refused.
+    #[arg(long)]
+    pub accept_unsealed: bool,
 }
 
 fn from_file_or_env(file: Option<&Path>, var: &str) -> AnyResult<Option<String>> {

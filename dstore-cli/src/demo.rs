@@ -136,7 +136,7 @@ pub async fn run() -> AnyResult {
     let back = node.get("photos/moms-best-picture.jpg").await?;
     check(back == photo, "read after a node died")?;
     println!("   Read the photo again: identical, served by the owners still alive.");
-    let keys = node.keys().await?;
+    let keys = node.keys("").await?;
     println!("   The cluster lists: {}", keys.join(", "));
     check(keys.len() == 2, "two keys listed")?;
 

@@ -122,6 +122,9 @@ enum Command {
     },
     /// List the keys.
     Ls {
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
         #[command(flatten)]
         target: Target,
     },
@@ -142,6 +145,13 @@ enum Command {
         /// Give up waiting after this many seconds (the member goes on leaving).
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+    },
+    /// Print the client credential of the cluster (from DSTORE_SECRET or --secret-file):
+    /// what client machines use instead of the secret. It lets them read and write, but not
+    /// be a member, answer or ask members' questions, or ask a member to leave.
+    ClientCredential {
+        #[command(flatten)]
+        secrets: config::SecretArgs,
     },
     /// Start a local cluster and show, in plain words, what dstore does.
     Demo,
@@ -177,6 +187,8 @@ type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 /// How long a client waits for the cluster to answer before giving up.
 const CLIENT_SETTLE: Duration = Duration::from_secs(10);
+/// Keys `dstore ls` asks for at a time.
+const LS_PAGE: usize = 1000;
 
 /// Opens what `target` names: a client of the cluster, or the local root. The temp dir of a
 /// client (it keeps nothing) lives as long as the node.
@@ -198,6 +210,7 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
         let mut c = Config::new(root);
         c.data_key = data_key;
         c.secret = secret;
+        c.accept_unsealed = target.secrets.accept_unsealed;
         return Ok((Node::open(c).await?, None));
     }
     let secret =
@@ -216,6 +229,7 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
     c.peers = peers;
     c.secret = Some(secret);
     c.data_key = data_key;
+    c.accept_unsealed = target.secrets.accept_unsealed;
     let node = Node::open(c).await?;
     node.settle(CLIENT_SETTLE).await?;
     Ok((node, Some(scratch)))
@@ -280,10 +294,19 @@ async fn run(command: Command) -> AnyResult {
             eprintln!("deleted {key}");
             node.close().await?;
         }
-        Command::Ls { target } => {
+        Command::Ls { prefix, target } => {
             let (node, _scratch) = open(&target, false).await?;
-            for key in node.keys().await? {
-                println!("{}", printable(&key));
+            // A page at a time, printed as it comes: any number of keys in bounded memory.
+            let mut after = String::new();
+            loop {
+                let page = node.list(&prefix, &after, LS_PAGE).await?;
+                for key in &page {
+                    println!("{}", printable(key));
+                }
+                match page.last() {
+                    Some(last) if page.len() == LS_PAGE => after = last.clone(),
+                    _ => break,
+                }
             }
             node.close().await?;
         }
@@ -296,6 +319,17 @@ async fn run(command: Command) -> AnyResult {
                 status.print();
             }
             node.close().await?;
+        }
+        Command::ClientCredential { secrets } => {
+            let secret = config::secret(&secrets, &FileConfig::default())?
+                .ok_or("set DSTORE_SECRET or --secret-file to the cluster secret")?;
+            if secret.starts_with(dstore_core::crypto::CLIENT_CREDENTIAL_PREFIX.as_bytes()) {
+                return Err("that is a client credential already, not the cluster secret".into());
+            }
+            println!(
+                "{}",
+                dstore_core::crypto::ClusterKey::new(&secret).client_credential()
+            );
         }
         Command::Leave { target, timeout } => {
             let [addr] = target.peers.as_slice() else {
@@ -374,6 +408,7 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     c.clock_offset_ms = args.clock_offset_ms;
     c.leave_on_request = true; // `dstore leave --peer` is how an operator retires a node
     c.data_key = config::data_key(&args.secrets, &file)?;
+    c.accept_unsealed = args.secrets.accept_unsealed;
     c.secret = Some(
         config::secret(&args.secrets, &file)?
             .ok_or("a node needs the cluster secret: set DSTORE_SECRET or --secret-file")?,

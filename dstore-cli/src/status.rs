@@ -59,7 +59,7 @@ pub async fn gather(node: &Node, local: bool) -> AnyResult<Status> {
     Ok(Status {
         node: local.then(|| node.id().to_hex()),
         members,
-        keys: node.keys().await?.len(),
+        keys: node.keys("").await?.len(),
         stats: if local { Some(node.stats()?) } else { None },
         nodes,
     })

@@ -149,7 +149,7 @@ fn a_relative_root_works() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(dir.path().join("rel/root/node_id").is_file());
+    assert!(dir.path().join("rel/root/node.key").is_file());
 }
 
 /// Issue 9, item 11: `dstore ls` printed keys raw, so a key holding a newline showed as two
@@ -172,4 +172,35 @@ fn ls_escapes_keys_that_would_forge_lines() {
         listed.lines().collect::<Vec<_>>(),
         ["back\\\\slash", "evil\\nforged", "plain"]
     );
+}
+
+/// Issue 9, item 11: the rules of a configuration lived in the C and Python bindings, so
+/// `dstore node` took a dead timeout shorter than the suspect one, a zero call timeout, or
+/// a peer that is not an address. The core checks them now, for every surface.
+#[test]
+fn node_refuses_settings_that_break_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    let secret = [("DSTORE_SECRET", "s")];
+    for (flags, message) in [
+        (
+            &["--suspect-after-ms", "5000", "--dead-after-ms", "1000"][..],
+            "must not be shorter than suspect_after",
+        ),
+        (
+            &["--call-timeout-ms", "0"][..],
+            "call_timeout must be longer than 0",
+        ),
+        (&["--peer", "nohost"][..], "is not an address"),
+    ] {
+        let mut args = vec!["node", "--root", root, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let out = dstore(&args, &secret);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(message),
+            "{flags:?}: {stderr}"
+        );
+    }
 }

@@ -87,7 +87,10 @@ pub fn sha1_hex(name: &[u8]) -> String {
 pub struct DataKey {
     enc: [u8; 32],
     iv: [u8; 32],
-    manifest: [u8; 32],
+    /// Signs manifests (their seal): anyone can check a seal against its public key, so
+    /// storage nodes without the data key can refuse to replace a sealed manifest with one
+    /// its key did not sign.
+    signer: ed25519_dalek::SigningKey,
     fingerprint: [u8; 16],
 }
 
@@ -97,7 +100,7 @@ impl DataKey {
         Self {
             enc: derive(raw, "chunk encryption"),
             iv: derive(raw, "chunk iv"),
-            manifest: derive(raw, "manifest mac"),
+            signer: ed25519_dalek::SigningKey::from_bytes(&derive(raw, "manifest signing key")),
             fingerprint: fp[..16].try_into().expect("16 of 32 bytes"),
         }
     }
@@ -136,9 +139,15 @@ impl DataKey {
         Ok(plaintext)
     }
 
-    /// MAC of a manifest's body under this data key.
-    pub fn manifest_mac(&self, body: &[u8]) -> [u8; 32] {
-        hmac(&self.manifest, &[body])
+    /// The public key of this data key's manifest signatures: names the key in a seal.
+    pub fn seal_public(&self) -> [u8; 32] {
+        self.signer.verifying_key().to_bytes()
+    }
+
+    /// The signature of a manifest's body under this data key.
+    pub fn sign_manifest(&self, body: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.signer.sign(body).to_bytes()
     }
 
     fn keystream(&self, iv: &[u8], buf: &mut [u8]) {
@@ -148,28 +157,104 @@ impl DataKey {
     }
 }
 
-/// Keys derived from the cluster secret: the manifest MAC that every node of the cluster,
-/// including storage-only nodes without the data key, can check.
+/// Whether `signature` is the signature of `body` by the data key whose seal key is `public`
+/// (`DataKey::sign_manifest`); any node can check it.
+pub fn verify_manifest_seal(public: &[u8; 32], body: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(sig)) = (
+        ed25519_dalek::VerifyingKey::from_bytes(public),
+        <[u8; 64]>::try_from(signature),
+    ) else {
+        return false;
+    };
+    key.verify_strict(body, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok()
+}
+
+/// What a client credential starts with (`ClusterKey::client_credential`).
+pub const CLIENT_CREDENTIAL_PREFIX: &str = "dstore-client:";
+
+/// Keys derived from the cluster secret, held by two kinds of process.
+///
+/// - The *client credential* is `derive(secret, "client credential")` together with the
+///   public half of the member key below. It cannot be turned back into the secret. Clients
+///   and members both hold it: it proves membership of the cluster in the handshake, keys its
+///   sessions, and MACs manifests (which clients write).
+/// - The *member key* is an Ed25519 key pair whose seed is derived from the secret: only
+///   holders of the secret can sign with it, and every holder of the client credential can
+///   check such a signature. A process proves in the handshake that it holds the secret by
+///   signing the transcript with it; only such a process may be a member (own data, answer
+///   repair questions, depart) or ask a member to leave.
 #[derive(Clone)]
 pub struct ClusterKey {
     manifest: [u8; 32],
     fingerprint: [u8; 16],
     handshake: [u8; 32],
     session: [u8; 32],
+    client: [u8; 32],
+    member_public: ed25519_dalek::VerifyingKey,
+    /// `None` for a process given only the client credential.
+    member: Option<ed25519_dalek::SigningKey>,
 }
 
 impl ClusterKey {
+    /// From the cluster secret: a member's keys.
     pub fn new(secret: &[u8]) -> Self {
-        let fp = derive(secret, "cluster fingerprint");
+        let member = ed25519_dalek::SigningKey::from_bytes(&derive(secret, "member key"));
+        let mut key = Self::client(&derive(secret, "client credential"), member.verifying_key());
+        key.member = Some(member);
+        key
+    }
+
+    /// From what an operator gave: the cluster secret, or a client credential (it starts
+    /// with `CLIENT_CREDENTIAL_PREFIX`).
+    pub fn from_credential(given: &[u8]) -> Result<Self> {
+        let Some(hex_part) = given.strip_prefix(CLIENT_CREDENTIAL_PREFIX.as_bytes()) else {
+            return Ok(Self::new(given));
+        };
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "a client credential is {CLIENT_CREDENTIAL_PREFIX} and 128 hex digits \
+                 (`dstore client-credential` prints one)"
+            ))
+        };
+        let text = std::str::from_utf8(hex_part).map_err(|_| bad())?.trim();
+        let mut raw = [0u8; 64];
+        hex::decode_to_slice(text, &mut raw).map_err(|_| bad())?;
+        let public: [u8; 32] = raw[32..].try_into().expect("32 of 64 bytes");
+        let member_public = ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| bad())?;
+        let client: [u8; 32] = raw[..32].try_into().expect("32 of 64 bytes");
+        Ok(Self::client(&client, member_public))
+    }
+
+    fn client(client: &[u8; 32], member_public: ed25519_dalek::VerifyingKey) -> Self {
+        let fp = derive(client, "cluster fingerprint");
         Self {
-            manifest: derive(secret, "cluster manifest mac"),
+            manifest: derive(client, "cluster manifest mac"),
             fingerprint: fp[..16].try_into().expect("16 of 32 bytes"),
-            handshake: derive(secret, "handshake proof"),
-            session: derive(secret, "session keys"),
+            handshake: derive(client, "handshake proof"),
+            session: derive(client, "session keys"),
+            client: *client,
+            member_public,
+            member: None,
         }
     }
 
-    /// A public tag of the secret, kept in each root so that opening a root with another
+    /// The credential a client of this cluster needs (and no more): give it to client
+    /// machines instead of the secret.
+    pub fn client_credential(&self) -> String {
+        format!(
+            "{CLIENT_CREDENTIAL_PREFIX}{}{}",
+            hex::encode(self.client),
+            hex::encode(self.member_public.as_bytes())
+        )
+    }
+
+    /// Whether this process holds the member key (was given the secret itself).
+    pub fn is_member(&self) -> bool {
+        self.member.is_some()
+    }
+
+    /// A public tag of the cluster, kept in each root so that opening a root with another
     /// cluster's secret is refused instead of taking every manifest for corrupt.
     pub fn fingerprint(&self) -> [u8; 16] {
         self.fingerprint
@@ -179,14 +264,125 @@ impl ClusterKey {
         hmac(&self.manifest, &[body])
     }
 
-    /// A side's proof that it knows the secret, bound to one handshake transcript.
+    /// A side's proof that it holds the client credential, bound to one transcript.
     pub fn handshake_proof(&self, side: &str, transcript: &[u8; 32]) -> [u8; 32] {
         hmac(&self.handshake, &[side.as_bytes(), transcript])
     }
 
-    /// The key of one direction of the connection that `transcript` opened.
-    pub fn session_key(&self, direction: &str, transcript: &[u8; 32]) -> FrameKey {
-        FrameKey::new(&hmac(&self.session, &[direction.as_bytes(), transcript]))
+    /// A side's signature with the member key over one transcript; `None` without it.
+    pub fn member_signature(&self, side: &str, transcript: &[u8; 32]) -> Option<[u8; 64]> {
+        use ed25519_dalek::Signer;
+        let message = [b"dstore member/".as_slice(), side.as_bytes(), transcript].concat();
+        self.member.as_ref().map(|k| k.sign(&message).to_bytes())
+    }
+
+    /// Checks a `member_signature`.
+    pub fn is_member_signature(&self, side: &str, transcript: &[u8; 32], sig: &[u8; 64]) -> bool {
+        let message = [b"dstore member/".as_slice(), side.as_bytes(), transcript].concat();
+        self.member_public
+            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(sig))
+            .is_ok()
+    }
+
+    /// The key of one direction of the connection that `transcript` opened, given the
+    /// Diffie-Hellman secret its two ephemeral keys agreed on (so a holder of the client
+    /// credential who recorded the traffic still cannot read it).
+    pub fn session_key(
+        &self,
+        direction: &str,
+        transcript: &[u8; 32],
+        shared: &[u8; 32],
+    ) -> FrameKey {
+        FrameKey::new(&hmac(
+            &self.session,
+            &[direction.as_bytes(), transcript, shared],
+        ))
+    }
+}
+
+/// A node's identity: an Ed25519 key pair kept in its root. The node id is a hash of the
+/// public key, and the handshake proves the peer holds the private one, so no one can speak
+/// as another node.
+pub struct Identity {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl Identity {
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self {
+            key: ed25519_dalek::SigningKey::from_bytes(seed),
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self::from_seed(&random_bytes())
+    }
+
+    pub fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The node id of the holder of `public`.
+    pub fn id_of(public: &[u8; 32]) -> [u8; 32] {
+        sha256(&[b"dstore node id", public])
+    }
+
+    pub fn id(&self) -> [u8; 32] {
+        Self::id_of(&self.public())
+    }
+
+    /// Signs one side's view of a handshake transcript.
+    pub fn sign(&self, side: &str, transcript: &[u8; 32]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        let message = [b"dstore node/".as_slice(), side.as_bytes(), transcript].concat();
+        self.key.sign(&message).to_bytes()
+    }
+
+    /// Checks a `sign` by the holder of `public`.
+    pub fn verify(public: &[u8; 32], side: &str, transcript: &[u8; 32], sig: &[u8; 64]) -> bool {
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
+            return false;
+        };
+        let message = [b"dstore node/".as_slice(), side.as_bytes(), transcript].concat();
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(sig))
+            .is_ok()
+    }
+}
+
+/// An ephemeral X25519 key for one handshake.
+pub struct Ephemeral(x25519_dalek::StaticSecret);
+
+impl Ephemeral {
+    pub fn new() -> Self {
+        Self::from_secret(random_bytes())
+    }
+
+    /// A key from given bytes: for fuzzing, where runs must repeat.
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        Self(x25519_dalek::StaticSecret::from(secret))
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.0).to_bytes()
+    }
+
+    /// The secret shared with the holder of `theirs`; `None` for a key that forces a known
+    /// result (a low-order point).
+    pub fn agree(&self, theirs: &[u8; 32]) -> Option<[u8; 32]> {
+        let shared = self
+            .0
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*theirs));
+        shared.was_contributory().then(|| shared.to_bytes())
+    }
+}
+
+impl Default for Ephemeral {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -79,6 +79,27 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Every regular file below `dir`, for the scans made when a root is opened.
+/// Reads a whole file of at most `max` bytes; a longer one (a rotten or planted file, perhaps
+/// sparse and terabytes long) is an `InvalidData` error, never an allocation of its size.
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is {len} bytes, more than the {max} allowed",
+                path.display()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    // `take`: a file that grows while read still stops at the bound.
+    file.take(max).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 pub fn walk_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

@@ -63,13 +63,52 @@ struct State {
     durable: u64,
     /// Whether a leader is writing a batch now.
     busy: bool,
-    /// The batch that failed last, and why; its writers get the error.
-    failed: Option<(u64, std::io::ErrorKind, String)>,
+    /// What became of each batch that writers still wait to hear about.
+    outcomes: Outcomes,
     /// Bytes in the journal file.
     size: u64,
     /// Set when a failed append could not be cut back off the journal: later records would
     /// follow a torn one, which replay never reaches, so every write is refused from then on.
     poisoned: Option<String>,
+}
+
+/// The failures of batches whose writers have not all heard of them yet. Every writer of a
+/// failed batch gets its error, however many batches fail or succeed before it wakes; an
+/// entry goes once the last of its writers has heard, so this holds at most one per writer
+/// waiting.
+#[derive(Default)]
+struct Outcomes {
+    /// Writers waiting on each batch.
+    waiting: std::collections::HashMap<u64, usize>,
+    failed: std::collections::HashMap<u64, (std::io::ErrorKind, String)>,
+}
+
+impl Outcomes {
+    fn wait_for(&mut self, batch: u64) {
+        *self.waiting.entry(batch).or_insert(0) += 1;
+    }
+
+    fn failed(&mut self, batch: u64, e: &std::io::Error) {
+        if self.waiting.contains_key(&batch) {
+            self.failed.insert(batch, (e.kind(), e.to_string()));
+        }
+    }
+
+    /// What became of `batch`, for one of its writers (once it is no longer in flight).
+    fn heard(&mut self, batch: u64) -> std::io::Result<()> {
+        let outcome = match self.failed.get(&batch) {
+            Some((kind, message)) => Err(std::io::Error::new(*kind, message.clone())),
+            None => Ok(()),
+        };
+        if let Some(n) = self.waiting.get_mut(&batch) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting.remove(&batch);
+                self.failed.remove(&batch);
+            }
+        }
+        outcome
+    }
 }
 
 fn checksum(kind: u8, id: &[u8; 32], payload: &[u8]) -> [u8; 32] {
@@ -213,6 +252,7 @@ impl Journal {
         }
         state.queue.extend_from_slice(record);
         let mine = state.filling;
+        state.outcomes.wait_for(mine);
         while state.durable <= mine {
             if state.busy {
                 state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -222,6 +262,15 @@ impl Journal {
             let batch = std::mem::take(&mut state.queue);
             let (number, at) = (state.filling, state.size);
             state.filling += 1;
+            if let Some(why) = state.poisoned.clone() {
+                // A write failed and could not be cut back: a batch written after it would
+                // follow a torn record, which replay never passes. Fail it instead.
+                state.outcomes.failed(number, &std::io::Error::other(why));
+                state.busy = false;
+                state.durable = number + 1;
+                self.done.notify_all();
+                continue;
+            }
             drop(state);
             let written = self.write_batch(&batch, at);
             state = self.lock();
@@ -236,17 +285,12 @@ impl Journal {
                              failed: {cut}); reopen the node to replay it"
                         ));
                     }
-                    state.failed = Some((number, e.kind(), e.to_string()));
+                    state.outcomes.failed(number, &e);
                 }
             }
             self.done.notify_all();
         }
-        match &state.failed {
-            Some((batch, kind, message)) if *batch == mine => {
-                Err(std::io::Error::new(*kind, message.clone()))
-            }
-            _ => Ok(()),
-        }
+        state.outcomes.heard(mine)
     }
 
     /// Writes `batch` at offset `at` and fsyncs. A failed write (a full disk) is cut off
@@ -304,6 +348,33 @@ impl Drop for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 9, item 11: the journal remembered only the last failed batch, so a writer of
+    /// an earlier failed batch that woke after a later one had failed too was told Ok. Now
+    /// each writer hears its own batch's outcome, and nothing is kept once all have heard.
+    #[test]
+    fn every_writer_of_a_failed_batch_hears_of_it() {
+        let mut o = Outcomes::default();
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+        o.wait_for(1);
+        o.wait_for(1);
+        o.wait_for(2);
+        o.wait_for(3);
+        o.failed(1, &full);
+        o.failed(2, &std::io::Error::other("another failure"));
+        // Batch 3 succeeds; the writers of 1 wake only now.
+        assert!(o.heard(3).is_ok());
+        assert_eq!(
+            o.heard(1).unwrap_err().kind(),
+            std::io::ErrorKind::StorageFull
+        );
+        assert_eq!(
+            o.heard(1).unwrap_err().kind(),
+            std::io::ErrorKind::StorageFull
+        );
+        assert!(o.heard(2).is_err());
+        assert!(o.waiting.is_empty() && o.failed.is_empty());
+    }
 
     /// Records written by many threads at once all come back, in fewer fsyncs than records;
     /// a torn or damaged tail is where replay stops.

@@ -14,7 +14,8 @@
 //! The design, and why, is in DESIGN.md at the top of the repository.
 
 pub mod cluster;
-mod codec;
+#[doc(hidden)] // for tests that craft frames; not part of the API
+pub mod codec;
 pub mod crypto;
 mod error;
 mod fsutil;
@@ -22,21 +23,23 @@ mod fsutil;
 pub mod fuzzing;
 mod ids;
 mod journal;
-mod manifest;
+#[doc(hidden)] // for tests that forge manifests; not part of the API
+pub mod manifest;
 pub mod net;
 mod node;
 pub mod path;
 mod stats;
 mod store;
 mod tasks;
-mod version;
+#[doc(hidden)]
+pub mod version;
 
 pub use error::{Error, Result};
 pub use ids::{ChunkId, KeyId, NodeId};
 pub use manifest::{validate_key, MAX_KEY_LEN};
-pub use net::message::MemberInfo as Peer;
+pub use net::message::{MemberInfo as Peer, MAX_PAGE};
 pub use node::{
-    Config, Ended, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
+    Config, Ended, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_LIST,
     MIN_CHUNK_SIZE,
 };
 pub use path::{PathTransform, SeedSha1, Sharded};

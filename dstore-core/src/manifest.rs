@@ -1,7 +1,10 @@
 //! Manifests: one version of one key. A manifest names the value's chunks in order and is
 //! authenticated twice: `mac` under the cluster secret, which every node can check (storage
-//! nodes without the data key included), and, for encrypted values, `seal` under the data key,
-//! so that only holders of the data key can make or alter what an encrypted key points to.
+//! nodes without the data key included), and `seal` under the data key of the writer, so that
+//! only holders of the data key can make or alter what a key points to. Every manifest a
+//! holder of a data key writes is sealed (plain values and tombstones too): a reader that
+//! holds the key refuses one that is not, or a holder of only the cluster secret could
+//! replace or delete any value (see `check_seal`).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,12 +53,18 @@ pub struct ManifestBody {
     pub deleted: bool,
 }
 
-/// The data-key authentication of an encrypted value's manifest.
+/// The data-key authentication of a manifest: a signature over its body by a key derived
+/// from the writer's data key. A reader holding the data key checks it is its own key's; any
+/// node can check the signature against `key`, so a member without the data key refuses to
+/// replace a sealed manifest with one that key did not sign (`may_replace`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seal {
-    /// Which data key sealed it, so a reader with another key is told "wrong key".
-    pub key_fingerprint: [u8; 16],
-    pub mac: [u8; 32],
+    /// The public key of the data key that sealed it (`DataKey::seal_public`): a reader with
+    /// another key is told "wrong key".
+    pub key: [u8; 32],
+    /// Ed25519, 64 bytes.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,20 +75,27 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Authenticates `body`; encrypted bodies need the data key.
+    /// Authenticates `body`, sealing it when the writer holds a data key (an encrypted body
+    /// needs one).
     pub fn new(body: ManifestBody, data_key: Option<&DataKey>, cluster: &ClusterKey) -> Self {
-        let seal = body.encrypted.then(|| {
-            let key = data_key.expect("an encrypted manifest is sealed with the data key");
-            Seal {
-                key_fingerprint: key.fingerprint(),
-                mac: key.manifest_mac(&codec::encode(&body)),
-            }
+        assert!(
+            data_key.is_some() || !body.encrypted,
+            "an encrypted manifest is sealed with the data key"
+        );
+        let seal = data_key.map(|key| Seal {
+            key: key.seal_public(),
+            signature: key.sign_manifest(&codec::encode(&body)).to_vec(),
         });
         let mac = cluster.manifest_mac(&codec::encode(&(&body, &seal)));
         Self { body, seal, mac }
     }
 
-    pub fn tombstone(key: &str, version: Version, cluster: &ClusterKey) -> Self {
+    pub fn tombstone(
+        key: &str,
+        version: Version,
+        data_key: Option<&DataKey>,
+        cluster: &ClusterKey,
+    ) -> Self {
         let body = ManifestBody {
             key: key.to_owned(),
             version,
@@ -90,17 +106,18 @@ impl Manifest {
             chunks: Vec::new(),
             deleted: true,
         };
-        Self::new(body, None, cluster)
+        Self::new(body, data_key, cluster)
     }
 
+    /// The manifest as kept on disk and sent to peers (with the disk format's version).
     pub fn to_bytes(&self) -> Vec<u8> {
-        codec::encode(self)
+        codec::encode_stored(self)
     }
 
     /// Decodes a manifest from disk or from a peer, checks the cluster MAC and that its
     /// fields agree with each other. The data-key seal is checked by `check_seal`.
     pub fn from_bytes(bytes: &[u8], cluster: &ClusterKey) -> Result<Self> {
-        let m: Manifest = codec::decode(bytes, "manifest")?;
+        let m: Manifest = codec::decode_stored(bytes, "manifest")?;
         let expected = cluster.manifest_mac(&codec::encode(&(&m.body, &m.seal)));
         if !crypto::ct_eq(&expected, &m.mac) {
             return Err(Error::Integrity(format!(
@@ -127,32 +144,81 @@ impl Manifest {
         if b.deleted && !b.chunks.is_empty() {
             return bad("tombstone names chunks");
         }
-        if b.encrypted != self.seal.is_some() {
-            return bad("encryption flag and seal disagree");
+        if b.encrypted && self.seal.is_none() {
+            return bad("encrypted but not sealed");
         }
         Ok(())
     }
 
-    /// For an encrypted value: checks that `data_key` is the one that sealed it and that the
-    /// seal is intact. Plaintext values pass.
-    pub fn check_seal(&self, data_key: &DataKey) -> Result<()> {
-        let Some(seal) = &self.seal else {
+    /// Checks the data-key seal for a reader holding `data_key`.
+    ///
+    /// A reader with a data key accepts only manifests sealed with it: one without a seal (or
+    /// with another key's) could have been written by anyone holding just the cluster secret,
+    /// over a value of this key's holders. `accept_unsealed` lets plain values and tombstones
+    /// through anyway (a cluster whose writers hold no data key). A reader without a data key
+    /// cannot check seals: it reads plain values and tombstones as they are, and refuses
+    /// encrypted ones.
+    pub fn check_seal(&self, data_key: Option<&DataKey>, accept_unsealed: bool) -> Result<()> {
+        let b = &self.body;
+        let Some(data_key) = data_key else {
+            if b.encrypted {
+                return Err(Error::WrongKey(format!(
+                    "{:?} is encrypted and this node holds no data key",
+                    b.key
+                )));
+            }
             return Ok(());
         };
-        if seal.key_fingerprint != data_key.fingerprint() {
-            return Err(Error::WrongKey(format!(
-                "{:?} was encrypted with another data key",
-                self.body.key
-            )));
-        }
-        let expected = data_key.manifest_mac(&codec::encode(&self.body));
-        if !crypto::ct_eq(&expected, &seal.mac) {
+        let seal = match &self.seal {
+            Some(s) if s.key == data_key.seal_public() => s,
+            _ if accept_unsealed && !b.encrypted => return Ok(()),
+            Some(_) => {
+                return Err(Error::WrongKey(format!(
+                    "{:?} was sealed with another data key",
+                    b.key
+                )))
+            }
+            None => {
+                return Err(Error::Integrity(format!(
+                    "the current version of {:?} is not sealed with the data key: it was \
+                     written by a holder of only the cluster secret (or by an older dstore), and \
+                     is refused (accept_unsealed allows plain values and tombstones)",
+                    b.key
+                )))
+            }
+        };
+        if !crypto::verify_manifest_seal(&seal.key, &codec::encode(b), &seal.signature) {
             return Err(Error::Integrity(format!(
-                "manifest of {:?} fails its data-key MAC",
-                self.body.key
+                "manifest of {:?} fails its data-key seal",
+                b.key
             )));
         }
         Ok(())
+    }
+
+    /// The seal key of the data key that sealed this manifest, if it is sealed.
+    pub fn sealed_by(&self) -> Option<[u8; 32]> {
+        self.seal.as_ref().map(|s| s.key)
+    }
+
+    /// Whether this manifest may replace one sealed by `held` (see `Seal`): only if the same
+    /// data key sealed it, and the signature holds. Checked by every node before it keeps a
+    /// newer version, so a holder of only the cluster credential (or of another data key)
+    /// cannot replace or delete a value sealed by a key it does not hold, on any node.
+    pub fn may_replace(&self, held: &[u8; 32]) -> Result<()> {
+        let signed = self.seal.as_ref().is_some_and(|s| {
+            s.key == *held
+                && crypto::verify_manifest_seal(&s.key, &codec::encode(&self.body), &s.signature)
+        });
+        if signed {
+            Ok(())
+        } else {
+            Err(Error::Integrity(format!(
+                "a new version of {:?} is not sealed by the data key that sealed the one held; \
+                 refused (only holders of that key may replace or delete it)",
+                self.body.key
+            )))
+        }
     }
 
     /// Plaintext length of chunk `index`.
@@ -199,11 +265,12 @@ mod tests {
         let dk = DataKey::new(&[9; 32]);
         let bytes = Manifest::new(body(true), Some(&dk), &cluster).to_bytes();
         let good = Manifest::from_bytes(&bytes, &cluster).unwrap();
-        good.check_seal(&dk).unwrap();
+        good.check_seal(Some(&dk), false).unwrap();
         for i in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            let r = Manifest::from_bytes(&bad, &cluster).and_then(|m| m.check_seal(&dk));
+            let r =
+                Manifest::from_bytes(&bad, &cluster).and_then(|m| m.check_seal(Some(&dk), false));
             assert!(r.is_err(), "bit {i} went unnoticed");
         }
     }
@@ -215,10 +282,51 @@ mod tests {
         let bytes = m.to_bytes();
         let decoded = Manifest::from_bytes(&bytes, &cluster).unwrap();
         assert!(matches!(
-            decoded.check_seal(&DataKey::new(&[2; 32])),
+            decoded.check_seal(Some(&DataKey::new(&[2; 32])), false),
             Err(Error::WrongKey(_))
         ));
         assert!(Manifest::from_bytes(&bytes, &ClusterKey::new(b"other")).is_err());
+    }
+
+    /// A plain value or tombstone without a seal, or with another key's, is refused by a
+    /// holder of the data key unless it accepts unsealed manifests; a reader without a data
+    /// key reads plain ones and refuses encrypted ones.
+    #[test]
+    fn unsealed_manifests_are_refused_by_holders_of_the_data_key() {
+        let cluster = ClusterKey::new(b"s");
+        let (mine, other) = (DataKey::new(&[1; 32]), DataKey::new(&[2; 32]));
+        let sealed = Manifest::new(body(false), Some(&mine), &cluster);
+        sealed.check_seal(Some(&mine), false).unwrap();
+        let unsealed = Manifest::new(body(false), None, &cluster);
+        let foreign = Manifest::new(body(false), Some(&other), &cluster);
+        let tomb = Manifest::tombstone("k", body(false).version, None, &cluster);
+        assert!(matches!(
+            unsealed.check_seal(Some(&mine), false),
+            Err(Error::Integrity(_))
+        ));
+        assert!(matches!(
+            tomb.check_seal(Some(&mine), false),
+            Err(Error::Integrity(_))
+        ));
+        assert!(matches!(
+            foreign.check_seal(Some(&mine), false),
+            Err(Error::WrongKey(_))
+        ));
+        for m in [&unsealed, &foreign, &tomb] {
+            m.check_seal(Some(&mine), true).unwrap();
+            m.check_seal(None, false).unwrap();
+        }
+        let secret = Manifest::new(body(true), Some(&other), &cluster);
+        assert!(secret.check_seal(Some(&mine), true).is_err());
+        assert!(matches!(
+            secret.check_seal(None, true),
+            Err(Error::WrongKey(_))
+        ));
+        // An encrypted body whose seal was stripped fails its shape check.
+        let mut stripped = secret.clone();
+        stripped.seal = None;
+        stripped.mac = cluster.manifest_mac(&codec::encode(&(&stripped.body, &stripped.seal)));
+        assert!(Manifest::from_bytes(&stripped.to_bytes(), &cluster).is_err());
     }
 
     #[test]
@@ -254,7 +362,7 @@ mod tests {
                 let bytes = Manifest::new(body(true), Some(&dk), &cluster).to_bytes();
                 let mut bad = bytes.clone();
                 bad[at % bytes.len()] ^= xor;
-                let check = |b: &[u8]| Manifest::from_bytes(b, &cluster).and_then(|m| m.check_seal(&dk));
+                let check = |b: &[u8]| Manifest::from_bytes(b, &cluster).and_then(|m| m.check_seal(Some(&dk), false));
                 prop_assert!(check(&bad).is_err());
                 let other = if cut { bytes[..at % bytes.len()].to_vec() } else { [&bytes[..], &[extra]].concat() };
                 prop_assert!(check(&other).is_err());

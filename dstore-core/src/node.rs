@@ -23,13 +23,15 @@ use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
 use crate::error::{Error, IoContext, Result};
 use crate::ids::{ChunkId, NodeId};
 use crate::manifest::{validate_key, Manifest, ManifestBody, Policy};
-use crate::net::message::MemberInfo as Peer;
+use crate::net::message::{MemberInfo as Peer, MAX_PAGE};
 use crate::path::{PathTransform, Sharded};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::version::{Clock, Version};
 
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// The largest page `Node::list` returns.
+pub const MAX_LIST: usize = 100_000;
 
 /// How long after members change reads ask beyond the current owners: the time repair
 /// usually needs to bring the new owners up to date (two passes), at least a minute.
@@ -48,9 +50,14 @@ pub const MAX_CHUNK_SIZE: usize = 8 << 20;
 pub struct Config {
     /// The storage root; created if missing. One node per root at a time.
     pub root: PathBuf,
-    /// The 32-byte data key. `None`: use the one kept in the root, made on first open, so
-    /// only this node can read what it encrypts.
+    /// The 32-byte data key. `None`: a member (or standalone node) uses the one kept in the
+    /// root, made on first open, so only this node can read what it encrypts; a client holds
+    /// none (it keeps nothing), and then writes only plain values, unsealed.
     pub data_key: Option<[u8; KEY_LEN]>,
+    /// Accept plain values and tombstones whose manifest is not sealed with this node's data
+    /// key (written by a holder of only the cluster secret, or of another data key). Off by
+    /// default: such a manifest could replace or delete a value of this key's holders.
+    pub accept_unsealed: bool,
     /// The cluster secret. `None`: use the one kept in the root (a cluster of one).
     pub secret: Option<Vec<u8>>,
     /// Plaintext bytes per chunk.
@@ -103,6 +110,7 @@ impl Config {
         Self {
             root: root.into(),
             data_key: None,
+            accept_unsealed: false,
             secret: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             transform: Arc::new(Sharded),
@@ -121,6 +129,64 @@ impl Config {
             max_clock_drift: Duration::from_millis(crate::version::MAX_CLOCK_DRIFT_MS),
             clock_offset_ms: 0,
         }
+    }
+}
+
+impl Config {
+    /// Checks every rule a configuration must follow, with a message naming the setting;
+    /// `Node::open` calls it, so every surface (C, Python, the command) gets the same rules.
+    pub fn validate(&self) -> Result<()> {
+        let config = self;
+        let bad = |why: String| Err(Error::InvalidArgument(why));
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&config.chunk_size) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes, not {}",
+                config.chunk_size
+            )));
+        }
+        if config.secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(Error::InvalidArgument("the cluster secret is empty".into()));
+        }
+        if config.client && config.listen.is_some() {
+            return Err(Error::InvalidArgument("a client does not listen".into()));
+        }
+        if !config.client && config.listen.is_none() && !config.peers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a member needs a listen address (or join as a client)".into(),
+            ));
+        }
+        if !(1..=255).contains(&config.replicas) {
+            return Err(Error::InvalidArgument("replicas must be 1 to 255".into()));
+        }
+        for (name, q) in [
+            ("write quorum", config.write_quorum),
+            ("read quorum", config.read_quorum),
+        ] {
+            if q.is_some_and(|q| q == 0 || q > config.replicas) {
+                return Err(Error::InvalidArgument(format!(
+                    "the {name} must be 1 to replicas ({})",
+                    config.replicas
+                )));
+            }
+        }
+        config.timeouts.validate()?;
+        if config.drain_timeout.is_zero() {
+            return bad("drain_timeout must be longer than 0 seconds".into());
+        }
+        let addrs = config
+            .listen
+            .iter()
+            .chain(&config.advertise)
+            .chain(&config.peers);
+        for addr in addrs {
+            let shaped = addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !shaped {
+                return bad(format!("{addr:?} is not an address (host:port)"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -174,7 +240,9 @@ pub struct Node {
 struct Inner {
     id: NodeId,
     chunk_size: usize,
-    data_key: DataKey,
+    /// `None` for a client given no data key: it can neither seal nor decrypt.
+    data_key: Option<DataKey>,
+    accept_unsealed: bool,
     cluster: ClusterKey,
     clock: Arc<Clock>,
     /// `None` once closed, and the root unlocked.
@@ -196,6 +264,9 @@ struct Inner {
     /// How the node ended, once it has (see `Node::closed`).
     ended: tokio::sync::watch::Sender<Option<Ended>>,
     drain_timeout: Duration,
+    /// Set once a read found nothing and let the member view settle first (see
+    /// `find_manifest`).
+    settled: AtomicBool,
 }
 
 /// How `Node::shut` stops a node.
@@ -270,41 +341,18 @@ impl Node {
     /// Opens (or creates) the node at `config.root`. Fails with `Error::Locked` if another
     /// node has the root open.
     pub async fn open(config: Config) -> Result<Node> {
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&config.chunk_size) {
-            return Err(Error::InvalidArgument(format!(
-                "chunk size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes, not {}",
-                config.chunk_size
-            )));
-        }
-        if config.secret.as_ref().is_some_and(|s| s.is_empty()) {
-            return Err(Error::InvalidArgument("the cluster secret is empty".into()));
-        }
-        if config.client && config.listen.is_some() {
-            return Err(Error::InvalidArgument("a client does not listen".into()));
-        }
-        if !config.client && config.listen.is_none() && !config.peers.is_empty() {
+        config.validate()?;
+        let networked = config.listen.is_some() || config.client;
+        let (config, store, identity, raw_key) =
+            blocking(move || Self::open_store(config, !networked)).await?;
+        let id = NodeId(identity.id());
+        let cluster_key = store.cluster().clone();
+        if config.listen.is_some() && !cluster_key.is_member() {
             return Err(Error::InvalidArgument(
-                "a member needs a listen address (or join as a client)".into(),
+                "a member needs the cluster secret; a client credential only lets a client in"
+                    .into(),
             ));
         }
-        if !(1..=255).contains(&config.replicas) {
-            return Err(Error::InvalidArgument("replicas must be 1 to 255".into()));
-        }
-        for (name, q) in [
-            ("write quorum", config.write_quorum),
-            ("read quorum", config.read_quorum),
-        ] {
-            if q.is_some_and(|q| q == 0 || q > config.replicas) {
-                return Err(Error::InvalidArgument(format!(
-                    "the {name} must be 1 to replicas ({})",
-                    config.replicas
-                )));
-            }
-        }
-        let networked = config.listen.is_some() || config.client;
-        let (config, store, id, raw_key) =
-            blocking(move || Self::open_store(config, !networked)).await?;
-        let cluster_key = store.cluster().clone();
         let clock = Arc::new(Clock::new(
             config.clock_offset_ms,
             config.max_clock_drift.as_millis() as u64,
@@ -354,7 +402,7 @@ impl Node {
                 clock: clock.clone(),
             });
             let cluster = Cluster::start(
-                id,
+                Arc::new(identity),
                 cluster_key.clone(),
                 cluster_config,
                 serve,
@@ -390,7 +438,8 @@ impl Node {
             inner: Arc::new(Inner {
                 id,
                 chunk_size: config.chunk_size,
-                data_key: DataKey::new(&raw_key),
+                data_key: raw_key.map(|k| DataKey::new(&k)),
+                accept_unsealed: config.accept_unsealed,
                 cluster: cluster_key,
                 clock,
                 store,
@@ -402,6 +451,7 @@ impl Node {
                 maintain: maintain_ctx,
                 closing,
                 ended: tokio::sync::watch::channel(None).0,
+                settled: AtomicBool::new(false),
                 drain_timeout: config.drain_timeout,
             }),
         };
@@ -432,7 +482,11 @@ impl Node {
     }
 
     /// Opens the root and reads (or makes) the node id and data key.
-    fn open_store(config: Config, collect: bool) -> Result<(Config, Store, NodeId, [u8; KEY_LEN])> {
+    #[allow(clippy::type_complexity)]
+    fn open_store(
+        config: Config,
+        collect: bool,
+    ) -> Result<(Config, Store, crypto::Identity, Option<[u8; KEY_LEN]>)> {
         let root = &config.root;
         let store = Store::open(
             root,
@@ -440,12 +494,18 @@ impl Node {
             config.secret.as_deref(),
             collect,
         )?;
-        let id_hex = store.persistent_file("node_id", || NodeId::random().to_hex())?;
-        let id = NodeId::from_hex(&id_hex).ok_or_else(|| {
-            Error::Integrity(format!("{}/node_id is not 64 hex digits", root.display()))
+        // The node's key pair; its id is a hash of the public key (see `crypto::Identity`).
+        let seed_hex = store.persistent_file("node.key", || {
+            hex::encode(crypto::Identity::generate().seed())
         })?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&seed_hex, &mut seed).map_err(|_| {
+            Error::Integrity(format!("{}/node.key is not 64 hex digits", root.display()))
+        })?;
+        let identity = crypto::Identity::from_seed(&seed);
         let raw_key = match config.data_key {
-            Some(k) => k,
+            Some(k) => Some(k),
+            None if config.client => None,
             None => {
                 let hex_key = store.persistent_file("data.key", || {
                     hex::encode(crypto::random_bytes::<KEY_LEN>())
@@ -454,10 +514,10 @@ impl Node {
                 hex::decode_to_slice(&hex_key, &mut k).map_err(|_| {
                     Error::Integrity(format!("{}/data.key is not 64 hex digits", root.display()))
                 })?;
-                k
+                Some(k)
             }
         };
-        Ok((config, store, id, raw_key))
+        Ok((config, store, identity, raw_key))
     }
 
     /// The address peers reach this node at, for a cluster member.
@@ -818,6 +878,13 @@ impl Node {
         opts: StoreOptions,
     ) -> Result<u64> {
         validate_key(key)?;
+        if opts.encrypt && self.inner.data_key.is_none() {
+            return Err(Error::InvalidArgument(
+                "encrypting needs a data key, and this client was given none (store it plain, \
+                 or give the client the data key)"
+                    .into(),
+            ));
+        }
         let op = self.begin().await?;
         let store = &op.store;
         let mut pins = Pins {
@@ -830,7 +897,7 @@ impl Node {
         // `version::Clock`).
         let prior = self.inner.remote.as_ref().map(|remote| {
             let (remote, store, key) = (remote.clone(), store.clone(), key.to_owned());
-            tokio::spawn(async move { remote.get_manifest(&store, &key).await })
+            tokio::spawn(async move { remote.get_manifest(&store, &key, &Remote::any).await })
         });
         let mut inflight: VecDeque<JoinHandle<Result<ChunkId>>> = VecDeque::new();
         let mut size = 0u64;
@@ -897,7 +964,7 @@ impl Node {
             chunks: pins.ids.clone(),
             deleted: false,
         };
-        let manifest = Manifest::new(body, Some(&self.inner.data_key), &self.inner.cluster);
+        let manifest = Manifest::new(body, self.inner.data_key.as_ref(), &self.inner.cluster);
         match &self.inner.remote {
             None => {
                 let s = store.clone();
@@ -935,7 +1002,9 @@ impl Node {
         let (store, data_key) = (store.clone(), self.inner.data_key.clone());
         let seal = move || {
             let stored = if encrypt {
-                data_key.seal(&chunk)
+                data_key
+                    .expect("checked before the first chunk")
+                    .seal(&chunk)
             } else {
                 chunk
             };
@@ -965,16 +1034,28 @@ impl Node {
     /// The current manifest (or tombstone) of `key`, if any: the local one for a standalone
     /// node, the newest among a majority of its owners in a cluster.
     async fn find_manifest(&self, store: &Arc<Store>, key: &str) -> Result<Option<Manifest>> {
+        let (data_key, accept_unsealed) = (self.inner.data_key.clone(), self.inner.accept_unsealed);
+        let trusted = move |m: &Manifest| m.check_seal(data_key.as_ref(), accept_unsealed);
         match &self.inner.remote {
             None => {
                 let (s, k) = (store.clone(), key.to_owned());
                 match blocking(move || s.manifest(&k)).await {
-                    Ok(m) => Ok(Some(m)),
+                    Ok(m) => trusted(&m).map(|()| Some(m)),
                     Err(Error::NotFound(_)) => Ok(None),
                     Err(e) => Err(e),
                 }
             }
-            Some(remote) => remote.get_manifest(store, key).await,
+            Some(remote) => {
+                let found = remote.get_manifest(store, key, &trusted).await?;
+                // A node that has just started may not know every member yet, and so miss the
+                // owners of a key: before its first "not found", it lets its view settle.
+                let fresh = remote.cluster.started_within(Duration::from_secs(10));
+                if found.is_none() && fresh && !self.inner.settled.swap(true, Ordering::AcqRel) {
+                    let _ = self.settle(Duration::from_secs(2)).await;
+                    return remote.get_manifest(store, key, &trusted).await;
+                }
+                Ok(found)
+            }
         }
     }
 
@@ -987,7 +1068,6 @@ impl Node {
             .await?
             .filter(|m| !m.body.deleted)
             .ok_or_else(|| Error::NotFound(key.to_owned()))?;
-        manifest.check_seal(&self.inner.data_key)?;
         Ok((op, manifest))
     }
 
@@ -1065,7 +1145,9 @@ impl Node {
                 let (expected_len, encrypted) = (manifest.chunk_len(next), manifest.body.encrypted);
                 let open = move |stored: Vec<u8>| {
                     let plain = if encrypted {
-                        data_key.open(&stored)?
+                        let key = data_key
+                            .ok_or_else(|| Error::WrongKey("this node holds no data key".into()))?;
+                        key.open(&stored)?
                     } else {
                         stored
                     };
@@ -1134,7 +1216,12 @@ impl Node {
             time: self.inner.clock.now(),
             node: self.inner.id,
         };
-        let tombstone = Manifest::tombstone(key, version, &self.inner.cluster);
+        let tombstone = Manifest::tombstone(
+            key,
+            version,
+            self.inner.data_key.as_ref(),
+            &self.inner.cluster,
+        );
         match &self.inner.remote {
             None => {
                 let store = op.store.clone();
@@ -1152,12 +1239,59 @@ impl Node {
         Ok(found.is_some_and(|m| !m.body.deleted))
     }
 
-    /// Live keys, in byte order (of the whole cluster, for a cluster node).
-    pub async fn keys(&self) -> Result<Vec<String>> {
+    /// One page of the live keys (of the whole cluster, for a cluster node): those starting
+    /// with `prefix` and after `start_after`, in byte order, at most `limit` (1 to
+    /// `MAX_LIST`). The next page starts after the last key of this one; a page shorter than
+    /// `limit` is the last. A member that cannot answer fails the call (`Unavailable`), never
+    /// a page that silently lacks its keys.
+    pub async fn list(&self, prefix: &str, start_after: &str, limit: usize) -> Result<Vec<String>> {
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(Error::InvalidArgument(format!(
+                "a listing's limit is 1 to {MAX_LIST}, not {limit}"
+            )));
+        }
+        if prefix.len() > crate::manifest::MAX_KEY_LEN
+            || start_after.len() > crate::manifest::MAX_KEY_LEN
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a prefix or start_after is at most {} bytes",
+                crate::manifest::MAX_KEY_LEN
+            )));
+        }
         let op = self.begin().await?;
         match &self.inner.remote {
-            None => Ok(op.store.keys()),
-            Some(remote) => remote.keys(&op.store).await,
+            Some(remote) => remote.list(&op.store, prefix, start_after, limit).await,
+            None => {
+                let mut out = Vec::new();
+                let mut cursor = start_after.to_owned();
+                while out.len() < limit {
+                    let page = op.store.key_page(prefix, &cursor, limit.min(MAX_PAGE));
+                    let Some(last) = page.last() else { break };
+                    cursor = last.key.clone();
+                    let full = page.len() == limit.min(MAX_PAGE);
+                    out.extend(page.into_iter().filter(|s| !s.deleted).map(|s| s.key));
+                    if !full {
+                        break;
+                    }
+                }
+                out.truncate(limit);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Every live key starting with `prefix`, in byte order, read a page at a time (see
+    /// `list`).
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let after = all.last().map_or("", String::as_str);
+            let page = self.list(prefix, after, MAX_PAGE).await?;
+            let last = page.len() < MAX_PAGE;
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
         }
     }
 

@@ -36,6 +36,17 @@ use crate::manifest::Manifest;
 use crate::path::{self, PathTransform};
 use crate::version::Version;
 
+/// What the names of manifests set aside in `quarantine/` start with.
+const MANIFEST_ASIDE: &str = "manifest-";
+
+/// Why a newer version raced in as the held one was replaced (see `commit`).
+const SEALED: &str = "a newer version is not sealed by the data key that sealed the one held";
+
+/// The largest manifest file read (see `codec::MAX_DECODE`).
+const MAX_MANIFEST_FILE: u64 = crate::codec::MAX_DECODE;
+/// The largest chunk file read: a chunk of `MAX_CHUNK_SIZE` plus its IV.
+const MAX_CHUNK_FILE: u64 = (crate::node::MAX_CHUNK_SIZE + crate::crypto::IV_LEN) as u64;
+
 pub(crate) struct Store {
     chunks_dir: PathBuf,
     manifests_dir: PathBuf,
@@ -82,6 +93,9 @@ struct Entry {
     version: Version,
     deleted: bool,
     chunks: Vec<ChunkId>,
+    /// The seal key of the data key that sealed it, if sealed: a newer version must be
+    /// sealed by the same key (`Manifest::may_replace`).
+    sealed_by: Option<[u8; 32]>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,7 +133,7 @@ impl Store {
             fsutil::create_dir_durable(&dir).context(|| format!("creating {}", dir.display()))?;
         }
         let cluster = match secret {
-            Some(s) => ClusterKey::new(s),
+            Some(s) => ClusterKey::from_credential(s)?,
             None => {
                 let generated = || hex::encode(crate::crypto::random_bytes::<32>());
                 ClusterKey::new(
@@ -169,18 +183,25 @@ impl Store {
         let mut index = self.lock_index();
         let mut set_aside = 0;
         for file in fsutil::walk_files(&self.manifests_dir).context(|| ctx(&self.manifests_dir))? {
-            let loaded = fs::read(&file)
+            let loaded = fsutil::read_bounded(&file, MAX_MANIFEST_FILE)
                 .context(|| format!("reading {}", file.display()))
                 .and_then(|bytes| Manifest::from_bytes(&bytes, &self.cluster));
             let manifest = match loaded {
                 Ok(m) if self.manifest_path(&m.body.key).ok().as_ref() == Some(&file) => m,
-                Ok(_) | Err(Error::Integrity(_)) => {
-                    tracing::warn!(file = %file.display(), "manifest is corrupt or misplaced; set aside");
-                    self.set_aside(&file);
+                // Corrupt, misplaced, too large or unreadable: one bad file must not keep the
+                // node from opening. It is set aside (its chunks are kept, see below).
+                Ok(_) => {
+                    tracing::warn!(file = %file.display(), "manifest is misplaced; set aside");
+                    self.set_aside_manifest(&file);
                     set_aside += 1;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "manifest is unreadable; set aside");
+                    self.set_aside_manifest(&file);
+                    set_aside += 1;
+                    continue;
+                }
             };
             for c in &manifest.body.chunks {
                 *index.refs.entry(*c).or_insert(0) += 1;
@@ -195,14 +216,19 @@ impl Store {
         if !self.collect {
             return Ok(());
         }
+        let aside = fs::read_dir(&self.quarantine_dir)
+            .context(|| ctx(&self.quarantine_dir))?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(MANIFEST_ASIDE));
         let mut index = self.lock_index();
-        if set_aside > 0 {
-            // The chunks of a corrupt manifest look unreferenced, but may be all that is left
-            // of its value: keep every chunk until the manifest is restored or the value is
-            // written again.
+        if set_aside > 0 || aside {
+            // The chunks of a manifest set aside (corrupt, or unreadable when the root was
+            // opened, perhaps for a passing reason) look unreferenced, but may be all that is
+            // left of its value: keep every chunk until the manifest is restored from
+            // quarantine/ (or removed from it) or the value is written again.
             tracing::warn!(
                 set_aside,
-                "corrupt manifests found; not removing unreferenced chunks"
+                "manifests are set aside in quarantine/; not removing unreferenced chunks"
             );
             return Ok(());
         }
@@ -233,7 +259,9 @@ impl Store {
                         continue;
                     }
                     let file = self.chunk_path(&id)?;
-                    if fs::read(&file).is_ok_and(|b| ChunkId::of(&b) == id) {
+                    if fsutil::read_bounded(&file, MAX_CHUNK_FILE)
+                        .is_ok_and(|b| ChunkId::of(&b) == id)
+                    {
                         continue;
                     }
                     write_atomic(&self.tmp_dir, &file, &r.payload)
@@ -272,7 +300,7 @@ impl Store {
                 .and_then(ChunkId::from_hex)
                 .filter(|id| self.chunk_path(id).ok().as_ref() == Some(&file));
             let id = by_name.or_else(|| {
-                let id = ChunkId::of(&fs::read(&file).ok()?);
+                let id = ChunkId::of(&fsutil::read_bounded(&file, MAX_CHUNK_FILE).ok()?);
                 (self.chunk_path(&id).ok().as_ref() == Some(&file)).then_some(id)
             });
             match id {
@@ -392,7 +420,8 @@ impl Store {
         if self.lock_index().verified.get(id) == Some(&now) {
             return true;
         }
-        let good = fs::read(path).is_ok_and(|bytes| ChunkId::of(&bytes) == *id);
+        let good = fsutil::read_bounded(path, MAX_CHUNK_FILE)
+            .is_ok_and(|bytes| ChunkId::of(&bytes) == *id);
         let mut index = self.lock_index();
         if good {
             index.verified.insert(*id, now);
@@ -488,7 +517,7 @@ impl Store {
         if index.keys.get(key).map(|e| e.version) != Some(version) {
             return Ok(false);
         }
-        self.set_aside(&path);
+        self.set_aside_manifest(&path);
         index.keys.remove(key);
         Ok(true)
     }
@@ -554,9 +583,26 @@ impl Store {
 
     /// Makes `manifest` the key's current version if it is newer than what is held, durably.
     /// On `Ok(true)` the manifest has taken over the caller's pins on its chunks; on
-    /// `Ok(false)` (an equal or newer version was already here) the caller keeps them.
+    /// `Ok(false)` (an equal or newer version was already here) the caller keeps them. A
+    /// newer version that may not replace a sealed one (`Manifest::may_replace`) is an
+    /// `Integrity` error.
     pub fn commit(&self, manifest: &Manifest) -> Result<bool> {
         let key = &manifest.body.key;
+        // The seal is checked (a signature, tens of microseconds) outside the index lock, for
+        // the sealing key of the version held now; under the lock it is checked again only if
+        // another version came in between.
+        let held = self
+            .lock_index()
+            .keys
+            .get(key)
+            .map(|e| (e.version, e.sealed_by));
+        let mut verified_for = None;
+        if let Some((version, Some(p))) = held {
+            if version < manifest.body.version {
+                manifest.may_replace(&p)?;
+                verified_for = Some(p);
+            }
+        }
         let dest = self.manifest_path(key)?;
         let bytes = manifest.to_bytes();
         let parent = dest
@@ -579,12 +625,20 @@ impl Store {
         let install = || -> std::io::Result<Option<Vec<ChunkId>>> {
             let staged = Staged::write(&self.tmp_dir, &bytes, journal.is_none())?;
             let mut index = self.lock_index();
-            if index
-                .keys
-                .get(key)
-                .is_some_and(|e| e.version >= manifest.body.version)
-            {
-                return Ok(None); // dropping `staged` deletes it
+            if let Some(e) = index.keys.get(key) {
+                if e.version >= manifest.body.version {
+                    return Ok(None); // dropping `staged` deletes it
+                }
+                if let Some(p) = e.sealed_by.filter(|p| verified_for != Some(*p)) {
+                    // Another version came in since the check above (writers of one key
+                    // racing): check against it here, rarely, under the lock.
+                    if manifest.may_replace(&p).is_err() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            SEALED,
+                        ));
+                    }
+                }
             }
             staged.install(&dest)?;
             Ok(Some(
@@ -595,18 +649,28 @@ impl Store {
                     .unwrap_or_default(),
             ))
         };
+        let sealed = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied && e.to_string() == SEALED {
+                Error::Integrity(format!("{key:?}: {SEALED}"))
+            } else {
+                Error::Io {
+                    context: format!("writing manifest of {key:?}"),
+                    source: e,
+                }
+            }
+        };
         let released = match journal {
             Some(j) => {
                 let mut installed = None;
-                j.write(Kind::Manifest, &KeyId::of(key).0, &bytes, || {
+                let written = j.write(Kind::Manifest, &KeyId::of(key).0, &bytes, || {
                     installed = install()?;
                     Ok(())
-                })
-                .context(|| format!("writing manifest of {key:?}"))?;
+                });
+                written.map_err(sealed)?;
                 installed
             }
             None => {
-                let installed = install().context(|| format!("writing manifest of {key:?}"))?;
+                let installed = install().map_err(sealed)?;
                 // The rename must be durable before the old version's chunks go: a crash in
                 // between would otherwise bring back a manifest whose chunks were deleted.
                 if installed.is_some() {
@@ -626,11 +690,13 @@ impl Store {
     /// Loads the current manifest of `key` from disk and checks its cluster MAC.
     pub fn manifest(&self, key: &str) -> Result<Manifest> {
         let path = self.manifest_path(key)?;
-        let bytes = match fs::read(&path) {
+        let bytes = match fsutil::read_bounded(&path, MAX_MANIFEST_FILE) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(key.to_owned()))
             }
+            // Too large to be a manifest: corrupt, set aside below like one that fails.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Vec::new(),
             Err(e) => return Err(e).context(|| format!("reading manifest of {key:?}")),
         };
         let checked = Manifest::from_bytes(&bytes, &self.cluster).and_then(|m| {
@@ -650,7 +716,7 @@ impl Store {
             tracing::warn!(key, error = %why, "manifest is corrupt; set aside");
             let mut index = self.lock_index();
             if path.is_file() {
-                self.set_aside(&path);
+                self.set_aside_manifest(&path);
             }
             index.keys.remove(key);
         }
@@ -661,28 +727,35 @@ impl Store {
     /// (never served again) and reported as an integrity error.
     pub fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let path = self.chunk_path(id)?;
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let why = match fsutil::read_bounded(&path, MAX_CHUNK_FILE) {
+            Ok(b) if ChunkId::of(&b) == *id => return Ok(b),
+            Ok(_) => format!("chunk {id} does not match its hash"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Integrity(format!("chunk {id} is missing")))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => format!("chunk {id}: {e}"),
             Err(e) => return Err(e).context(|| format!("reading chunk {id}")),
         };
-        if ChunkId::of(&bytes) != *id {
-            let mut index = self.lock_index();
-            self.set_aside(&path);
-            index.held.remove(id);
-            index.verified.remove(id);
-            return Err(Error::Integrity(format!(
-                "chunk {id} does not match its hash"
-            )));
-        }
-        Ok(bytes)
+        let mut index = self.lock_index();
+        self.set_aside(&path);
+        index.held.remove(id);
+        index.verified.remove(id);
+        Err(Error::Integrity(why))
+    }
+
+    /// Sets a manifest file aside. While any is in `quarantine/`, opening the root removes no
+    /// unnamed chunk: they may be all that is left of its value.
+    fn set_aside_manifest(&self, file: &Path) {
+        self.set_aside_as(file, MANIFEST_ASIDE);
     }
 
     fn set_aside(&self, file: &Path) {
+        self.set_aside_as(file, "");
+    }
+
+    fn set_aside_as(&self, file: &Path, prefix: &str) {
         let name = format!(
-            "{}-{}",
+            "{prefix}{}-{}",
             file.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
             hex::encode(crate::crypto::random_bytes::<4>())
         );
@@ -711,13 +784,31 @@ impl Store {
     }
 
     /// Live keys in byte order.
-    pub fn keys(&self) -> Vec<String> {
+    /// One page of `key_states`: keys starting with `prefix` and after `start_after`, in byte
+    /// order, at most `limit`.
+    pub fn key_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Vec<crate::net::message::KeyState> {
+        use std::ops::Bound;
         let index = self.lock_index();
+        let from = if start_after >= prefix {
+            Bound::Excluded(start_after)
+        } else {
+            Bound::Included(prefix)
+        };
         index
             .keys
-            .iter()
-            .filter(|(_, e)| !e.deleted)
-            .map(|(k, _)| k.clone())
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, e)| crate::net::message::KeyState {
+                key: k.clone(),
+                version: e.version,
+                deleted: e.deleted,
+            })
             .collect()
     }
 
@@ -736,6 +827,7 @@ impl Entry {
             version: m.body.version,
             deleted: m.body.deleted,
             chunks: m.body.chunks.clone(),
+            sealed_by: m.sealed_by(),
         }
     }
 }

@@ -151,7 +151,10 @@ async fn a_value_reads_back_through_a_member_that_just_joined() {
             match newest.get(&key).await {
                 Ok(got) if got == data => {}
                 Ok(_) => wrong += 1,
-                Err(Error::NotFound(_)) => lost += 1,
+                Err(Error::NotFound(why)) => {
+                    println!("{key} not found through the newest member: {why}");
+                    lost += 1
+                }
                 Err(e) => panic!("reading {key} through the newest member: {e}"),
             }
             checked += 1;

@@ -328,7 +328,7 @@ async fn garbage_collection_removes_only_what_nothing_names() {
         assert_eq!(n.get("kept").await.unwrap(), kept);
         assert_eq!(n.get("again").await.unwrap(), again);
         assert!(matches!(n.get("doomed").await, Err(Error::NotFound(_))));
-        assert_eq!(n.keys().await.unwrap(), ["again", "kept"]);
+        assert_eq!(n.keys("").await.unwrap(), ["again", "kept"]);
         assert_eq!(n.stats().unwrap().chunks, 4);
     }
     let collected: u64 = nodes

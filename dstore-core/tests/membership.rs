@@ -12,7 +12,6 @@ use dstore_core::crypto::ClusterKey;
 use dstore_core::net::conn::{BoxFuture, Handler};
 use dstore_core::net::handshake::Hello;
 use dstore_core::net::message::{FailureKind, Request, Response};
-use dstore_core::NodeId;
 
 use common::eventually;
 
@@ -42,7 +41,7 @@ async fn member(secret: &[u8], peers: Vec<String>) -> Arc<Cluster> {
         ..Default::default()
     };
     Cluster::start(
-        NodeId::random(),
+        Arc::new(dstore_core::crypto::Identity::generate()),
         ClusterKey::new(secret),
         config,
         Arc::new(Nothing),

@@ -54,16 +54,18 @@ pub use cluster::{dstore_node_addr, dstore_peer, dstore_peers, dstore_peers_free
 pub use last_error::dstore_last_error;
 pub use node::{
     dstore_close, dstore_delete, dstore_free, dstore_get, dstore_get_file, dstore_has, dstore_keys,
-    dstore_leave, dstore_new, dstore_node, dstore_node_id, dstore_store, dstore_store_file,
+    dstore_leave, dstore_list, dstore_new, dstore_node, dstore_node_id, dstore_store,
+    dstore_store_file,
 };
 pub use options::{
     dstore_options, dstore_options_add_peer, dstore_options_free, dstore_options_new,
-    dstore_options_set_advertise, dstore_options_set_chunk_size, dstore_options_set_client,
-    dstore_options_set_data_key, dstore_options_set_drain_timeout_ms,
-    dstore_options_set_gc_grace_ms, dstore_options_set_listen, dstore_options_set_read_quorum,
-    dstore_options_set_repair_interval_ms, dstore_options_set_replicas, dstore_options_set_root,
-    dstore_options_set_scrub, dstore_options_set_secret, dstore_options_set_timeouts_ms,
-    dstore_options_set_write_quorum, dstore_options_set_zone,
+    dstore_options_set_accept_unsealed, dstore_options_set_advertise,
+    dstore_options_set_chunk_size, dstore_options_set_client, dstore_options_set_data_key,
+    dstore_options_set_drain_timeout_ms, dstore_options_set_gc_grace_ms, dstore_options_set_listen,
+    dstore_options_set_read_quorum, dstore_options_set_repair_interval_ms,
+    dstore_options_set_replicas, dstore_options_set_root, dstore_options_set_scrub,
+    dstore_options_set_secret, dstore_options_set_timeouts_ms, dstore_options_set_write_quorum,
+    dstore_options_set_zone,
 };
 pub use stats::{dstore_node_stats, dstore_stats};
 pub use status::{dstore_status, dstore_status_name};

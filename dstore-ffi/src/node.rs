@@ -264,7 +264,40 @@ pub unsafe extern "C" fn dstore_keys(
                 output(out_count, "out_count")?,
             )
         };
-        let keys = node.run(node.node.keys())?;
+        let keys = node.run(node.node.keys(""))?;
+        let (ptr, count) = buffers::keys_to_c(keys)?;
+        out_keys.write(ptr);
+        out_count.write(count);
+        Ok(())
+    })
+}
+
+/// Lists one page of the keys that have a value (of the whole cluster, for a cluster node):
+/// those starting with `prefix` and after `start_after` (both NUL-terminated UTF-8, "" for
+/// none), in byte order, at most `limit` (1 to 100000). The next page starts after the last
+/// key of this one; a page shorter than `limit` is the last. Output as for dstore_keys(),
+/// freed with dstore_keys_free(). DSTORE_UNAVAILABLE if a cluster member cannot answer: a
+/// listing never silently lacks a member's keys.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_list(
+    node: *mut dstore_node,
+    prefix: *const c_char,
+    start_after: *const c_char,
+    limit: usize,
+    out_keys: *mut *mut *mut c_char,
+    out_count: *mut usize,
+) -> dstore_status {
+    boundary("dstore_list", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let prefix = unsafe { args::string(prefix, "prefix") }?;
+        let start_after = unsafe { args::string(start_after, "start_after") }?;
+        let (out_keys, out_count) = unsafe {
+            (
+                output(out_keys, "out_keys")?,
+                output(out_count, "out_count")?,
+            )
+        };
+        let keys = node.run(node.node.list(prefix, start_after, limit))?;
         let (ptr, count) = buffers::keys_to_c(keys)?;
         out_keys.write(ptr);
         out_count.write(count);

@@ -53,6 +53,7 @@ pub struct dstore_options {
     maintenance: Maintenance,
     /// `None`: the core's default (30 s).
     drain_timeout: Option<Duration>,
+    accept_unsealed: bool,
 }
 
 impl dstore_options {
@@ -83,6 +84,7 @@ impl dstore_options {
         if let Some(d) = self.drain_timeout {
             config.drain_timeout = d;
         }
+        config.accept_unsealed = self.accept_unsealed;
         Ok(config)
     }
 }
@@ -110,6 +112,7 @@ pub extern "C" fn dstore_options_new() -> *mut dstore_options {
             timeouts: Timeouts::default(),
             maintenance: Maintenance::default(),
             drain_timeout: None,
+            accept_unsealed: false,
         })
     })
 }
@@ -356,14 +359,7 @@ pub unsafe extern "C" fn dstore_options_set_timeouts_ms(
                 *field = Duration::from_millis(ms);
             }
         }
-        if t.dead_after < t.suspect_after {
-            return Err(Failure::invalid(format!(
-                "`dead_after_ms` ({}) must not be shorter than `suspect_after_ms` ({}): a \
-                 member is suspect before it is dead",
-                t.dead_after.as_millis(),
-                t.suspect_after.as_millis()
-            )));
-        }
+        t.validate()?; // the core's rules, checked here too so the setter says which call erred
         opts.timeouts = t;
         Ok(())
     })
@@ -385,6 +381,23 @@ pub unsafe extern "C" fn dstore_options_set_drain_timeout_ms(
             return Err(Failure::invalid("the drain timeout must be at least 1 ms"));
         }
         opts.drain_timeout = Some(Duration::from_millis(timeout_ms));
+        Ok(())
+    })
+}
+
+/// With `accept` true, reads take plain values and deletes whose manifest is not sealed with
+/// this node's data key (written by a holder of only the cluster secret, or of another data
+/// key). False by default: such a read fails with DSTORE_INTEGRITY (no seal) or
+/// DSTORE_WRONG_KEY (another key's), because anyone holding only the cluster secret could
+/// otherwise replace or delete a value.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_accept_unsealed(
+    opts: *mut dstore_options,
+    accept: bool,
+) -> dstore_status {
+    boundary("dstore_options_set_accept_unsealed", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        opts.accept_unsealed = accept;
         Ok(())
     })
 }

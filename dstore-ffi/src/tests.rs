@@ -1069,12 +1069,12 @@ fn maintenance_options_check_their_arguments() {
         assert_status(
             dstore_options_set_timeouts_ms(opts, 0, 400, 0),
             DSTORE_INVALID_ARGUMENT,
-            "`dead_after_ms` (400) must not be shorter than `suspect_after_ms` (500)",
+            "dead_after (0.4 s) must not be shorter than suspect_after (0.5 s)",
         );
         assert_status(
             dstore_options_set_timeouts_ms(opts, 2000, 0, 0),
             DSTORE_INVALID_ARGUMENT,
-            "`dead_after_ms` (1500) must not be shorter than `suspect_after_ms` (2000)",
+            "dead_after (1.5 s) must not be shorter than suspect_after (2 s)",
         );
         assert_eq!(
             timeouts(opts),

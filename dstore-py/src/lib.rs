@@ -12,6 +12,21 @@ mod errors;
 mod node;
 mod runtime;
 
+/// The client credential of the cluster whose secret is `secret`: what a client machine
+/// needs instead of the secret (pass it as `secret=`). It cannot be turned back into the
+/// secret, and does not let its holder be a member.
+#[pyfunction]
+fn client_credential(py: Python<'_>, secret: &Bound<'_, PyAny>) -> PyResult<String> {
+    let secret = node::bytes_like(secret, "secret")?;
+    if secret.is_empty() {
+        return Err(errors::invalid_argument(
+            py,
+            "the cluster secret is empty".to_owned(),
+        ));
+    }
+    Ok(dstore_core::crypto::ClusterKey::new(&secret).client_credential())
+}
+
 #[pymodule]
 fn _dstore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -19,7 +34,10 @@ fn _dstore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_CHUNK_SIZE", dstore_core::DEFAULT_CHUNK_SIZE)?;
     m.add("MIN_CHUNK_SIZE", dstore_core::MIN_CHUNK_SIZE)?;
     m.add("MAX_CHUNK_SIZE", dstore_core::MAX_CHUNK_SIZE)?;
+    m.add("MAX_LIST", dstore_core::MAX_LIST)?;
     m.add_class::<node::PyNode>()?;
+    m.add_class::<node::KeyIter>()?;
+    m.add_function(wrap_pyfunction!(client_credential, m)?)?;
     errors::register(m)?;
     Ok(())
 }

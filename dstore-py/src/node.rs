@@ -14,6 +14,45 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
 use crate::errors;
 use crate::runtime::block_on;
 
+/// Where a `keys()` iteration is: the page in hand, and where the next one starts.
+struct Pages {
+    prefix: String,
+    after: String,
+    page: std::collections::VecDeque<String>,
+    done: bool,
+}
+
+/// The iterator `Node.keys()` returns: one `list` call per `dstore_core::MAX_PAGE` keys.
+#[pyclass(frozen, module = "dstore", name = "KeyIterator")]
+pub struct KeyIter {
+    node: dstore_core::Node,
+    state: std::sync::Mutex<Pages>,
+}
+
+#[pymethods]
+impl KeyIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let mut pages = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if pages.page.is_empty() && !pages.done {
+            let page = block_on(
+                py,
+                self.node
+                    .list(&pages.prefix, &pages.after, dstore_core::MAX_PAGE),
+            )?;
+            pages.done = page.len() < dstore_core::MAX_PAGE;
+            if let Some(last) = page.last() {
+                pages.after = last.clone();
+            }
+            pages.page.extend(page);
+        }
+        Ok(pages.page.pop_front())
+    }
+}
+
 /// A dstore node: one storage root, opened for the life of this object or until `close()`.
 /// Safe to share between threads; calls release the GIL and run in parallel.
 #[pyclass(frozen, module = "dstore", name = "Node")]
@@ -40,7 +79,7 @@ impl PyNode {
                         write_quorum=None, read_quorum=None, suspect_after=None, dead_after=None,
                         call_timeout=None, repair_interval=None, scrub_interval=None,
                         scrub_rate=None, gc_grace=None, tombstone_grace=None,
-                        drain_timeout=None))]
+                        drain_timeout=None, accept_unsealed=false))]
     #[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
     fn new(
         py: Python<'_>,
@@ -65,6 +104,7 @@ impl PyNode {
         gc_grace: Option<f64>,
         tombstone_grace: Option<f64>,
         drain_timeout: Option<f64>,
+        accept_unsealed: bool,
     ) -> PyResult<Self> {
         let mut config = dstore_core::Config::new(root.clone());
         if let Some(key) = key {
@@ -92,6 +132,7 @@ impl PyNode {
         config.zone = zone;
         config.client = client;
         config.advertise = advertise;
+        config.accept_unsealed = accept_unsealed;
         // Quorums of 0 or above `replicas` are refused by the core, with the same message.
         for (name, given, field) in [
             ("write_quorum", write_quorum, &mut config.write_quorum),
@@ -110,25 +151,8 @@ impl PyNode {
             ("call_timeout", call_timeout, &mut t.call),
         ] {
             if let Some(secs) = given {
-                *field = seconds(py, name, secs)?;
-                if field.is_zero() {
-                    return Err(errors::invalid_argument(
-                        py,
-                        format!("{name} must be longer than 0 seconds"),
-                    ));
-                }
+                *field = seconds(py, name, secs)?; // the rules are the core's (Config::validate)
             }
-        }
-        if t.dead_after < t.suspect_after {
-            return Err(errors::invalid_argument(
-                py,
-                format!(
-                    "dead_after ({} s) must not be shorter than suspect_after ({} s): a member \
-                     is suspect before it is dead",
-                    t.dead_after.as_secs_f64(),
-                    t.suspect_after.as_secs_f64()
-                ),
-            ));
         }
         let m = &mut config.maintenance;
         for (name, given, field) in [
@@ -143,12 +167,6 @@ impl PyNode {
         }
         if let Some(secs) = drain_timeout {
             config.drain_timeout = seconds(py, "drain_timeout", secs)?;
-            if config.drain_timeout.is_zero() {
-                return Err(errors::invalid_argument(
-                    py,
-                    "drain_timeout must be longer than 0 seconds".to_owned(),
-                ));
-            }
         }
         if let Some(rate) = scrub_rate {
             m.scrub_rate = u64::try_from(rate).map_err(|_| {
@@ -233,8 +251,29 @@ impl PyNode {
     }
 
     /// The live keys, in byte order.
-    fn keys(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        block_on(py, self.node.keys())
+    #[pyo3(signature = (prefix="", start_after="", limit=1000))]
+    fn list(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        start_after: &str,
+        limit: i64,
+    ) -> PyResult<Vec<String>> {
+        let limit = usize::try_from(limit).unwrap_or(0); // the core refuses 0 with its message
+        block_on(py, self.node.list(prefix, start_after, limit))
+    }
+
+    #[pyo3(signature = (prefix=""))]
+    fn keys(&self, prefix: &str) -> KeyIter {
+        KeyIter {
+            node: self.node.clone(),
+            state: std::sync::Mutex::new(Pages {
+                prefix: prefix.to_owned(),
+                after: String::new(),
+                page: std::collections::VecDeque::new(),
+                done: false,
+            }),
+        }
     }
 
     /// The size in bytes of the value of `key`.
@@ -395,7 +434,7 @@ fn seconds(py: Python<'_>, name: &str, secs: f64) -> PyResult<Duration> {
 /// any other object with the buffer protocol (memoryview, array.array, NumPy arrays, ...) is
 /// copied through `memoryview(obj).tobytes()`, which also accepts non-contiguous views (their
 /// bytes in C order, like `bytes(view)`). The abi3-py39 limited API has no direct buffer access.
-fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok(bytes.as_bytes().to_vec());
     }

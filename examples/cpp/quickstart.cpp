@@ -53,6 +53,8 @@ void run(const std::string& root) {
         std::cout << "  " << key << "\n";
     }
     expect(keys.size() == 2, "two keys");
+    std::vector<std::string> page = node.list("notes/", "", 10);  // a page, by prefix
+    expect(page.size() == 1 && page[0] == "notes/secret", "one key under notes/");
 
     // 4. has, remove, and the exception a missing key throws.
     std::cout << "has public/notice: " << (node.has("public/notice") ? "yes" : "no") << "\n";

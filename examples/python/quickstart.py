@@ -21,7 +21,7 @@ def tour(root: str) -> None:
         # Values are bytes under string keys; they are encrypted unless encrypt=False.
         node.store("greeting.txt", b"hello, dstore")
         node.store("public.txt", b"stored in plaintext, still checked by hash", encrypt=False)
-        print(f"stored 2 values; keys: {node.keys()}")
+        print(f"stored 2 values; keys: {list(node.keys())}")
         print(f"get('greeting.txt') -> {node.get('greeting.txt')!r}")
 
         # Files are streamed in chunks, so their size does not matter.
@@ -49,7 +49,7 @@ def tour(root: str) -> None:
     # Reopening the root finds the same node, with its data.
     with dstore.Node(root) as node:
         assert node.id == node_id
-        print(f"reopened: same id, keys {node.keys()}")
+        print(f"reopened: same id, keys {list(node.keys())}")
 
 
 def main() -> None:

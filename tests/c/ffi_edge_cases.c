@@ -180,9 +180,9 @@ static void test_maintenance(void) {
     /* Timeouts: 0 keeps a value; a member is suspect before it is dead. */
     EXPECT(dstore_options_set_timeouts_ms(opts, 0, 0, 0), DSTORE_OK);
     EXPECT(dstore_options_set_timeouts_ms(opts, 5000, 1000, 0), DSTORE_INVALID_ARGUMENT);
-    CHECK(strstr(dstore_last_error(), "`dead_after_ms` (1000)") != NULL);
+    CHECK(strstr(dstore_last_error(), "dead_after (1 s)") != NULL);
     EXPECT(dstore_options_set_timeouts_ms(opts, 60000, 0, 0), DSTORE_INVALID_ARGUMENT);
-    CHECK(strstr(dstore_last_error(), "`dead_after_ms` (10000)") != NULL); /* the default */
+    CHECK(strstr(dstore_last_error(), "dead_after (10 s)") != NULL); /* the default */
     EXPECT(dstore_options_set_timeouts_ms(opts, 500, 500, 2000), DSTORE_OK);
     EXPECT(dstore_options_set_timeouts_ms(opts, 0, 400, 0), DSTORE_INVALID_ARGUMENT);
     EXPECT(dstore_options_set_timeouts_ms(opts, UINT64_MAX, UINT64_MAX, UINT64_MAX), DSTORE_OK);
@@ -438,6 +438,22 @@ static void test_values(dstore_node *node) {
     CHECK(count == 3);
     CHECK(strcmp(keys[0], "a") == 0 && strcmp(keys[1], "b") == 0 && strcmp(keys[2], "empty") == 0);
     dstore_keys_free(keys, count);
+
+    /* Pages: by prefix, after a key, at most `limit`; bad arguments are refused. */
+    EXPECT(dstore_list(node, "", "a", 1, &keys, &count), DSTORE_OK);
+    CHECK(count == 1 && strcmp(keys[0], "b") == 0);
+    dstore_keys_free(keys, count);
+    EXPECT(dstore_list(node, "e", "", 10, &keys, &count), DSTORE_OK);
+    CHECK(count == 1 && strcmp(keys[0], "empty") == 0);
+    dstore_keys_free(keys, count);
+    EXPECT(dstore_list(node, "zz", "", 10, &keys, &count), DSTORE_OK);
+    CHECK(count == 0 && keys != NULL);
+    dstore_keys_free(keys, count);
+    EXPECT(dstore_list(node, "", "", 0, &keys, &count), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_list(node, NULL, "", 10, &keys, &count), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_list(node, "", NULL, 10, &keys, &count), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_list(NULL, "", "", 10, &keys, &count), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_list(node, "", "", 10, NULL, &count), DSTORE_INVALID_ARGUMENT);
 }
 
 /* ---- files ---------------------------------------------------------------------------- */
@@ -481,9 +497,27 @@ static void test_wrong_key(void) {
     size_t out_len = 0;
     EXPECT(dstore_get(reader, "sealed", &out, &out_len), DSTORE_WRONG_KEY);
     CHECK(out == NULL && out_len == 0);
+    /* A plain value is sealed by its writer's data key too: another key's holder cannot
+       tell it from a forgery by a holder of only the cluster secret, so it refuses it... */
+    EXPECT(dstore_get(reader, "open", &out, &out_len), DSTORE_WRONG_KEY);
+    CHECK(out == NULL && out_len == 0);
+    dstore_free(reader);
+
+    /* ...unless told to accept plain values not sealed with its key. */
+    char root[4096];
+    path_in_scratch(root, sizeof root, "keyed");
+    dstore_options *opts = dstore_options_new();
+    CHECK(opts != NULL);
+    EXPECT(dstore_options_set_root(opts, root), DSTORE_OK);
+    EXPECT(dstore_options_set_data_key(opts, KEY_B, 32), DSTORE_OK);
+    EXPECT(dstore_options_set_accept_unsealed(opts, true), DSTORE_OK);
+    EXPECT(dstore_options_set_accept_unsealed(NULL, true), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_new(opts, &reader), DSTORE_OK);
+    dstore_options_free(opts);
     EXPECT(dstore_get(reader, "open", &out, &out_len), DSTORE_OK);
     CHECK(out_len == 10 && memcmp(out, "for anyone", 10) == 0);
     dstore_bytes_free(out, out_len);
+    EXPECT(dstore_get(reader, "sealed", &out, &out_len), DSTORE_WRONG_KEY);
     dstore_free(reader);
 }
 

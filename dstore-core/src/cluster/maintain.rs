@@ -636,7 +636,11 @@ async fn scrub_pass(ctx: &Context, stop: &mut watch::Receiver<bool>) -> bool {
             );
             // The bad copy is set aside: the read asks other owners, and read repair sends
             // the newest back here; adopting it as well covers a non-owner.
-            if let Ok(Some(good)) = ctx.remote.get_manifest(&store, &state.key).await {
+            if let Ok(Some(good)) = ctx
+                .remote
+                .get_manifest(&store, &state.key, &Remote::any)
+                .await
+            {
                 let s = store.clone();
                 let _ = tokio::task::spawn_blocking(move || s.adopt(&good)).await;
                 if store.version_of(&state.key).is_some() {

@@ -27,6 +27,31 @@ pub struct Timeouts {
     pub call: Duration,
 }
 
+impl Timeouts {
+    /// The rules: no zero timeout, and a member is suspect before it is dead.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |why: String| Err(crate::Error::InvalidArgument(why));
+        for (name, d) in [
+            ("suspect_after", self.suspect_after),
+            ("dead_after", self.dead_after),
+            ("call_timeout", self.call),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be longer than 0 seconds"));
+            }
+        }
+        if self.dead_after < self.suspect_after {
+            return bad(format!(
+                "dead_after ({} s) must not be shorter than suspect_after ({} s): a member is \
+                 suspect before it is dead",
+                self.dead_after.as_secs_f64(),
+                self.suspect_after.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
@@ -67,9 +92,36 @@ struct Departed {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// At most this many members new to this node are taken from one peer's list.
+pub const MAX_LEARNT_PER_ANSWER: usize = 16;
+/// At most this many members learnt from peers' lists may be waiting for a first answer:
+/// names nobody answers to cannot pile up (a real member answers within a round trip).
+pub const MAX_UNANSWERED: usize = 64;
+/// At most this many forgotten members are remembered as such.
+const MAX_FORGOTTEN: usize = 4096;
+
+/// When an address may be dialled next, and the backoff after its next failure.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    next: Instant,
+    backoff: Duration,
+}
+
+/// `d` times a random factor in [0.5, 1.5): members that fail together do not retry in step.
+fn jitter(d: Duration) -> Duration {
+    let r = u16::from_le_bytes(crate::crypto::random_bytes()) as f64 / 65536.0;
+    d.mul_f64(0.5 + r)
+}
 
 pub struct Members {
     table: HashMap<NodeId, Entry>,
+    /// Dial pacing per address, shared by every member said to be there: many names for
+    /// one address (a peer's list full of fakes) still get one dial per backoff.
+    addrs: HashMap<String, Pace>,
+    /// Members forgotten for never answering: when they were forgotten (a peer's list does
+    /// not bring them back for a while; their own hello does), and when they were learnt
+    /// (garbage collection still waits for them as for any member that may hold data).
+    forgotten: HashMap<NodeId, (Instant, Instant)>,
     /// When this table was made (the node started): members that answer within
     /// `START_GRACE` of it were there before this node, not joins.
     started: Instant,
@@ -79,6 +131,8 @@ impl Default for Members {
     fn default() -> Self {
         Self {
             table: HashMap::new(),
+            addrs: HashMap::new(),
+            forgotten: HashMap::new(),
             started: Instant::now(),
         }
     }
@@ -88,8 +142,73 @@ impl Default for Members {
 const START_GRACE: Duration = Duration::from_secs(2);
 
 impl Members {
-    /// Adds a member learnt from a hello or a peer's list, or updates its address.
+    /// Adds a member from a peer's list (second-hand), if it is new and was not forgotten
+    /// recently; returns whether it was added. A member this node has heard from is not
+    /// changed by what others say of it: only its own hello moves it.
+    pub fn learn_from_peer(&mut self, info: MemberInfo, forget_after: Duration) -> bool {
+        if let Some(e) = self.table.get_mut(&info.id) {
+            if e.last_ok.is_none() && e.incarnation.is_none() {
+                e.info = info;
+            }
+            return false;
+        }
+        if self
+            .forgotten
+            .get(&info.id)
+            .is_some_and(|(at, _)| at.elapsed() < forget_after * 4)
+        {
+            return false;
+        }
+        let unanswered = self
+            .table
+            .values()
+            .filter(|e| e.last_ok.is_none() && e.incarnation.is_none())
+            .count();
+        if unanswered >= MAX_UNANSWERED {
+            return false;
+        }
+        self.learn(info);
+        true
+    }
+
+    /// Forgets members that have not answered since they were learnt `after` ago (names
+    /// from a peer's list that nobody answers to), and the pacing of addresses no member
+    /// has any more.
+    pub fn forget_silent(&mut self, after: Duration) {
+        let now = Instant::now();
+        let silent: Vec<(NodeId, Instant)> = self
+            .table
+            .values()
+            .filter(|e| {
+                e.last_ok.is_none()
+                    && e.incarnation.is_none()
+                    && now.duration_since(e.learned) >= after
+            })
+            .map(|e| (e.info.id, e.learned))
+            .collect();
+        for (id, learned) in silent {
+            self.table.remove(&id);
+            self.forgotten.insert(id, (now, learned));
+        }
+        if self.forgotten.len() > MAX_FORGOTTEN {
+            let mut by_age: Vec<(Instant, NodeId)> = self
+                .forgotten
+                .iter()
+                .map(|(id, (at, _))| (*at, *id))
+                .collect();
+            by_age.sort();
+            for (_, id) in &by_age[..by_age.len() - MAX_FORGOTTEN] {
+                self.forgotten.remove(id);
+            }
+        }
+        let table = &self.table;
+        self.addrs
+            .retain(|addr, _| table.values().any(|e| &e.info.addr == addr));
+    }
+
+    /// Adds a member learnt from its hello, or updates its address.
     pub fn learn(&mut self, info: MemberInfo) {
+        self.forgotten.remove(&info.id);
         match self.table.get_mut(&info.id) {
             Some(e) => e.info = info,
             None => {
@@ -125,6 +244,7 @@ impl Members {
             }
             e.last_ok = Some(now);
             e.backoff = BACKOFF_MIN;
+            self.addrs.remove(&e.info.addr);
         }
     }
 
@@ -222,18 +342,55 @@ impl Members {
         (changed, joins)
     }
 
-    /// Records a failed dial or call: try again after a backoff that doubles up to a cap.
+    /// Records a failed dial or call: try again after a backoff that doubles up to a cap,
+    /// for the member and for its address.
     pub fn failed(&mut self, id: &NodeId) {
         if let Some(e) = self.table.get_mut(id) {
-            e.next_dial = Instant::now() + e.backoff;
+            let now = Instant::now();
+            e.next_dial = now + jitter(e.backoff);
             e.backoff = (e.backoff * 2).min(BACKOFF_MAX);
+            if Self::verified(e) {
+                return;
+            }
+            let pace = self.addrs.entry(e.info.addr.clone()).or_insert(Pace {
+                next: now,
+                backoff: BACKOFF_MIN,
+            });
+            pace.next = now + jitter(pace.backoff);
+            pace.backoff = (pace.backoff * 2).min(BACKOFF_MAX);
         }
     }
 
-    pub fn may_dial(&self, id: &NodeId) -> bool {
-        self.table
-            .get(id)
-            .is_some_and(|e| Instant::now() >= e.next_dial)
+    /// Whether this node has heard from the member itself (a hello or an answer): then its
+    /// address is its own, and others' names for that address do not pace its dials.
+    fn verified(e: &Entry) -> bool {
+        e.last_ok.is_some() || e.incarnation.is_some()
+    }
+
+    /// Whether `id` may be dialled now. For a member only heard of second-hand, its address
+    /// is taken until the dial ends (`answered` or `failed`), so one address is dialled once
+    /// at a time whatever the number of names said to be there.
+    pub fn may_dial(&mut self, id: &NodeId) -> bool {
+        let now = Instant::now();
+        let Some(e) = self.table.get(id) else {
+            return false;
+        };
+        if now < e.next_dial {
+            return false;
+        }
+        if Self::verified(e) {
+            return true;
+        }
+        let pace = self.addrs.entry(e.info.addr.clone()).or_insert(Pace {
+            next: now,
+            backoff: BACKOFF_MIN,
+        });
+        if now < pace.next {
+            return false;
+        }
+        // Held for the dial's length at most; `failed` sets the real backoff.
+        pace.next = now + super::DIAL_TIMEOUT + crate::net::handshake::HANDSHAKE_TIMEOUT;
+        true
     }
 
     pub fn health(&self, id: &NodeId, t: &Timeouts) -> Health {
@@ -271,19 +428,38 @@ impl Members {
     }
 
     /// Whether a member that is dead now was alive (or learnt) less than `window` ago: one
-    /// that may still come back with data nobody else has.
+    /// that may still come back with data nobody else has. One learnt from a peer that never
+    /// answered counts too, forgotten or not: it may be a member this node cannot reach.
     pub fn missing_within(&self, t: &Timeouts, window: Duration) -> bool {
         let now = Instant::now();
-        self.table.values().any(|e| {
-            !e.departed.is_some_and(|d| d.permanent)
-                && self.health(&e.info.id, t) == Health::Dead
-                && now.duration_since(e.last_ok.unwrap_or(e.learned)) < window
-        })
+        let forgotten = self
+            .forgotten
+            .values()
+            .any(|(_, learned)| now.duration_since(*learned) < window);
+        forgotten
+            || self.table.values().any(|e| {
+                !e.departed.is_some_and(|d| d.permanent)
+                    && self.health(&e.info.id, t) == Health::Dead
+                    && now.duration_since(e.last_ok.unwrap_or(e.learned)) < window
+            })
     }
 
     /// Whether a member that did not depart has died less than `window` ago: one that may
     /// come back, as opposed to members that all left or closed (as they said, or as others
     /// reported of the incarnation this node knew).
+    /// Members that answered once, are dead now, and did not depart: ones that may hold
+    /// data no member that answers has.
+    pub fn unreachable(&self, t: &Timeouts) -> usize {
+        self.table
+            .values()
+            .filter(|e| {
+                e.departed.is_none()
+                    && e.last_ok.is_some()
+                    && self.health(&e.info.id, t) == Health::Dead
+            })
+            .count()
+    }
+
     pub fn lost_within(&self, t: &Timeouts, window: Duration) -> bool {
         let now = Instant::now();
         self.table.values().any(|e| {

@@ -4,6 +4,7 @@
 //! A client (the `dstore` command's put/get, or an application in client mode) dials members
 //! the same way but never listens and never owns data. See DESIGN.md §3.
 
+mod admission;
 pub(crate) mod maintain;
 pub mod membership;
 pub mod placement;
@@ -18,18 +19,18 @@ use std::time::{Duration, Instant};
 use tokio::io::BufWriter;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::crypto::ClusterKey;
+use crate::crypto::{ClusterKey, Identity};
 use crate::ids::NodeId;
 use crate::net::conn::{BoxFuture, Conn, Handler};
 use crate::net::handshake::{handshake, Hello, Role};
-use crate::net::message::{FailureKind, MemberInfo, Request, Response};
+use crate::net::message::{
+    FailureKind, MemberInfo, Request, Response, MAX_DEPARTURES, MAX_MEMBERS,
+};
 use crate::net::NetError;
 use crate::version::Clock;
-use membership::{Members, Timeouts};
+use admission::{Admission, Quiet};
+use membership::{Members, Timeouts, MAX_LEARNT_PER_ANSWER};
 use placement::Candidate;
-
-/// Departures told in one answer to a ping, and taken from one.
-const MAX_DEPARTURES: usize = 256;
 
 /// How often members are pinged (and missing connections redialled).
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -54,6 +55,8 @@ pub struct ClusterConfig {
 
 pub struct Cluster {
     me: NodeId,
+    /// This node's key pair: `me` is its hash, proved in every handshake.
+    identity: Arc<Identity>,
     role: Role,
     key: ClusterKey,
     timeouts: Timeouts,
@@ -71,7 +74,22 @@ pub struct Cluster {
     change_window: Duration,
     /// When this node started: a member that joined recently changes ownership too.
     started: Instant,
+    /// How long reads take, for hedging (see `hedge_delay`).
+    latency: Mutex<Latency>,
 }
+
+/// Recent read latency, and the peers that were slow lately.
+#[derive(Default)]
+struct Latency {
+    /// Exponentially weighted mean of successful reads, in microseconds (0: none yet).
+    mean_us: f64,
+    /// Peers that timed out or answered after the hedge delay, and until when they are
+    /// asked last.
+    slow: HashMap<NodeId, Instant>,
+}
+
+/// How long a peer that was slow is asked last.
+const SLOW_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct State {
@@ -92,7 +110,7 @@ impl Cluster {
     /// Joins the cluster: binds the listener (for a member), then starts accepting and
     /// heartbeating in the background. Returns once listening; peers are found after.
     pub async fn start(
-        me: NodeId,
+        identity: Arc<Identity>,
         key: ClusterKey,
         config: ClusterConfig,
         inner: Arc<dyn Handler>,
@@ -112,7 +130,8 @@ impl Cluster {
         };
         let (stop, _) = tokio::sync::watch::channel(false);
         let cluster = Arc::new(Cluster {
-            me,
+            me: NodeId(identity.id()),
+            identity,
             role,
             key,
             timeouts: config.timeouts,
@@ -124,6 +143,7 @@ impl Cluster {
             clock,
             change_window: config.change_window,
             started: Instant::now(),
+            latency: Mutex::default(),
         });
         let mut tasks = vec![tokio::spawn(heartbeat_loop(
             Arc::downgrade(&cluster),
@@ -165,6 +185,12 @@ impl Cluster {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long a member learnt from a peer's list may stay unanswered before it is
+    /// forgotten (see `Members::forget_silent`).
+    fn forget_after(&self) -> Duration {
+        (self.timeouts.dead_after * 3).max(Duration::from_secs(10))
     }
 
     /// Live members other than this node.
@@ -248,6 +274,56 @@ impl Cluster {
         result
     }
 
+    /// How long a read waits for one peer before asking the next as well: three times the
+    /// recent mean read latency, at least 20 ms and at most a second (and the call timeout).
+    pub fn hedge_delay(&self) -> Duration {
+        let mean = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mean_us;
+        let delay = if mean == 0.0 {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_micros((3.0 * mean) as u64)
+        };
+        delay
+            .clamp(Duration::from_millis(20), Duration::from_secs(1))
+            .min(self.timeouts.call)
+    }
+
+    /// Records how long a read from `id` took (`None`: it failed or timed out).
+    pub fn record_read(&self, id: NodeId, took: Option<Duration>) {
+        let hedge = self.hedge_delay();
+        let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        match took {
+            Some(t) => {
+                let us = t.as_micros() as f64;
+                l.mean_us = if l.mean_us == 0.0 {
+                    us
+                } else {
+                    0.9 * l.mean_us + 0.1 * us
+                };
+                if t > hedge {
+                    l.slow.insert(id, Instant::now() + SLOW_FOR);
+                } else {
+                    l.slow.remove(&id);
+                }
+            }
+            None => {
+                l.slow.insert(id, Instant::now() + SLOW_FOR);
+            }
+        }
+        let now = Instant::now();
+        l.slow.retain(|_, until| *until > now);
+    }
+
+    /// Whether `id` was slow lately (reads ask it last).
+    pub fn is_slow(&self, id: &NodeId) -> bool {
+        let l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        l.slow.get(id).is_some_and(|until| *until > Instant::now())
+    }
+
     async fn conn_to(self: &Arc<Self>, id: NodeId) -> Result<Arc<Conn>, NetError> {
         let addr = {
             let state = self.lock();
@@ -260,7 +336,10 @@ impl Cluster {
         let conn = self.dial(&addr).await;
         match conn {
             Ok(c) if c.peer.node == id => Ok(c),
-            Ok(_) => Err(NetError::Protocol(format!("{addr} is now another node"))),
+            Ok(_) => {
+                self.lock().members.failed(&id);
+                Err(NetError::Protocol(format!("{addr} is now another node")))
+            }
             Err(e) => {
                 self.lock().members.failed(&id);
                 Err(e)
@@ -281,7 +360,7 @@ impl Cluster {
             r,
             BufWriter::new(w),
             &self.key,
-            self.me,
+            &self.identity,
             self.role.clone(),
             true,
         )
@@ -342,7 +421,12 @@ impl Cluster {
     fn tick(self: &Arc<Self>) {
         let now = Instant::now();
         let (known_addrs, members): (Vec<String>, Vec<MemberInfo>) = {
-            let state = self.lock();
+            let mut state = self.lock();
+            state.members.forget_silent(self.forget_after());
+            state.conns.retain(|_, c| !c.is_closed());
+            state
+                .clients
+                .retain(|w| w.upgrade().is_some_and(|c| !c.is_closed()));
             let known = state.members.all().into_iter().map(|m| m.addr).collect();
             (known, state.members.present())
         };
@@ -402,12 +486,16 @@ impl Cluster {
                         for d in departed.into_iter().take(MAX_DEPARTURES) {
                             state.members.departed_elsewhere(d);
                         }
+                        // Only so many new names from one answer: a member's list full of
+                        // fakes cannot flood the table (and the dialling).
                         let mut new = Vec::new();
                         for info in members.into_iter().filter(|i| i.id != cluster.me) {
-                            if state.members.get(&info.id).is_none() {
-                                new.push(info.id);
+                            let id = info.id;
+                            if new.len() < MAX_LEARNT_PER_ANSWER
+                                && state.members.learn_from_peer(info, cluster.forget_after())
+                            {
+                                new.push(id);
                             }
-                            state.members.learn(info);
                         }
                         new
                     };
@@ -463,6 +551,16 @@ impl Cluster {
         (changed || joins > 0, joins)
     }
 
+    /// Whether this node started less than `d` ago.
+    pub fn started_within(&self, d: Duration) -> bool {
+        self.started.elapsed() < d
+    }
+
+    /// See `Members::unreachable`.
+    pub fn unreachable(&self) -> usize {
+        self.lock().members.unreachable(&self.timeouts)
+    }
+
     /// See `Members::lost_within`.
     pub fn lost_within(&self, window: Duration) -> bool {
         self.lock().members.lost_within(&self.timeouts, window)
@@ -513,11 +611,12 @@ impl Handler for Dispatch {
                 let mut members = cluster.peers();
                 members.extend(cluster.my_info());
                 members.retain(|m| m.id != from.node);
+                members.truncate(MAX_MEMBERS);
                 let departed = cluster.lock().members.departures(MAX_DEPARTURES);
                 Box::pin(async move { Response::Pong { members, departed } })
             }
             (Request::Depart { permanent }, Some(cluster)) => {
-                let response = if matches!(from.role, Role::Member { .. }) {
+                let response = if from.is_member() {
                     tracing::info!(peer = %from.node, permanent, "a member departs");
                     cluster.lock().members.depart(&from.node, permanent);
                     Response::Stored
@@ -534,11 +633,18 @@ impl Handler for Dispatch {
     }
 }
 
+/// Refused sockets and failed accepts: logged at most every 10 s (see `Quiet`).
+static REFUSED: Quiet = Quiet::new(Duration::from_secs(10));
+static ACCEPT_FAILED: Quiet = Quiet::new(Duration::from_secs(10));
+
 async fn accept_loop(
     cluster: Weak<Cluster>,
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let admission = Admission::shared();
+    // Accept errors (out of descriptors, mostly) back off, doubling to a second.
+    let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -547,22 +653,51 @@ async fn accept_loop(
         let (stream, from) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                ACCEPT_FAILED.warn(|n| tracing::warn!(error = %e, not_logged = n, "accept failed"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
+        backoff = Duration::from_millis(10);
         let Some(c) = cluster.upgrade() else { return };
+        let admission = admission.clone();
         tokio::spawn(async move {
+            let (place, evicted) = admission.pending(from.ip());
             let _ = stream.set_nodelay(true);
             let (r, w) = stream.into_split();
-            match handshake(r, BufWriter::new(w), &c.key, c.me, c.role.clone(), false).await {
-                Ok(session) => {
-                    let conn = Conn::spawn(session, c.dispatcher(), c.clock.clone());
-                    c.adopt(conn.peer.clone(), conn);
+            let shake = handshake(
+                r,
+                BufWriter::new(w),
+                &c.key,
+                &c.identity,
+                c.role.clone(),
+                false,
+            );
+            let session = tokio::select! {
+                s = shake => s,
+                _ = evicted => Err(NetError::Protocol("evicted by newer sockets (too many \
+                                                       unfinished handshakes)".into())),
+            };
+            drop(place);
+            let session = match session {
+                Ok(s) => s,
+                Err(e) => {
+                    REFUSED.warn(|n| {
+                        tracing::warn!(%from, reason = %e, not_logged = n, "refused a connection")
+                    });
+                    return;
                 }
-                Err(e) => tracing::warn!(%from, reason = %e, "refused a connection"),
-            }
+            };
+            let Some(place) = admission.session(from.ip(), session.peer.is_member()) else {
+                REFUSED.warn(
+                    |n| tracing::warn!(%from, not_logged = n, "refused a session: too many open"),
+                );
+                return; // dropping the session closes the socket
+            };
+            let conn = Conn::spawn(session, c.dispatcher(), c.clock.clone());
+            conn.tie(Box::new(place));
+            c.adopt(conn.peer.clone(), conn);
         });
     }
 }

@@ -13,7 +13,6 @@
 //! - A chunk read uses the local copy if there is a good one, else asks the owners one by one
 //!   in rendezvous order, checking every answer against the chunk id.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -22,7 +21,10 @@ use super::Cluster;
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, KeyId, NodeId};
 use crate::manifest::Manifest;
-use crate::net::message::{KeyState, Request, Response};
+use crate::net::message::{KeyState, Request, Response, MAX_PAGE};
+
+/// Pages a listing may take before it gives up (see `Remote::list`).
+const MAX_LIST_ROUNDS: usize = 10_000;
 use crate::stats::{add, Counters};
 use crate::store::Store;
 use crate::tasks::Tracker;
@@ -218,7 +220,17 @@ impl Remote {
     /// the read asks the rest of those places before it says `None`; and within the change
     /// window after members changed, it asks all of them at once and takes the newest, so
     /// that an overwrite still on the earlier owners is not missed either.
-    pub async fn get_manifest(&self, store: &Arc<Store>, key: &str) -> Result<Option<Manifest>> {
+    ///
+    /// Only manifests that pass `trusted` (the reader's seal check) are taken: a newer one
+    /// that fails it is logged and passed over for the newest that passes, and if none does,
+    /// its error is the answer. Writers, which only need the newest version whatever it is,
+    /// pass `any`.
+    pub async fn get_manifest(
+        &self,
+        store: &Arc<Store>,
+        key: &str,
+        trusted: &(dyn Fn(&Manifest) -> Result<()> + Sync),
+    ) -> Result<Option<Manifest>> {
         let (mut order, n) = self.preference(&KeyId::of(key).0);
         if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
@@ -226,8 +238,8 @@ impl Remote {
         let need = self.read_need(n);
         let (changing, joins) = self.cluster.recent_change();
         let wide = (n + (n - self.write_need(n)) + joins).min(order.len());
-        // This node first, when it is an owner: the cheapest answer.
-        order[..n].sort_by_key(|o| !self.is_me(&o.id));
+        // This node first, when it is an owner: the cheapest answer; owners slow lately last.
+        order[..n].sort_by_key(|o| (!self.is_me(&o.id), self.cluster.is_slow(&o.id)));
         let owners: Vec<NodeId> = order[..n].iter().map(|o| o.id).collect();
         let ask = |owner: Candidate| -> Task<Option<Manifest>> {
             let (cluster, store, key) = (self.cluster.clone(), store.clone(), key.to_owned());
@@ -242,10 +254,12 @@ impl Remote {
                         Err(e) => Err(e.to_string()),
                     }
                 } else {
-                    match cluster
+                    let started = std::time::Instant::now();
+                    let answer = cluster
                         .call(owner.id, Request::GetManifest { key: key.clone() })
-                        .await
-                    {
+                        .await;
+                    cluster.record_read(owner.id, answer.is_ok().then(|| started.elapsed()));
+                    match answer {
                         Ok(Response::Manifest(None)) => Ok(None),
                         Ok(Response::Manifest(Some(bytes))) => {
                             match Manifest::from_bytes(&bytes, store.cluster()) {
@@ -274,13 +288,40 @@ impl Remote {
         }
         let mut answers: Vec<(NodeId, Option<Version>)> = Vec::new();
         let (mut failures, mut newest): (Vec<String>, Option<Manifest>) = (Vec::new(), None);
+        // The newest manifest refused by `trusted`, and why.
+        let mut refused_newest: Option<(Version, Error)> = None;
         loop {
-            if let Some(joined) = asks.join_next().await {
+            // R answers that found the key settle the read (outside a change of members, when
+            // every place of the wide set is awaited): owners still silent are not waited for.
+            if answers.len() >= need && !changing && newest.is_some() {
+                break;
+            }
+            // Hedging: while fewer than R have answered, one more owner (never a stand-in: an
+            // answer counts towards R, and R + W > n holds among owners) is asked each time
+            // the hedge delay passes without an answer, so a live owner that stalls costs the
+            // delay, not the call timeout.
+            let hedge = self.cluster.hedge_delay();
+            let joined = tokio::select! {
+                j = asks.join_next() => j,
+                () = tokio::time::sleep(hedge), if answers.len() < need && asked < n => {
+                    if let Some(next) = waiting.next() {
+                        asked += 1;
+                        asks.spawn(ask(next));
+                    }
+                    continue;
+                }
+            };
+            if let Some(joined) = joined {
                 match joined {
                     Ok((who, Ok(found))) => {
                         answers.push((who, found.as_ref().map(|m| m.body.version)));
                         if let Some(m) = found {
-                            if newest
+                            if let Err(e) = trusted(&m) {
+                                let v = m.body.version;
+                                if refused_newest.as_ref().is_none_or(|(held, _)| v > *held) {
+                                    refused_newest = Some((v, e));
+                                }
+                            } else if newest
                                 .as_ref()
                                 .is_none_or(|n| m.body.version > n.body.version)
                             {
@@ -315,6 +356,14 @@ impl Remote {
                 asks.spawn(ask(next));
             }
             asked = wide;
+        }
+        if let Some((version, why)) = refused_newest {
+            match &newest {
+                Some(m) if m.body.version > version => {}
+                Some(_) => tracing::warn!(key, error = %why, "a newer version is refused; \
+                                          reading the newest that passes"),
+                None => return Err(why),
+            }
         }
         if let Some(m) = &newest {
             answers.retain(|(who, _)| owners.contains(who));
@@ -359,6 +408,11 @@ impl Remote {
         }
     }
 
+    /// The check of `get_manifest` that takes any manifest.
+    pub fn any(_: &Manifest) -> Result<()> {
+        Ok(())
+    }
+
     /// A chunk's stored bytes, checked against its id: the local copy if good, else from the
     /// owners in rendezvous order. A chunk no reachable node has is `NotFound`.
     pub async fn get_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
@@ -389,17 +443,54 @@ impl Remote {
                 }
             }
         }
-        let ranked = placement::rank(&id.0, &self.cluster.candidates());
+        // Owners in rendezvous order, those slow lately last. One is asked; if it has not
+        // answered within the hedge delay the next is asked too, and so on: a live owner that
+        // stalls costs a read the hedge delay, not the call timeout.
+        let mut ranked = placement::rank(&id.0, &self.cluster.candidates());
+        ranked.retain(|c| !self.is_me(&c.id));
+        ranked.sort_by_key(|c| self.cluster.is_slow(&c.id));
+        let mut waiting = ranked.into_iter();
+        let mut asks = tokio::task::JoinSet::new();
+        let ask = |owner: Candidate| {
+            let cluster = self.cluster.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let answer = cluster.call(owner.id, Request::GetChunk { id }).await;
+                let took = answer.is_ok().then(|| started.elapsed());
+                cluster.record_read(owner.id, took);
+                (owner.id, answer)
+            }
+        };
         let mut tried = Vec::new();
-        for owner in ranked.into_iter().filter(|c| !self.is_me(&c.id)) {
-            match self.cluster.call(owner.id, Request::GetChunk { id }).await {
+        loop {
+            if asks.is_empty() {
+                match waiting.next() {
+                    Some(owner) => {
+                        asks.spawn(ask(owner));
+                    }
+                    None => break,
+                }
+            }
+            let hedge = self.cluster.hedge_delay();
+            let joined = tokio::select! {
+                j = asks.join_next() => j,
+                () = tokio::time::sleep(hedge), if waiting.len() > 0 => {
+                    if let Some(owner) = waiting.next() {
+                        asks.spawn(ask(owner));
+                    }
+                    continue;
+                }
+            };
+            let Some(joined) = joined else { continue };
+            let (who, answer) = joined.map_err(|e| Error::Unavailable(e.to_string()))?;
+            match answer {
                 Ok(Response::Chunk(bytes)) if ChunkId::of(&bytes) == id => return Ok(bytes),
                 Ok(Response::Chunk(_)) => {
-                    tracing::warn!(peer = %owner.id, chunk = %id, "peer sent bytes that do not match the chunk id");
-                    tried.push(format!("{}: wrong bytes", owner.id));
+                    tracing::warn!(peer = %who, chunk = %id, "peer sent bytes that do not match the chunk id");
+                    tried.push(format!("{who}: wrong bytes"));
                 }
-                Ok(other) => tried.push(format!("{}: {}", owner.id, refused(other))),
-                Err(e) => tried.push(format!("{}: {e}", owner.id)),
+                Ok(other) => tried.push(format!("{who}: {}", refused(other))),
+                Err(e) => tried.push(format!("{who}: {e}")),
             }
         }
         Err(Error::NotFound(format!(
@@ -408,11 +499,101 @@ impl Remote {
         )))
     }
 
-    /// Every live key of the cluster: each member's keys, newest version per key.
-    pub async fn keys(&self, store: &Arc<Store>) -> Result<Vec<String>> {
-        let mut newest: HashMap<String, KeyState> = HashMap::new();
-        let mut merge = |states: Vec<KeyState>| {
-            for s in states {
+    /// One page of the cluster's live keys: those starting with `prefix` and after
+    /// `start_after`, in byte order, at most `limit`.
+    ///
+    /// Every live member (this node too) is asked for a page of the keys it holds, deleted
+    /// ones included, and the newest version of each key wins. A member's page that came back
+    /// full ends where it ends: keys beyond its last one may be on it and not listed yet, so
+    /// only keys up to the smallest such end are certain, and the next round starts there.
+    ///
+    /// Members that do not answer: every acknowledged write is on W of its owners, so as long
+    /// as fewer than W members fail (those dead now that did not depart count as failed),
+    /// each such key is still on one that answered, and the listing is complete. At W
+    /// failures or more it fails, naming them: an answer without their keys would be
+    /// silently partial. A page's keys are checked (valid, in the page's range), and a listing
+    /// that has not finished after `MAX_LIST_ROUNDS` pages per member fails rather than run on
+    /// (members that invent keys without end).
+    pub async fn list(
+        &self,
+        store: &Arc<Store>,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor = start_after.to_owned();
+        let page = limit.clamp(1, MAX_PAGE);
+        let members = self.cluster.peers().len() + usize::from(self.cluster.is_member());
+        let spared = self.write_need(self.replicas.min(members).max(1)) - 1;
+        let mut rounds = 0;
+        while out.len() < limit {
+            rounds += 1;
+            if rounds > MAX_LIST_ROUNDS {
+                return Err(Error::Unavailable(format!(
+                    "listing keys: no end after {MAX_LIST_ROUNDS} pages"
+                )));
+            }
+            let mut pages = vec![store.key_page(prefix, &cursor, page)];
+            let mut failed: Vec<String> = Vec::new();
+            let unreachable = self.cluster.unreachable();
+            if unreachable > 0 {
+                failed.push(format!("{unreachable} member(s) dead that did not depart"));
+            }
+            let mut asks = tokio::task::JoinSet::new();
+            for peer in self.cluster.peers() {
+                let cluster = self.cluster.clone();
+                let request = Request::List {
+                    prefix: prefix.to_owned(),
+                    start_after: cursor.clone(),
+                    limit: page as u32,
+                };
+                asks.spawn(async move { (peer.id, cluster.call(peer.id, request).await) });
+            }
+            while let Some(joined) = asks.join_next().await {
+                let (who, answer) = joined.map_err(|e| Error::Unavailable(e.to_string()))?;
+                match answer {
+                    Ok(Response::Keys(states))
+                        if states.len() <= page
+                            && states.iter().all(|s| {
+                                s.key.starts_with(prefix)
+                                    && s.key.as_str() > cursor.as_str()
+                                    && crate::manifest::validate_key(&s.key).is_ok()
+                            }) =>
+                    {
+                        pages.push(states)
+                    }
+                    Ok(Response::Keys(_)) => {
+                        failed.push(format!("{who} answered with keys outside the page"))
+                    }
+                    Ok(other) => failed.push(format!("{who} {}", refused(other))),
+                    Err(e) => failed.push(format!("{who} did not answer ({e})")),
+                }
+            }
+            let failures = failed.len() - usize::from(unreachable > 0) + unreachable;
+            if failures > spared {
+                return Err(Error::Unavailable(format!(
+                    "listing keys: {} member(s) failed, and with {} of them failing a key written \
+                     on a write quorum may be on none that answered: {}",
+                    failures,
+                    spared + 1,
+                    failed.join("; ")
+                )));
+            }
+            if !failed.is_empty() {
+                tracing::info!(failed = ?failed, "listing without members that failed (fewer than a write quorum)");
+            }
+            // Keys up to here are complete on every member: the end of the shortest full page.
+            let certain: Option<String> = pages
+                .iter()
+                .filter(|p| p.len() == page)
+                .filter_map(|p| p.iter().map(|s| s.key.clone()).max())
+                .min();
+            let mut newest: std::collections::BTreeMap<String, KeyState> = Default::default();
+            for s in pages.into_iter().flatten() {
+                if certain.as_ref().is_some_and(|end| s.key > *end) {
+                    continue;
+                }
                 match newest.get(&s.key) {
                     Some(held) if held.version >= s.version => {}
                     _ => {
@@ -420,29 +601,19 @@ impl Remote {
                     }
                 }
             }
-        };
-        merge(store.key_states());
-        let mut asks = tokio::task::JoinSet::new();
-        for peer in self.cluster.peers() {
-            let cluster = self.cluster.clone();
-            asks.spawn(async move { cluster.call(peer.id, Request::Keys).await });
-        }
-        while let Some(joined) = asks.join_next().await {
-            match joined {
-                Ok(Ok(Response::Keys(states))) => merge(states),
-                Ok(Ok(other)) => {
-                    tracing::warn!(answer = ?other, "unexpected answer to a key listing")
+            for s in newest.into_values() {
+                if out.len() == limit {
+                    return Ok(out);
                 }
-                Ok(Err(e)) => tracing::debug!(error = %e, "a member could not list its keys"),
-                Err(e) => tracing::warn!(error = %e, "key listing task failed"),
+                if !s.deleted {
+                    out.push(s.key);
+                }
+            }
+            match certain {
+                Some(end) => cursor = end,
+                None => break, // every member has said all it holds
             }
         }
-        let mut keys: Vec<String> = newest
-            .into_values()
-            .filter(|s| !s.deleted)
-            .map(|s| s.key)
-            .collect();
-        keys.sort();
-        Ok(keys)
+        Ok(out)
     }
 }

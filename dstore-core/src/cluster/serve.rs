@@ -11,7 +11,7 @@ use crate::ids::ChunkId;
 use crate::manifest::Manifest;
 use crate::net::conn::{BoxFuture, Handler};
 use crate::net::handshake::Hello;
-use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
+use crate::net::message::{FailureKind, Request, Response, MAX_BATCH, MAX_PAGE};
 use crate::stats::Counters;
 use crate::store::Store;
 use crate::version::Clock;
@@ -33,7 +33,25 @@ pub(crate) struct Serve {
 }
 
 impl Handler for Serve {
-    fn handle(&self, _from: &Hello, request: Request) -> BoxFuture<Response> {
+    fn handle(&self, from: &Hello, request: Request) -> BoxFuture<Response> {
+        // What a client may not ask (see README, "Security model"): questions that drive
+        // repair and garbage collection come from members, and only a holder of the cluster
+        // secret may ask a member to leave.
+        let allowed = match request {
+            Request::Versions { .. } | Request::HasChunks { .. } | Request::Referenced { .. } => {
+                from.is_member()
+            }
+            Request::Leave => from.holds_secret,
+            _ => true,
+        };
+        if !allowed {
+            return Box::pin(async {
+                failed(
+                    FailureKind::Refused,
+                    "not allowed with a client credential (a member's request)".into(),
+                )
+            });
+        }
         if let Request::Leave = request {
             // Not under the store's guard: leaving ends with closing, which waits for it.
             let hook = self.leave.clone();
@@ -143,7 +161,11 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
             Err(Error::NotFound(_)) => Response::Manifest(None),
             Err(e) => from_error(e),
         },
-        Request::Keys => Response::Keys(store.key_states()),
+        Request::List {
+            prefix,
+            start_after,
+            limit,
+        } => Response::Keys(store.key_page(&prefix, &start_after, (limit as usize).min(MAX_PAGE))),
         Request::Versions { keys } if keys.len() <= MAX_BATCH => {
             Response::Versions(keys.iter().map(|k| store.version_of(k)).collect())
         }

@@ -1,20 +1,31 @@
 //! A connection: an open session driven by two tasks. The writer task sends queued frames;
-//! the reader task answers requests (through the node's `Handler`, several at once) and hands
-//! responses to the callers waiting for them. Either task ending closes the connection and
-//! fails every call still waiting on it, at once, with the reason.
+//! the reader task answers requests (through the node's `Handler`, several at once, each in a
+//! task of its own) and hands responses to the callers waiting for them. Either task ending
+//! closes the connection and fails every call still waiting on it, at once, with the reason.
+//!
+//! What one peer can make a node hold is bounded, and the reader never blocks on it (a
+//! reader that stopped reading would also stop reading the answers to this node's own calls:
+//! two members asking each other for chunks would deadlock):
+//! - a request is taken only if one of `CONCURRENT_REQUESTS` places is free and its frame
+//!   fits the request budget (`BUDGET` for the connection, `NODE_BUDGET` for all of them);
+//!   else it is answered "busy" at once and its bytes dropped;
+//! - its handler reserves the most its answer can take from the answer budgets before it
+//!   runs (cut to, or topped up to, the answer's real size once built) and holds that until
+//!   the answer is on the wire;
+//! - a peer that reads nothing for `WRITE_TIMEOUT` is dropped with everything it held.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::handshake::{Hello, Session};
-use super::message::{Body, Envelope, Request, Response};
+use super::message::{Body, Envelope, FailureKind, Request, Response};
 use super::NetError;
 use crate::codec;
 use crate::crypto::FRAME_TAG_LEN;
@@ -22,10 +33,19 @@ use crate::version::Clock;
 
 /// A connection with no frame for this long is dead (heartbeats run every second or so).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Requests answered at once per connection; more wait, so one peer cannot exhaust memory.
+/// Requests answered at once per connection; more are answered "busy".
 const CONCURRENT_REQUESTS: usize = 64;
 /// Frames queued for the writer before callers wait.
 const SEND_QUEUE: usize = 64;
+/// Bytes of requests, and of answers, one connection may hold (see the module comment).
+pub const BUDGET: usize = 64 << 20;
+/// Bytes of requests, and of answers, all connections of this process may hold.
+pub const NODE_BUDGET: usize = 512 << 20;
+/// How long writing one frame may take: a peer that reads nothing for this long is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+
+static NODE_REQUESTS: Semaphore = Semaphore::const_new(NODE_BUDGET);
+static NODE_ANSWERS: Semaphore = Semaphore::const_new(NODE_BUDGET);
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -35,17 +55,73 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+/// What lives exactly as long as the connection (see `Conn::tie`).
+type Tied = Arc<Mutex<Vec<Box<dyn std::any::Any + Send>>>>;
+
+/// Bytes held from a connection's budget and the node's, given back when dropped.
+struct Held {
+    conn: OwnedSemaphorePermit,
+    node: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Held {
+    /// `bytes` from both budgets, now, or `None`.
+    fn try_take(conn: &Arc<Semaphore>, node: &'static Semaphore, bytes: usize) -> Option<Held> {
+        let n = bytes.clamp(1, BUDGET) as u32;
+        let conn = conn.clone().try_acquire_many_owned(n).ok()?;
+        let node = node.try_acquire_many(n).ok()?;
+        Some(Held { conn, node })
+    }
+
+    /// `bytes` from both budgets, waiting for them; `None` once the budget is closed.
+    async fn take(conn: &Arc<Semaphore>, node: &'static Semaphore, bytes: usize) -> Option<Held> {
+        let n = bytes.clamp(1, BUDGET) as u32;
+        let conn = conn.clone().acquire_many_owned(n).await.ok()?;
+        let node = node.acquire_many(n).await.ok()?;
+        Some(Held { conn, node })
+    }
+
+    fn bytes(&self) -> usize {
+        self.conn.num_permits()
+    }
+
+    /// Gives back all but `keep` bytes.
+    fn shrink(&mut self, keep: usize) {
+        let spare = self.bytes().saturating_sub(keep.max(1));
+        drop(self.conn.split(spare));
+        drop(self.node.split(spare));
+    }
+
+    fn merge(&mut self, more: Held) {
+        self.conn.merge(more.conn);
+        self.node.merge(more.node);
+    }
+}
+
+/// A frame for the writer, with the budget it holds until it is sent.
+type Outgoing = (Vec<u8>, Option<Held>);
+
+/// The most the answer to `request` can take in memory, reserved before it is handled.
+fn answer_bound(request: &Request) -> usize {
+    match request {
+        Request::GetChunk { .. } => crate::node::MAX_CHUNK_SIZE + 4096,
+        Request::List { .. } => 2 << 20,
+        Request::Stats => 1 << 20,
+        _ => 64 << 10,
+    }
+}
 
 pub struct Conn {
     pub peer: Hello,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_id: AtomicU64,
-    closed: Arc<AtomicBool>,
-    /// Tells the reader task to stop: the way `close` ends a healthy connection.
-    stop: Arc<tokio::sync::Notify>,
+    /// Set to stop both tasks: the way `close` ends a connection, and how either task
+    /// ending ends the other.
+    stop: watch::Sender<bool>,
     /// Stamped on every frame sent, moved forward by every frame received.
     clock: Arc<Clock>,
+    tied: Tied,
 }
 
 impl Conn {
@@ -64,32 +140,54 @@ impl Conn {
             mut reader,
             mut writer,
         } = session;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(SEND_QUEUE);
         let pending: Pending = Arc::default();
-        let closed = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(tokio::sync::Notify::new());
+        let (stop, _) = watch::channel(false);
+        let tied: Tied = Arc::default();
         let conn = Arc::new(Conn {
             peer: peer.clone(),
             tx: tx.clone(),
             pending: pending.clone(),
             next_id: AtomicU64::new(1),
-            closed: closed.clone(),
             stop: stop.clone(),
             clock: clock.clone(),
+            tied: tied.clone(),
         });
 
         let who = peer.node;
+        let (writer_stop, mut stopped) = (stop.clone(), stop.subscribe());
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if let Err(e) = writer.send(frame).await {
-                    tracing::debug!(peer = %who, error = %e, "connection closed while sending");
-                    break;
+            loop {
+                let (frame, _held) = tokio::select! {
+                    f = rx.recv() => match f {
+                        Some(f) => f,
+                        None => break,
+                    },
+                    _ = stopped.wait_for(|s| *s) => break,
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, writer.send(frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %who, error = %e, "connection closed while sending");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(peer = %who, "the peer reads nothing; dropping it");
+                        break;
+                    }
                 }
             }
+            // Whatever the reason, the reader stops too; the socket closes with both halves.
+            writer_stop.send_replace(true);
         });
 
+        let mut stopped = stop.subscribe();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
+            let (requests, answers) = (
+                Arc::new(Semaphore::new(BUDGET)),
+                Arc::new(Semaphore::new(BUDGET)),
+            );
             let mut warned_clock = false;
             let reason = loop {
                 let frame = tokio::select! {
@@ -97,12 +195,15 @@ impl Conn {
                         Ok(f) => f,
                         Err(e) => break e,
                     },
-                    () = stop.notified() => break NetError::Closed,
+                    _ = stopped.wait_for(|s| *s) => break NetError::Closed,
                 };
+                // Taken before decoding: the frame's bytes are what the request holds.
+                let held = Held::try_take(&requests, &NODE_REQUESTS, frame.len());
                 let envelope: Envelope = match codec::decode(&frame, "message") {
                     Ok(e) => e,
                     Err(e) => break NetError::Protocol(e.to_string()),
                 };
+                drop(frame);
                 if !clock.observe(envelope.clock) && !warned_clock {
                     // Once per connection: a peer far ahead would otherwise log every frame.
                     warned_clock = true;
@@ -112,34 +213,57 @@ impl Conn {
                         "the peer's clock is further ahead than the drift allowed; not followed"
                     );
                 }
-                match envelope.body {
+                let request = match envelope.body {
                     Body::Response(r) => {
                         let waiter = pending.lock().expect("pending lock").remove(&envelope.id);
                         if let Some(w) = waiter {
                             let _ = w.send(r);
                         }
+                        continue;
                     }
-                    Body::Request(r) => {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
-                            break NetError::Protocol("closing".into());
-                        };
-                        let (handler, tx, peer, clock) =
-                            (handler.clone(), tx.clone(), peer.clone(), clock.clone());
-                        tokio::spawn(async move {
-                            let response = handler.handle(&peer, r).await;
-                            let reply = codec::encode_with_spare(
-                                &Envelope {
-                                    id: envelope.id,
-                                    clock: clock.now(),
-                                    body: Body::Response(response),
-                                },
-                                FRAME_TAG_LEN,
-                            );
-                            let _ = tx.send(reply).await;
-                            drop(permit);
-                        });
+                    Body::Request(r) => r,
+                };
+                let place = permits.clone().try_acquire_owned().ok();
+                let (Some(place), Some(held)) = (place, held) else {
+                    // Busy: answered at once, and nothing of the request is kept. If even
+                    // the answer cannot be queued, the peer is not reading: it times out.
+                    let busy = Response::Failed {
+                        kind: FailureKind::Refused,
+                        message: "busy: too many requests in flight on this connection".into(),
+                    };
+                    let reply = answer_frame(envelope.id, &clock, busy);
+                    let _ = tx.try_send((reply, None));
+                    continue;
+                };
+                let (handler, tx, peer, clock, answers) = (
+                    handler.clone(),
+                    tx.clone(),
+                    peer.clone(),
+                    clock.clone(),
+                    answers.clone(),
+                );
+                tokio::spawn(async move {
+                    let bound = answer_bound(&request);
+                    let Some(mut reserved) = Held::take(&answers, &NODE_ANSWERS, bound).await
+                    else {
+                        return;
+                    };
+                    let response = handler.handle(&peer, request).await;
+                    drop(held); // the request is consumed
+                    let reply = answer_frame(envelope.id, &clock, response);
+                    if reply.len() > reserved.bytes() {
+                        // Larger than reserved (a large manifest): wait for the rest.
+                        let more = reply.len() - reserved.bytes();
+                        match Held::take(&answers, &NODE_ANSWERS, more).await {
+                            Some(m) => reserved.merge(m),
+                            None => return,
+                        }
+                    } else {
+                        reserved.shrink(reply.len());
                     }
-                }
+                    let _ = tx.send((reply, Some(reserved))).await;
+                    drop(place);
+                });
             };
             match &reason {
                 NetError::Closed => tracing::debug!(peer = %peer.node, "connection closed"),
@@ -148,21 +272,29 @@ impl Conn {
                 }
                 _ => tracing::warn!(peer = %peer.node, reason = %reason, "closing connection"),
             }
-            closed.store(true, Ordering::Release);
+            stop.send_replace(true);
             // Dropping the waiters fails their calls now rather than at their timeouts.
             pending.lock().expect("pending lock").clear();
+            tied.lock().expect("tied lock").clear();
         });
         conn
     }
 
+    /// Keeps `value` until the connection closes (an admission's place, say).
+    pub fn tie(&self, value: Box<dyn std::any::Any + Send>) {
+        let mut tied = self.tied.lock().expect("tied lock");
+        if !self.is_closed() {
+            tied.push(value);
+        }
+    }
+
     /// Closes the connection: calls waiting on it fail now, and the peer sees it end.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.stop.notify_one();
+        self.stop.send_replace(true);
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.tx.is_closed()
+        *self.stop.borrow() || self.tx.is_closed()
     }
 
     /// Sends `request` and waits up to `timeout` for the answer.
@@ -173,6 +305,15 @@ impl Conn {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, done);
+        // Removes the waiter however this call ends, cancelled (a hedged read that another
+        // owner answered first) included.
+        struct Forget<'a>(&'a Pending, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.lock().expect("pending lock").remove(&self.1);
+            }
+        }
+        let _forget = Forget(&self.pending, id);
         let frame = codec::encode_with_spare(
             &Envelope {
                 id,
@@ -182,11 +323,25 @@ impl Conn {
             FRAME_TAG_LEN,
         );
         let outcome = tokio::time::timeout(timeout, async {
-            self.tx.send(frame).await.map_err(|_| NetError::Closed)?;
+            self.tx
+                .send((frame, None))
+                .await
+                .map_err(|_| NetError::Closed)?;
             answer.await.map_err(|_| NetError::Closed)
         })
         .await;
-        self.pending.lock().expect("pending lock").remove(&id);
         outcome.map_err(|_| NetError::Timeout("waiting for an answer"))?
     }
+}
+
+/// The frame of the answer `response` to request `id`.
+fn answer_frame(id: u64, clock: &Clock, response: Response) -> Vec<u8> {
+    codec::encode_with_spare(
+        &Envelope {
+            id,
+            clock: clock.now(),
+            body: Body::Response(response),
+        },
+        FRAME_TAG_LEN,
+    )
 }

@@ -1,18 +1,28 @@
 //! The handshake, and the encrypted session it opens.
 //!
 //! ```text
-//! initiator                                   responder
-//!   Hello{magic, version, node id, nonce, role}  ->
-//!                                            <-  Hello{magic, version, node id, nonce, role}
-//!   T = SHA-256("dstore handshake v1" | len | hello_i | len | hello_r)
-//!   HMAC(K_hs, "initiator" | T)                  ->   checked before anything else is sent
-//!                                            <-  HMAC(K_hs, "responder" | T)
-//!   every later frame: AES-256-GCM under HMAC(K_sess, direction | T), nonce = sequence number
+//! initiator                                        responder
+//!   Hello{magic, version, id, identity, dh, nonce, role}  ->
+//!                                              <-  Hello{magic, version, id, identity, dh, nonce, role}
+//!   T = SHA-256("dstore handshake v3" | len | hello_i | len | hello_r)
+//!   Proof_i = HMAC(K_hs, "initiator" | T) | Sig(identity_i, T) [| Sig(member key, T)]  ->
+//!                                              <-  Proof_r (the same, "responder")
+//!   every later frame: AES-256-GCM under HMAC(K_sess, direction | T | X25519(dh_i, dh_r)),
+//!   nonce = sequence number
 //! ```
 //!
-//! Both proofs cover both fresh nonces, so a recorded handshake replayed to a node fails its
-//! proof. The responder proves itself only to an initiator that has proved itself first, so an
-//! outsider learns nothing from a node but its hello. Hellos carry no key names or data.
+//! What each part proves (see `crypto::ClusterKey` for the credentials):
+//! - the HMAC: the side holds the client credential (is a client or member of this cluster);
+//! - the identity signature: the side holds the private key whose public key hashes to the
+//!   node id in its hello, so no one speaks as another node;
+//! - the optional member signature: the side holds the cluster secret itself. A hello that
+//!   says `Role::Member` without it is refused; a client with it may ask a member to leave.
+//!
+//! Proofs cover both fresh nonces and ephemeral keys, so a recorded handshake replayed to a
+//! node fails. The responder proves itself only to an initiator that has proved itself first,
+//! so an outsider learns nothing from a node but its hello. Session keys depend on an
+//! ephemeral Diffie-Hellman secret, so traffic recorded by a holder of the client credential
+//! cannot be read. Hellos carry no key names or data.
 
 use std::time::Duration;
 
@@ -22,16 +32,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::frame::{read_frame, write_frame, MAX_FRAME};
 use super::NetError;
 use crate::codec;
-use crate::crypto::{self, ClusterKey, FrameKey};
+use crate::crypto::{self, ClusterKey, Ephemeral, FrameKey, Identity};
 use crate::ids::NodeId;
 
 pub const MAGIC: [u8; 8] = *b"dstore\0\0";
 /// 2: members say their incarnation in the hello, and depart with `Request::Depart`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: node identities, client and member credentials, ephemeral Diffie-Hellman, bounded
+///    collections, a disk format byte on manifests.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The whole handshake must complete within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Hellos are small; a larger one is garbage.
 const MAX_HELLO: usize = 4096;
+/// A proof: the credential HMAC, the identity signature, and an optional member signature.
+const PROOF_LEN: usize = 32 + 64;
+const MEMBER_PROOF_LEN: usize = PROOF_LEN + 64;
 
 /// What a connecting process is to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +68,24 @@ pub struct Hello {
     pub magic: [u8; 8],
     pub version: u32,
     pub node: NodeId,
+    /// The node's Ed25519 public key; `node` must be its hash.
+    pub identity: [u8; 32],
+    /// The X25519 public key of this handshake.
+    pub dh: [u8; 32],
     pub nonce: [u8; 32],
     pub role: Role,
+    /// Whether the peer proved it holds the cluster secret (the member key). Set by the
+    /// handshake once checked; never read from the wire.
+    #[serde(skip)]
+    pub holds_secret: bool,
+}
+
+impl Hello {
+    /// Whether this peer may act as a member (answer and ask repair questions, depart): it
+    /// said so and proved the member key.
+    pub fn is_member(&self) -> bool {
+        self.holds_secret && matches!(self.role, Role::Member { .. })
+    }
 }
 
 /// Sends frames sealed under one direction's key, numbering them from 0.
@@ -101,7 +132,8 @@ pub struct Session<R, W> {
     pub writer: SealedWriter<W>,
 }
 
-/// Decodes a peer's hello and checks that it speaks this protocol and is not this node.
+/// Decodes a peer's hello and checks that it speaks this protocol, is not this node, and
+/// names the node id of its identity key.
 fn check_hello(bytes: &[u8], me: NodeId) -> Result<Hello, NetError> {
     let peer: Hello =
         codec::decode(bytes, "hello").map_err(|e| NetError::Protocol(e.to_string()))?;
@@ -117,7 +149,66 @@ fn check_hello(bytes: &[u8], me: NodeId) -> Result<Hello, NetError> {
     if peer.node == me {
         return Err(NetError::Protocol("connected to itself".into()));
     }
+    if peer.node.0 != Identity::id_of(&peer.identity) {
+        return Err(NetError::Auth(
+            "the peer's node id is not that of its identity key".into(),
+        ));
+    }
     Ok(peer)
+}
+
+/// This side's proof over `transcript`.
+fn prove(cluster: &ClusterKey, me: &Identity, side: &str, transcript: &[u8; 32]) -> Vec<u8> {
+    let mut proof = cluster.handshake_proof(side, transcript).to_vec();
+    proof.extend_from_slice(&me.sign(side, transcript));
+    if let Some(sig) = cluster.member_signature(side, transcript) {
+        proof.extend_from_slice(&sig);
+    }
+    proof
+}
+
+/// Checks the peer's proof; on success marks whether it proved the member key. A peer that
+/// says it is a member must prove it.
+fn check_proof(
+    cluster: &ClusterKey,
+    peer: &mut Hello,
+    side: &str,
+    transcript: &[u8; 32],
+    proof: &[u8],
+) -> Result<(), NetError> {
+    if proof.len() != PROOF_LEN && proof.len() != MEMBER_PROOF_LEN {
+        return Err(NetError::Protocol(format!(
+            "a proof of {} bytes",
+            proof.len()
+        )));
+    }
+    if !crypto::ct_eq(&proof[..32], &cluster.handshake_proof(side, transcript)) {
+        return Err(NetError::Auth(
+            "the peer does not know the cluster secret".into(),
+        ));
+    }
+    let identity: [u8; 64] = proof[32..96].try_into().expect("64 bytes");
+    if !Identity::verify(&peer.identity, side, transcript, &identity) {
+        return Err(NetError::Auth(
+            "the peer does not hold the key of the node id it claims".into(),
+        ));
+    }
+    peer.holds_secret = match proof.get(96..) {
+        Some(sig) if sig.len() == 64 => {
+            let sig: [u8; 64] = sig.try_into().expect("64 bytes");
+            if !cluster.is_member_signature(side, transcript, &sig) {
+                return Err(NetError::Auth("the peer's member proof is forged".into()));
+            }
+            true
+        }
+        _ => false,
+    };
+    if matches!(peer.role, Role::Member { .. }) && !peer.holds_secret {
+        return Err(NetError::Auth(
+            "the peer says it is a member but holds only a client credential".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs the handshake over a stream's two halves, as the side that connected (`initiator`) or
@@ -126,7 +217,7 @@ pub async fn handshake<R, W>(
     reader: R,
     writer: W,
     cluster: &ClusterKey,
-    me: NodeId,
+    me: &Identity,
     role: Role,
     initiator: bool,
 ) -> Result<Session<R, W>, NetError>
@@ -146,7 +237,7 @@ async fn run<R, W>(
     mut reader: R,
     mut writer: W,
     cluster: &ClusterKey,
-    me: NodeId,
+    me: &Identity,
     role: Role,
     initiator: bool,
 ) -> Result<Session<R, W>, NetError>
@@ -154,12 +245,22 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    if matches!(role, Role::Member { .. }) && !cluster.is_member() {
+        return Err(NetError::Auth(
+            "a member needs the cluster secret, not a client credential".into(),
+        ));
+    }
+    let me_id = NodeId(me.id());
+    let ephemeral = Ephemeral::new();
     let mine = codec::encode(&Hello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
-        node: me,
+        node: me_id,
+        identity: me.public(),
+        dh: ephemeral.public(),
         nonce: crypto::random_bytes(),
         role,
+        holds_secret: false,
     });
     // The responder checks the initiator's hello before sending its own, so garbage and
     // other protocols get nothing back.
@@ -169,7 +270,10 @@ where
     } else {
         read_frame(&mut reader, MAX_HELLO, None).await?
     };
-    let peer = check_hello(&theirs, me)?;
+    let mut peer = check_hello(&theirs, me_id)?;
+    let shared = ephemeral
+        .agree(&peer.dh)
+        .ok_or_else(|| NetError::Protocol("the peer's ephemeral key is degenerate".into()))?;
     if !initiator {
         write_frame(&mut writer, &mine).await?;
     }
@@ -179,32 +283,33 @@ where
         (&theirs, &mine)
     };
     let transcript = crypto::sha256(&[
-        b"dstore handshake v1",
+        b"dstore handshake v3",
         &(hello_i.len() as u32).to_be_bytes(),
         hello_i,
         &(hello_r.len() as u32).to_be_bytes(),
         hello_r,
     ]);
-    let proof_i = cluster.handshake_proof("initiator", &transcript);
-    let proof_r = cluster.handshake_proof("responder", &transcript);
-    let refused = || NetError::Auth("the peer does not know the cluster secret".into());
-    if initiator {
-        write_frame(&mut writer, &proof_i).await?;
-        let got = read_frame(&mut reader, 32, None).await.map_err(|_| {
-            NetError::Auth("the peer refused our proof (another cluster secret?)".into())
-        })?;
-        if !crypto::ct_eq(&got, &proof_r) {
-            return Err(refused());
-        }
+    let (my_side, their_side) = if initiator {
+        ("initiator", "responder")
     } else {
-        let got = read_frame(&mut reader, 32, None).await?;
-        if !crypto::ct_eq(&got, &proof_i) {
-            return Err(refused());
-        }
-        write_frame(&mut writer, &proof_r).await?;
+        ("responder", "initiator")
+    };
+    let proof = prove(cluster, me, my_side, &transcript);
+    if initiator {
+        write_frame(&mut writer, &proof).await?;
+        let got = read_frame(&mut reader, MEMBER_PROOF_LEN, None)
+            .await
+            .map_err(|_| {
+                NetError::Auth("the peer refused our proof (another cluster secret?)".into())
+            })?;
+        check_proof(cluster, &mut peer, their_side, &transcript, &got)?;
+    } else {
+        let got = read_frame(&mut reader, MEMBER_PROOF_LEN, None).await?;
+        check_proof(cluster, &mut peer, their_side, &transcript, &got)?;
+        write_frame(&mut writer, &proof).await?;
     }
-    let i2r = cluster.session_key("initiator to responder", &transcript);
-    let r2i = cluster.session_key("responder to initiator", &transcript);
+    let i2r = cluster.session_key("initiator to responder", &transcript, &shared);
+    let r2i = cluster.session_key("responder to initiator", &transcript, &shared);
     let (send, recv) = if initiator { (i2r, r2i) } else { (r2i, i2r) };
     Ok(Session {
         peer,
@@ -237,15 +342,124 @@ mod tests {
         }
     }
 
-    async fn pair(secret_a: &[u8], secret_b: &[u8]) -> (Result<S, NetError>, Result<S, NetError>) {
+    fn ident(i: u8) -> Identity {
+        Identity::from_seed(&[i; 32])
+    }
+
+    fn id(i: u8) -> NodeId {
+        NodeId(ident(i).id())
+    }
+
+    async fn shake(
+        (ka, ra): (ClusterKey, Role),
+        (kb, rb): (ClusterKey, Role),
+    ) -> (Result<S, NetError>, Result<S, NetError>) {
         let (a, b) = duplex(1 << 20);
         let (ar, aw): Half = split(a);
         let (br, bw): Half = split(b);
-        let (ka, kb) = (ClusterKey::new(secret_a), ClusterKey::new(secret_b));
+        let (ia, ib) = (ident(1), ident(2));
         tokio::join!(
-            handshake(ar, aw, &ka, NodeId([1; 32]), member(1), true),
-            handshake(br, bw, &kb, NodeId([2; 32]), Role::Client, false),
+            handshake(ar, aw, &ka, &ia, ra, true),
+            handshake(br, bw, &kb, &ib, rb, false),
         )
+    }
+
+    async fn pair(secret_a: &[u8], secret_b: &[u8]) -> (Result<S, NetError>, Result<S, NetError>) {
+        shake(
+            (ClusterKey::new(secret_a), member(1)),
+            (ClusterKey::new(secret_b), Role::Client),
+        )
+        .await
+    }
+
+    /// A client credential opens sessions as a client, and the peer knows it holds only
+    /// that; it cannot say it is a member. A client given the secret proves it holds it.
+    #[tokio::test]
+    async fn a_client_credential_is_a_client_and_never_a_member() {
+        let credential = ClusterKey::new(b"s").client_credential();
+        let client = ClusterKey::from_credential(credential.as_bytes()).unwrap();
+        assert!(!client.is_member());
+        let (m, c) = shake(
+            (ClusterKey::new(b"s"), member(1)),
+            (client.clone(), Role::Client),
+        )
+        .await;
+        let (m, c) = (m.unwrap(), c.unwrap());
+        assert!(!m.peer.holds_secret && !m.peer.is_member());
+        assert!(c.peer.holds_secret && c.peer.is_member());
+        let (a, _) = shake((client, member(1)), (ClusterKey::new(b"s"), Role::Client)).await;
+        assert!(matches!(a, Err(NetError::Auth(_))), "{:?}", a.err());
+        let (_, b) = shake(
+            (ClusterKey::new(b"s"), Role::Client),
+            (ClusterKey::new(b"s"), Role::Client),
+        )
+        .await;
+        assert!(b.unwrap().peer.holds_secret);
+        // Another cluster's credential, or a garbled one, is refused.
+        let other = ClusterKey::new(b"other").client_credential();
+        let other = ClusterKey::from_credential(other.as_bytes()).unwrap();
+        let (a, b) = shake((other, Role::Client), (ClusterKey::new(b"s"), member(2))).await;
+        assert!(a.is_err() && matches!(b, Err(NetError::Auth(_))));
+        assert!(ClusterKey::from_credential(b"dstore-client:abcd").is_err());
+    }
+
+    /// A hello that claims a node id not derived from its identity key is refused, and so
+    /// is one whose identity signature is not by that key (a peer claiming another's id).
+    #[tokio::test]
+    async fn a_node_id_cannot_be_claimed_without_its_key() {
+        let (a, b) = duplex(1 << 16);
+        let (mut ar, mut aw) = split(a);
+        let (br, bw) = split(b);
+        let responder = tokio::spawn(async move {
+            handshake(br, bw, &ClusterKey::new(b"s"), &ident(2), member(2), false).await
+        });
+        // The victim's id and key, and this impostor's own ephemeral key.
+        let eph = Ephemeral::new();
+        let forged = codec::encode(&Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            node: id(1),
+            identity: ident(1).public(),
+            dh: eph.public(),
+            nonce: [7; 32],
+            role: Role::Client,
+            holds_secret: false,
+        });
+        write_frame(&mut aw, &forged).await.unwrap();
+        let hello_r = read_frame(&mut ar, MAX_HELLO, None).await.unwrap();
+        let transcript = crypto::sha256(&[
+            b"dstore handshake v3",
+            &(forged.len() as u32).to_be_bytes(),
+            &forged,
+            &(hello_r.len() as u32).to_be_bytes(),
+            &hello_r,
+        ]);
+        // It knows the secret, but signs with its own key, not the victim's.
+        let proof = prove(&ClusterKey::new(b"s"), &ident(9), "initiator", &transcript);
+        write_frame(&mut aw, &proof).await.unwrap();
+        let r = responder.await.unwrap();
+        assert!(
+            matches!(&r, Err(NetError::Auth(m)) if m.contains("key of the node id")),
+            "{:?}",
+            r.err()
+        );
+        // A hello whose id is not its key's hash fails at once.
+        let mut wrong = Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            node: id(1),
+            identity: ident(3).public(),
+            dh: eph.public(),
+            nonce: [7; 32],
+            role: Role::Client,
+            holds_secret: false,
+        };
+        assert!(matches!(
+            check_hello(&codec::encode(&wrong), id(2)),
+            Err(NetError::Auth(_))
+        ));
+        wrong.identity = ident(1).public();
+        assert!(check_hello(&codec::encode(&wrong), id(2)).is_ok());
     }
 
     #[tokio::test]
@@ -253,7 +467,7 @@ mod tests {
         let (a, b) = pair(b"s", b"s").await;
         let (mut a, mut b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.peer.role, Role::Client);
-        assert_eq!(b.peer.node, NodeId([1; 32]));
+        assert_eq!(b.peer.node, id(1));
         assert_eq!(b.peer.role, member(1));
         for i in 0..3u8 {
             a.writer.send(vec![i; 100]).await.unwrap();
@@ -280,27 +494,29 @@ mod tests {
         let (mut br, mut bw) = split(b);
         let initiator = tokio::spawn(async move {
             let key = ClusterKey::new(b"s");
-            let _ = handshake(ar, aw, &key, NodeId([1; 32]), member(1), true).await;
+            let _ = handshake(ar, aw, &key, &ident(1), member(1), true).await;
         });
         let hello_i = read_frame(&mut br, MAX_HELLO, None).await.unwrap();
         let fake = codec::encode(&Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
-            node: NodeId([9; 32]),
+            node: id(9),
+            identity: ident(9).public(),
+            dh: Ephemeral::new().public(),
             nonce: [0; 32],
             role: Role::Client,
+            holds_secret: false,
         });
         write_frame(&mut bw, &fake).await.unwrap();
-        let proof_i = read_frame(&mut br, 32, None).await.unwrap();
+        let proof_i = read_frame(&mut br, MEMBER_PROOF_LEN, None).await.unwrap();
         drop((br, bw));
         let _ = initiator.await;
 
         let (c, d) = duplex(1 << 16);
         let (mut cr, mut cw) = split(c);
         let (dr, dw) = split(d);
-        let responder = tokio::spawn(async move {
-            handshake(dr, dw, &key, NodeId([2; 32]), member(2), false).await
-        });
+        let responder =
+            tokio::spawn(async move { handshake(dr, dw, &key, &ident(2), member(2), false).await });
         write_frame(&mut cw, &hello_i).await.unwrap();
         let _hello_r = read_frame(&mut cr, MAX_HELLO, None).await.unwrap();
         write_frame(&mut cw, &proof_i).await.unwrap();
@@ -314,10 +530,10 @@ mod tests {
         let (ar, mut aw) = split(a);
         let (br, bw) = split(b);
         let key = ClusterKey::new(b"s");
-        let frame_key = key.session_key("initiator to responder", &[0; 32]);
+        let frame_key = key.session_key("initiator to responder", &[0; 32], &[0; 32]);
         let mut reader = SealedReader {
             inner: br,
-            key: key.session_key("initiator to responder", &[0; 32]),
+            key: key.session_key("initiator to responder", &[0; 32], &[0; 32]),
             seq: 0,
         };
         let mut sealed = frame_key.seal(0, b"hello");
@@ -335,10 +551,10 @@ mod tests {
         let (br, _bw) = split(b);
         let mut reader = SealedReader {
             inner: br,
-            key: key.session_key("x", &[0; 32]),
+            key: key.session_key("x", &[0; 32], &[0; 32]),
             seq: 0,
         };
-        let k = key.session_key("x", &[0; 32]);
+        let k = key.session_key("x", &[0; 32], &[0; 32]);
         write_frame(&mut aw, &k.seal(1, b"second")).await.unwrap();
         assert!(reader.recv(None).await.is_err());
     }
@@ -355,7 +571,7 @@ mod tests {
                 br,
                 bw,
                 &ClusterKey::new(b"s"),
-                NodeId([2; 32]),
+                &ident(2),
                 Role::Client,
                 false,
             )
@@ -386,7 +602,7 @@ mod tests {
             br,
             bw,
             &ClusterKey::new(b"s"),
-            NodeId([2; 32]),
+            &ident(2),
             Role::Client,
             false,
         )

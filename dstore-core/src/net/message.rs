@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::ids::{ChunkId, NodeId};
 use crate::version::Version;
 
@@ -44,19 +45,28 @@ pub enum Request {
     GetManifest {
         key: String,
     },
-    /// Every key the receiver holds a manifest of, with version and whether it is deleted.
-    Keys,
+    /// One page of the keys the receiver holds a manifest of (tombstones included), in
+    /// byte order: those starting with `prefix` and after `start_after`, at most `limit`
+    /// (capped at `MAX_PAGE`), each with its version and whether it is deleted.
+    List {
+        prefix: String,
+        start_after: String,
+        limit: u32,
+    },
     /// The version held of each key (tombstones included), for repair.
     Versions {
+        #[serde(deserialize_with = "codec::bounded::<MAX_BATCH, _, _>")]
         keys: Vec<String>,
     },
     /// Whether the receiver holds each chunk, for repair.
     HasChunks {
+        #[serde(deserialize_with = "codec::bounded::<MAX_BATCH, _, _>")]
         ids: Vec<ChunkId>,
     },
     /// Whether a live manifest the receiver holds, or a write in flight through it, names
     /// each chunk: garbage collection removes a chunk only if no member does.
     Referenced {
+        #[serde(deserialize_with = "codec::bounded::<MAX_BATCH, _, _>")]
         ids: Vec<ChunkId>,
     },
     /// The receiver's `Stats`, for `dstore status`.
@@ -74,22 +84,30 @@ pub enum Request {
 
 /// At most this many ids or keys in one repair or collection request.
 pub const MAX_BATCH: usize = 1024;
+/// At most this many keys in one page of a listing: 1,000 keys of 1 KiB fit a frame easily.
+pub const MAX_PAGE: usize = 1000;
+/// At most this many members in one answer to a ping (a larger cluster is not supported).
+pub const MAX_MEMBERS: usize = 1024;
+/// At most this many departures in one answer to a ping.
+pub const MAX_DEPARTURES: usize = 256;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Pong {
+        #[serde(deserialize_with = "codec::bounded::<MAX_MEMBERS, _, _>")]
         members: Vec<MemberInfo>,
         /// Members that departed recently, so that one that missed a `Depart` (cut off at the
         /// time) learns it too.
+        #[serde(deserialize_with = "codec::bounded::<MAX_DEPARTURES, _, _>")]
         departed: Vec<Departure>,
     },
     Stored,
     Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
     Manifest(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
-    Keys(Vec<KeyState>),
-    Versions(Vec<Option<Version>>),
+    Keys(#[serde(deserialize_with = "codec::bounded::<MAX_PAGE, _, _>")] Vec<KeyState>),
+    Versions(#[serde(deserialize_with = "codec::bounded::<MAX_BATCH, _, _>")] Vec<Option<Version>>),
     /// One flag per id asked about (`HasChunks`, `Referenced`).
-    Flags(Vec<bool>),
+    Flags(#[serde(deserialize_with = "codec::bounded::<MAX_BATCH, _, _>")] Vec<bool>),
     Stats(crate::stats::Stats),
     Failed {
         kind: FailureKind,
@@ -132,7 +150,6 @@ pub struct KeyState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec;
     use crate::crypto::ClusterKey;
     use crate::net::frame::read_frame;
     use crate::net::handshake::{handshake, Hello, Role};
@@ -187,7 +204,7 @@ mod tests {
         fn handshake_against_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             runtime().block_on(async {
                 let (sink, _keep) = tokio::io::duplex(1 << 16);
-                let r = handshake(&bytes[..], sink, &ClusterKey::new(b"s"), crate::NodeId([1; 32]), Role::Client, false).await;
+                let r = handshake(&bytes[..], sink, &ClusterKey::new(b"s"), &crate::crypto::Identity::from_seed(&[1; 32]), Role::Client, false).await;
                 assert!(r.is_err());
             });
         }

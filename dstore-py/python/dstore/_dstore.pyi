@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Final, List, Optional, Type, TypedDict, Union, final, type_check_only
+from typing import Final, Iterator, List, Optional, Type, TypedDict, Union, final, type_check_only
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer
@@ -26,16 +26,19 @@ __all__ = [
     "Error",
     "IntegrityError",
     "InvalidArgumentError",
+    "KeyIterator",
     "LockedError",
     "UnavailableError",
     "MAX_CHUNK_SIZE",
     "MAX_KEY_LEN",
+    "MAX_LIST",
     "MIN_CHUNK_SIZE",
     "Node",
     "NotFoundError",
     "StorageIOError",
     "WrongKeyError",
     "__version__",
+    "client_credential",
 ]
 
 __version__: Final[str]
@@ -43,6 +46,7 @@ MAX_KEY_LEN: Final[int]
 DEFAULT_CHUNK_SIZE: Final[int]
 MIN_CHUNK_SIZE: Final[int]
 MAX_CHUNK_SIZE: Final[int]
+MAX_LIST: Final[int]
 
 @type_check_only
 class RepairStats(TypedDict):
@@ -129,6 +133,19 @@ class Peer(TypedDict):
     """Its zone label, if any."""
 
 @final
+class KeyIterator(Iterator[str]):
+    """The keys of `Node.keys()`, fetched a page at a time."""
+
+    def __iter__(self) -> KeyIterator: ...
+    def __next__(self) -> str: ...
+
+def client_credential(secret: Buffer) -> str:
+    """The client credential of the cluster whose secret is `secret`: pass it as `secret=`
+    on client machines instead of the secret. It cannot be turned back into the secret and
+    does not let its holder be a member (own data, answer repair questions, ask a member to
+    leave)."""
+
+@final
 class Node:
     """A dstore node: one storage root, open until `close()` (or the end of a `with`).
 
@@ -155,6 +172,12 @@ class Node:
     (default 3600) and forgets a delete after `tombstone_grace` (default 86400).
     `close()` of a member may take `drain_timeout` (default 30) to hand what it holds to
     the other owners (and `leave()` may go that long without progress).
+
+    Every manifest a holder of a data key writes is sealed with it (plain values and deletes
+    too), and such a reader refuses one that is not (IntegrityError), or that another key
+    sealed (WrongKeyError): otherwise a holder of only the cluster secret could replace or
+    delete its values. `accept_unsealed=True` reads plain values and deletes anyway. A
+    client given no `key` holds none: it writes plain values only, unsealed.
 
     Raises LockedError if another node has `root` open, InvalidArgumentError (a ValueError)
     for a bad key length, chunk size, replica count, quorum, duration or empty secret,
@@ -185,6 +208,7 @@ class Node:
         gc_grace: Optional[float] = None,
         tombstone_grace: Optional[float] = None,
         drain_timeout: Optional[float] = None,
+        accept_unsealed: bool = False,
     ) -> Self: ...
     @property
     def addr(self) -> Optional[str]:
@@ -202,8 +226,15 @@ class Node:
         """Deletes `key`. Raises NotFoundError if it has no live value."""
     def has(self, key: str) -> bool:
         """Whether `key` has a live value."""
-    def keys(self) -> List[str]:
-        """The live keys, in byte order."""
+    def list(self, prefix: str = "", start_after: str = "", limit: int = 1000) -> List[str]:
+        """One page of the live keys (of the whole cluster, for a cluster node): those
+        starting with `prefix` and after `start_after`, in byte order, at most `limit` (1 to
+        MAX_LIST). The next page starts after this one's last key; a shorter page is the
+        last. Raises UnavailableError if a member cannot answer (never a page that silently
+        lacks its keys)."""
+    def keys(self, prefix: str = "") -> KeyIterator:
+        """Every live key starting with `prefix`, in byte order: an iterator that reads
+        them a page at a time (see `list`)."""
     def size(self, key: str) -> int:
         """The size in bytes of the value of `key`. Raises NotFoundError."""
     def store_file(self, key: str, path: _Path, encrypt: bool = True) -> int:
