@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import dstore
-from harness import DATA_KEY, DSTORE, KEY, SECRET, Cluster, cli, env, wait_for, writer
+from harness import KEY, SECRET, Cluster, cli, env, wait_for, writer
 
 # A member embedded in a Python process, started like `dstore node` (it prints its address,
 # and closes on SIGTERM), so that the same test can run against both.
@@ -81,52 +81,48 @@ def test_a_client_credential_cannot_downgrade_leave_or_join(cluster: Cluster, tm
     refuse it (IntegrityError, exit 1) unless they accept unsealed manifests. That machine
     cannot ask a member to leave, nor run a member."""
     addrs = cluster.cluster(3)
-    honest = writer(writer_kind, tmp_path / "w", addrs)
-    honest.store("notes/todo.txt", b"the real list")
-    credential = dstore.client_credential(SECRET.encode())
-    assert credential == cli("client-credential").stdout.decode().strip()
-    attacker = env(DSTORE_SECRET=credential)
-    del attacker["DSTORE_KEY"]
-    evil = tmp_path / "evil.txt"
-    evil.write_bytes(b"attacker chosen")
-    put = cli("put", "--peer", addrs[0], "notes/todo.txt", str(evil), environ=attacker, check=False)
-    assert put.returncode != 0 and b"data key" in put.stderr  # it cannot encrypt
-    over = cli("put", "--peer", addrs[0], "--plain", "notes/todo.txt", str(evil), environ=attacker, check=False)
-    assert over.returncode != 0 and b"not sealed by the data key" in over.stderr
-
-    # No member took it: every reader gets the honest value.
-    assert honest.get("notes/todo.txt") == b"the real list"
-    assert cli("get", "--peer", addrs[1], "notes/todo.txt").stdout == b"the real list"
-    # A key nobody sealed is written, and refused by readers holding the data key.
-    cli("put", "--peer", addrs[0], "--plain", "planted", str(evil), environ=attacker)
-    with pytest.raises(dstore.IntegrityError, match="not sealed"):
-        honest.get("planted")
-    got = cli("get", "--peer", addrs[1], "planted", check=False)
-    assert got.returncode != 0 and b"not sealed" in got.stderr and got.stdout == b""
-    lenient = cli("get", "--peer", addrs[1], "--accept-unsealed", "planted")
-    assert lenient.stdout == b"attacker chosen"
-
-    left = cli("leave", "--peer", addrs[2], "--timeout", "10", environ=attacker, check=False)
-    assert left.returncode != 0 and b"client credential" in left.stderr
-    assert wait_for(lambda: len(cluster.live()) == 3, "every node still runs")
-    member = [str(DSTORE), "node", "--root", str(tmp_path / "m"), "--listen", "127.0.0.1:0", "--peer", addrs[0]]
-    joined = cli(*member[1:], environ=attacker, check=False, timeout=30)
-    assert joined.returncode != 0 and b"member needs the cluster secret" in joined.stderr
-    honest.close()
+    with writer(writer_kind, tmp_path / "w", addrs) as honest:
+        honest.store("notes/todo.txt", b"the real list")
+        credential = dstore.client_credential(SECRET.encode())
+        assert credential == cli("client-credential").stdout.decode().strip()
+        attacker = env(DSTORE_SECRET=credential)
+        del attacker["DSTORE_KEY"]
+        evil = tmp_path / "evil.txt"
+        evil.write_bytes(b"attacker chosen")
+        put = cli("put", "--peer", addrs[0], "notes/todo.txt", str(evil), environ=attacker, check=False)
+        assert put.returncode != 0 and b"data key" in put.stderr  # it cannot encrypt
+        over = cli("put", "--peer", addrs[0], "--plain", "notes/todo.txt", str(evil), environ=attacker, check=False)
+        assert over.returncode != 0 and b"not sealed by the data key" in over.stderr
+        # No member took it: every reader gets the honest value.
+        assert honest.get("notes/todo.txt") == b"the real list"
+        assert cli("get", "--peer", addrs[1], "notes/todo.txt").stdout == b"the real list"
+        # A key nobody sealed is written, and refused by readers holding the data key.
+        cli("put", "--peer", addrs[0], "--plain", "planted", str(evil), environ=attacker)
+        with pytest.raises(dstore.IntegrityError, match="not sealed"):
+            honest.get("planted")
+        got = cli("get", "--peer", addrs[1], "planted", check=False)
+        assert got.returncode != 0 and b"not sealed" in got.stderr and got.stdout == b""
+        lenient = cli("get", "--peer", addrs[1], "--accept-unsealed", "planted")
+        assert lenient.stdout == b"attacker chosen"
+        left = cli("leave", "--peer", addrs[2], "--timeout", "10", environ=attacker, check=False)
+        assert left.returncode != 0 and b"client credential" in left.stderr
+        assert wait_for(lambda: len(cluster.live()) == 3, "every node still runs")
+        member = ["node", "--root", str(tmp_path / "m"), "--listen", "127.0.0.1:0", "--peer", addrs[0]]
+        joined = cli(*member, environ=attacker, check=False, timeout=30)
+        assert joined.returncode != 0 and b"member needs the cluster secret" in joined.stderr
 
 
 def test_ls_lists_by_prefix_in_pages(cluster: Cluster, tmp_path: Path, writer_kind: str) -> None:
     """Item 7 through the command: `dstore ls --prefix` lists a page at a time (1000 keys per
     request), every key once and in byte order, through any member."""
     addrs = cluster.cluster(3)
-    w = writer(writer_kind, tmp_path / "w", addrs)
-    keys = [f"logs/{i:05}" for i in range(2300)] + ["other/a", "logs"]
-    for k in keys:
-        w.store(k, b"", encrypt=False)
-    for via in addrs:
-        listed = cli("ls", "--peer", via, "--prefix", "logs/").stdout.decode().split("\n")[:-1]
-        assert listed == sorted(k for k in keys if k.startswith("logs/"))
-    everything = cli("ls", "--peer", addrs[0]).stdout.decode().split("\n")[:-1]
-    assert everything == sorted(keys)
-    assert list(w.keys("other/")) == ["other/a"]
-    w.close()
+    with writer(writer_kind, tmp_path / "w", addrs) as w:
+        keys = [f"logs/{i:05}" for i in range(2300)] + ["other/a", "logs"]
+        for k in keys:
+            w.store(k, b"", encrypt=False)
+        for via in addrs:
+            listed = cli("ls", "--peer", via, "--prefix", "logs/").stdout.decode().split("\n")[:-1]
+            assert listed == sorted(k for k in keys if k.startswith("logs/"))
+        everything = cli("ls", "--peer", addrs[0]).stdout.decode().split("\n")[:-1]
+        assert everything == sorted(keys)
+        assert list(w.keys("other/")) == ["other/a"]

@@ -197,8 +197,8 @@ impl Conn {
                     },
                     _ = stopped.wait_for(|s| *s) => break NetError::Closed,
                 };
-                // Taken before decoding: the frame's bytes are what the request holds.
-                let held = Held::try_take(&requests, &NODE_REQUESTS, frame.len());
+                // The frame's size is what a request holds (its decoded form is no larger).
+                let frame_len = frame.len();
                 let envelope: Envelope = match codec::decode(&frame, "message") {
                     Ok(e) => e,
                     Err(e) => break NetError::Protocol(e.to_string()),
@@ -224,6 +224,9 @@ impl Conn {
                     Body::Request(r) => r,
                 };
                 let place = permits.clone().try_acquire_owned().ok();
+                let held = place
+                    .as_ref()
+                    .and_then(|_| Held::try_take(&requests, &NODE_REQUESTS, frame_len));
                 let (Some(place), Some(held)) = (place, held) else {
                     // Busy: answered at once, and nothing of the request is kept. If even
                     // the answer cannot be queued, the peer is not reading: it times out.
