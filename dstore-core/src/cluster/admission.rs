@@ -4,9 +4,14 @@
 //! many open files"); and per source address.
 //!
 //! Sockets that have not finished the handshake (an outsider's, until it proves the secret)
-//! have a small pool of their own. When it is full, a new one evicts the oldest (of the same
-//! address first): idle sockets cannot keep a late honest peer out, because the honest one is
-//! the newest and finishes its handshake in a round trip. Established sessions have two
+//! have a small pool of their own. A listener accepts a socket only when that pool has room,
+//! counting evicted sockets until they are closed (so the descriptors in use never pass the
+//! budget, however fast outsiders connect). When it is full, the oldest is evicted (of the
+//! same address first), and among those a silent one (that has sent no byte) before one that has
+//! spoken: idle sockets cannot keep a late honest peer out, because the honest one speaks at
+//! once, is the newest, and finishes its handshake in a round trip. Silent first matters when
+//! the kernel hands over a burst of idle sockets late (their handshake's last packet was
+//! dropped on a full accept queue and resent), after an honest peer's socket. Established sessions have two
 //! pools, one for members and one for clients (with a share per address), so that clients,
 //! however many, can never keep members from reaching each other; past its pool's size a new
 //! session is refused. One admission serves every listener of the process (several embedded
@@ -72,19 +77,36 @@ fn open_files_limit() -> u64 {
     }
 }
 
+struct Waiting {
+    id: u64,
+    addr: IpAddr,
+    /// Whether the socket has sent a byte yet.
+    heard: bool,
+    /// Fires the eviction; `None` once evicted (the socket is closing).
+    evict: Option<oneshot::Sender<()>>,
+}
+
+impl Waiting {
+    fn live(&self) -> bool {
+        self.evict.is_some()
+    }
+}
+
 #[derive(Default)]
 struct State {
     members: usize,
     clients: usize,
     clients_by_addr: HashMap<IpAddr, usize>,
-    /// Sockets in the handshake, oldest first, each with the signal that evicts it.
-    pending: VecDeque<(u64, IpAddr, oneshot::Sender<()>)>,
+    /// Sockets in the handshake, oldest first, including evicted ones not yet closed.
+    pending: VecDeque<Waiting>,
     next: u64,
 }
 
 pub struct Admission {
     limits: Limits,
     state: Mutex<State>,
+    /// Signalled when a socket in the handshake closes.
+    closed: tokio::sync::Notify,
 }
 
 /// Held while a socket is in the handshake; dropping it frees its place.
@@ -105,6 +127,7 @@ impl Admission {
         Arc::new(Admission {
             limits,
             state: Mutex::default(),
+            closed: tokio::sync::Notify::new(),
         })
     }
 
@@ -120,33 +143,80 @@ impl Admission {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for a new socket from `addr` in the handshake, evicting the oldest one (from
-    /// `addr` if it has its share already) when full. The receiver fires when this one is
-    /// evicted in turn.
+    /// Returns once a listener may accept a socket: fewer sockets in the handshake than the
+    /// pool holds, counting evicted ones until they close. While full, evicts one (see
+    /// `victim`) and waits for a socket to close; sockets in the handshake close within its
+    /// timeout, so this waits no longer than that.
+    pub async fn room(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.pending.len() < self.limits.pending {
+                    return;
+                }
+                if let Some(at) = Self::victim(&state.pending, |_| true) {
+                    Self::evict(&mut state.pending[at]);
+                }
+            }
+            closed.await;
+        }
+    }
+
+    /// A place for a new socket from `addr` in the handshake. If `addr` has its share
+    /// already, one of its sockets is evicted (see `victim`); so is one of all if the pool is
+    /// full (listeners wait for `room` first, so only when two raced). The receiver fires when
+    /// this one is evicted in turn.
     pub fn pending(self: &Arc<Self>, addr: IpAddr) -> (Pending, oneshot::Receiver<()>) {
         let mut state = self.lock();
-        let from_addr = state.pending.iter().filter(|(_, a, _)| *a == addr).count();
+        let live = state.pending.iter().filter(|w| w.live()).count();
+        let from_addr = state
+            .pending
+            .iter()
+            .filter(|w| w.live() && w.addr == addr)
+            .count();
         let victim = if from_addr >= self.limits.pending_per_addr {
-            state.pending.iter().position(|(_, a, _)| *a == addr)
-        } else if state.pending.len() >= self.limits.pending {
-            Some(0)
+            Self::victim(&state.pending, |w| w.addr == addr)
+        } else if live >= self.limits.pending {
+            Self::victim(&state.pending, |_| true)
         } else {
             None
         };
         if let Some(at) = victim {
-            if let Some((_, _, evict)) = state.pending.remove(at) {
-                let _ = evict.send(());
-            }
+            Self::evict(&mut state.pending[at]);
         }
         let id = state.next;
         state.next += 1;
         let (evict, evicted) = oneshot::channel();
-        state.pending.push_back((id, addr, evict));
+        state.pending.push_back(Waiting {
+            id,
+            addr,
+            heard: false,
+            evict: Some(evict),
+        });
         let guard = Pending {
             admission: self.clone(),
             id,
         };
         (guard, evicted)
+    }
+
+    /// Where in `pending` the socket to evict among the live ones `candidate` takes is: the
+    /// oldest silent one, else the oldest.
+    fn victim(pending: &VecDeque<Waiting>, candidate: impl Fn(&Waiting) -> bool) -> Option<usize> {
+        let live = |w: &Waiting| w.live() && candidate(w);
+        pending
+            .iter()
+            .position(|w| live(w) && !w.heard)
+            .or_else(|| pending.iter().position(live))
+    }
+
+    fn evict(w: &mut Waiting) {
+        if let Some(evict) = w.evict.take() {
+            let _ = evict.send(());
+        }
     }
 
     /// A place for an established session (of a member, or of a client at `addr`), or
@@ -175,18 +245,31 @@ impl Admission {
         })
     }
 
-    /// (sessions, sockets in the handshake) held now.
+    /// (sessions, sockets in the handshake not evicted) held now.
     #[cfg(test)]
     pub fn held(&self) -> (usize, usize) {
         let state = self.lock();
-        (state.members + state.clients, state.pending.len())
+        let live = state.pending.iter().filter(|w| w.live()).count();
+        (state.members + state.clients, live)
+    }
+}
+
+impl Pending {
+    /// The socket has sent its first byte: it is evicted after the silent ones.
+    pub fn heard(&self) {
+        let mut state = self.admission.lock();
+        if let Some(w) = state.pending.iter_mut().find(|w| w.id == self.id) {
+            w.heard = true;
+        }
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
         let mut state = self.admission.lock();
-        state.pending.retain(|(id, _, _)| *id != self.id);
+        state.pending.retain(|w| w.id != self.id);
+        drop(state);
+        self.admission.closed.notify_waiters();
     }
 }
 
@@ -274,6 +357,67 @@ mod tests {
         assert!(e_a2.try_recv().is_ok());
         assert!(e_b1.try_recv().is_err());
         assert_eq!(adm.held().1, 3);
+    }
+
+    /// An honest peer speaks at once; a burst of idle sockets after it evicts idle ones.
+    #[test]
+    fn silent_sockets_are_evicted_before_one_that_has_spoken() {
+        let adm = Admission::new(Limits {
+            members: 2,
+            clients: 2,
+            clients_per_addr: 1,
+            pending: 4,
+            pending_per_addr: 3,
+        });
+        let (_idle1, mut e_idle1) = adm.pending(A);
+        let (honest, mut e_honest) = adm.pending(A);
+        honest.heard();
+        let (_idle2, mut e_idle2) = adm.pending(A);
+        let (_idle3, mut e_idle3) = adm.pending(A); // A has its share: its oldest silent goes
+        assert!(e_idle1.try_recv().is_ok());
+        let (_idle4, mut e_idle4) = adm.pending(A);
+        assert!(e_idle2.try_recv().is_ok());
+        let (_b1, _) = adm.pending(B);
+        let (_b2, _) = adm.pending(B); // full: the oldest silent of all goes
+        assert!(e_idle3.try_recv().is_ok());
+        let (talker, _) = adm.pending(A);
+        talker.heard();
+        assert!(e_idle4.try_recv().is_ok());
+        assert!(e_honest.try_recv().is_err());
+        let (late, _) = adm.pending(A); // full: B's silent one goes
+        late.heard();
+        // A at its share with none silent: the oldest of A goes.
+        let (_later, _) = adm.pending(A);
+        assert!(e_honest.try_recv().is_ok());
+    }
+
+    /// A listener accepts only with room in the pool, and an evicted socket keeps its place
+    /// until it is closed, so sockets in use never pass the budget.
+    #[tokio::test]
+    async fn a_listener_waits_for_an_evicted_socket_to_close() {
+        let adm = Admission::new(Limits {
+            members: 2,
+            clients: 2,
+            clients_per_addr: 1,
+            pending: 2,
+            pending_per_addr: 2,
+        });
+        let (spoke, mut e_spoke) = adm.pending(A);
+        spoke.heard();
+        let (silent, mut e_silent) = adm.pending(B);
+        let room = adm.room();
+        tokio::pin!(room);
+        let short = Duration::from_millis(50);
+        assert!(tokio::time::timeout(short, room.as_mut()).await.is_err());
+        assert!(e_silent.try_recv().is_ok());
+        assert!(e_spoke.try_recv().is_err());
+        // Evicted, not yet closed: still no room.
+        assert!(tokio::time::timeout(short, room.as_mut()).await.is_err());
+        drop(silent);
+        tokio::time::timeout(Duration::from_secs(5), room)
+            .await
+            .unwrap();
+        drop(spoke);
     }
 
     /// Clients are capped in all and per address, and however many there are, members

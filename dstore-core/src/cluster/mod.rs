@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::crypto::{ClusterKey, Identity};
 use crate::ids::NodeId;
 use crate::net::conn::{BoxFuture, Conn, Handler};
-use crate::net::handshake::{handshake, Hello, Role};
+use crate::net::handshake::{handshake, Hello, Role, HANDSHAKE_TIMEOUT};
 use crate::net::message::{
     FailureKind, MemberInfo, Request, Response, MAX_DEPARTURES, MAX_MEMBERS,
 };
@@ -646,8 +646,13 @@ async fn accept_loop(
     // Accept errors (out of descriptors, mostly) back off, doubling to a second.
     let mut backoff = Duration::from_millis(10);
     loop {
+        // Only with room for one more socket in the handshake: the descriptors held never
+        // pass the budget, and sockets left waiting stay in the kernel's queue.
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = async {
+                admission.room().await;
+                listener.accept().await
+            } => a,
             _ = stop.changed() => return,
         };
         let (stream, from) = match accepted {
@@ -661,19 +666,31 @@ async fn accept_loop(
         };
         backoff = Duration::from_millis(10);
         let Some(c) = cluster.upgrade() else { return };
+        // Its place is taken before the next accept, so `room` counts it.
+        let (place, evicted) = admission.pending(from.ip());
         let admission = admission.clone();
         tokio::spawn(async move {
-            let (place, evicted) = admission.pending(from.ip());
             let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
-            let shake = handshake(
-                r,
-                BufWriter::new(w),
-                &c.key,
-                &c.identity,
-                c.role.clone(),
-                false,
-            );
+            let shake = async {
+                // A socket that has spoken is evicted after the silent ones.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => place.heard(),
+                    Ok(Ok(_)) => return Err(NetError::Closed),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(NetError::Timeout("in the handshake")),
+                }
+                let (r, w) = stream.into_split();
+                handshake(
+                    r,
+                    BufWriter::new(w),
+                    &c.key,
+                    &c.identity,
+                    c.role.clone(),
+                    false,
+                )
+                .await
+            };
             let session = tokio::select! {
                 s = shake => s,
                 _ = evicted => Err(NetError::Protocol("evicted by newer sockets (too many \

@@ -6,7 +6,8 @@
 //!                                              <-  Hello{magic, version, id, identity, dh, nonce, role}
 //!   T = SHA-256("dstore handshake v3" | len | hello_i | len | hello_r)
 //!   Proof_i = HMAC(K_hs, "initiator" | T) | Sig(identity_i, T) [| Sig(member key, T)]  ->
-//!                                              <-  Proof_r (the same, "responder")
+//!                                              <-  Proof_r (the same, "responder"),
+//!                                                  or an empty frame if Proof_i failed
 //!   every later frame: AES-256-GCM under HMAC(K_sess, direction | T | X25519(dh_i, dh_r)),
 //!   nonce = sequence number
 //! ```
@@ -297,15 +298,22 @@ where
     let proof = prove(cluster, me, my_side, &transcript);
     if initiator {
         write_frame(&mut writer, &proof).await?;
-        let got = read_frame(&mut reader, MEMBER_PROOF_LEN, None)
-            .await
-            .map_err(|_| {
-                NetError::Auth("the peer refused our proof (another cluster secret?)".into())
-            })?;
+        // An empty frame is a refusal; a connection closed without one is not (an overloaded
+        // responder evicts sockets still in the handshake), so the caller may try again.
+        let got = read_frame(&mut reader, MEMBER_PROOF_LEN, None).await?;
+        if got.is_empty() {
+            return Err(NetError::Auth(
+                "the peer refused our proof (another cluster secret?)".into(),
+            ));
+        }
         check_proof(cluster, &mut peer, their_side, &transcript, &got)?;
     } else {
         let got = read_frame(&mut reader, MEMBER_PROOF_LEN, None).await?;
-        check_proof(cluster, &mut peer, their_side, &transcript, &got)?;
+        if let Err(e) = check_proof(cluster, &mut peer, their_side, &transcript, &got) {
+            // Says only what closing would: the initiator's proof is wrong.
+            let _ = write_frame(&mut writer, &[]).await;
+            return Err(e);
+        }
         write_frame(&mut writer, &proof).await?;
     }
     let i2r = cluster.session_key("initiator to responder", &transcript, &shared);
@@ -481,7 +489,36 @@ mod tests {
     async fn wrong_secret_is_refused_on_both_sides() {
         let (a, b) = pair(b"right", b"wrong").await;
         assert!(matches!(b, Err(NetError::Auth(_))), "{:?}", b.err());
-        assert!(a.is_err());
+        assert!(matches!(a, Err(NetError::Auth(_))), "{:?}", a.err());
+    }
+
+    /// A responder that drops the socket after the initiator's proof (an overloaded node
+    /// evicts sockets still in the handshake) has not refused it: the error is not `Auth`,
+    /// which callers take as final, so they try again.
+    #[tokio::test]
+    async fn a_connection_cut_in_the_handshake_is_not_a_refusal() {
+        let (a, b) = duplex(1 << 16);
+        let (ar, aw) = split(a);
+        let (mut br, mut bw) = split(b);
+        let initiator = tokio::spawn(async move {
+            handshake(ar, aw, &ClusterKey::new(b"s"), &ident(1), member(1), true).await
+        });
+        let _hello_i = read_frame(&mut br, MAX_HELLO, None).await.unwrap();
+        let hello_r = codec::encode(&Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            node: id(9),
+            identity: ident(9).public(),
+            dh: Ephemeral::new().public(),
+            nonce: [0; 32],
+            role: Role::Client,
+            holds_secret: false,
+        });
+        write_frame(&mut bw, &hello_r).await.unwrap();
+        read_frame(&mut br, MEMBER_PROOF_LEN, None).await.unwrap();
+        drop((br, bw));
+        let got = initiator.await.unwrap();
+        assert!(matches!(got, Err(NetError::Io(_))), "{:?}", got.err());
     }
 
     /// The initiator's half of a real handshake, recorded by a fake responder, replayed to a
