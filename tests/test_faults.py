@@ -334,9 +334,11 @@ def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path, w
     chunk_files = sorted(f for f in (root / "chunks").rglob("*") if f.is_file())
     manifest_files = sorted(f for f in (root / "manifests").rglob("*") if f.is_file())
     assert len(manifest_files) == n_values, manifest_files
-    probes = [v[o : o + 64] for v in group_b.values() for o in range(0, len(v), MIB)]  # each chunk's start
+    # Each chunk's start; the small values live inside their manifests.
+    probes = [v[o : o + 64] for v in group_b.values() if len(v) > dstore.INLINE_MAX for o in range(0, len(v), MIB)]
     b_chunks = [f for f in chunk_files if any(p in f.read_bytes() for p in probes)]
-    b_manifests = [f for f in manifest_files if b"b/" in f.read_bytes()]
+    # A manifest starts with its key (small values' bytes inside could hold "b/" anywhere).
+    b_manifests = [f for f in manifest_files if b"b/" in f.read_bytes()[:8]]
     assert len(b_chunks) == len(probes) and len(b_manifests) == len(group_b), (len(b_chunks), len(b_manifests))
     a_chunks = [f for f in chunk_files if f not in b_chunks]
     a_manifests = [f for f in manifest_files if f not in b_manifests]

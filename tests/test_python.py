@@ -171,13 +171,20 @@ def test_encrypt_is_positional_too(node):
     assert node.get("k") == b"abc"
 
 
-def test_encrypted_chunks_hold_no_plaintext(node, root):
+def test_encrypted_values_leave_no_plaintext_on_disk(node, root):
+    """Nowhere in the root (chunks, manifests holding small values, the journal): a small
+    value (inside its manifest) and a value of several chunks."""
     secret = b"a recognisable plaintext " * 20
     node.store("secret", secret, encrypt=True)
+    node.store("secret-large", secret * 40, encrypt=True)
     node.store("public", secret.upper(), encrypt=False)
-    stored = b"".join(p.read_bytes() for p in chunk_files(root))
-    assert secret not in stored
-    assert secret.upper() in stored
+    node.store("public-large", secret.upper() * 40, encrypt=False)
+    assert len(chunk_files(root)) > 2
+    stored = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
+    assert not any(secret in b for b in stored)
+    # The plain ones are there, in their manifests' files and in chunks.
+    assert any(secret.upper() in p.read_bytes() for p in (root / "manifests").rglob("*") if p.is_file())
+    assert any(secret.upper() in p.read_bytes() for p in chunk_files(root))
 
 
 @pytest.mark.parametrize(
@@ -217,7 +224,8 @@ def test_overwrite_replaces_the_value(node):
     node.store("k", b"short")
     assert node.get("k") == b"short"
     assert list(node.keys()) == ["k"]
-    assert node.stats()["chunks"] == 1  # the old chunks are gone
+    assert node.stats()["chunks"] == 0  # the old chunks are gone; "short" lives in the manifest
+    assert chunk_files(node.root) == []
 
 
 def test_unicode_keys(node):
@@ -634,8 +642,8 @@ def test_value_from_another_data_key_is_wrong_key(root):
 
 def test_flipped_byte_in_a_chunk_is_integrity_error(root):
     with dstore.Node(root, chunk_size=CHUNK) as n:
-        n.store("plain", b"p" * 100, encrypt=False)
-        n.store("sealed", b"s" * 100, encrypt=True)
+        n.store("plain", b"p" * CHUNK, encrypt=False)  # one chunk each
+        n.store("sealed", b"s" * CHUNK, encrypt=True)
         files = chunk_files(root)
         assert len(files) == 2
         for f in files:
@@ -646,6 +654,25 @@ def test_flipped_byte_in_a_chunk_is_integrity_error(root):
             with pytest.raises(dstore.IntegrityError) as info:
                 n.get(key)
             assert isinstance(info.value, dstore.Error)
+
+
+def test_flipped_byte_in_a_small_value_is_integrity_error(root):
+    """A value small enough to live inside its manifest is checked with it (the cluster MAC,
+    and the seal of the data key): any flipped byte of the manifest's file is refused."""
+    with dstore.Node(root, chunk_size=CHUNK) as n:
+        n.store("plain", b"p" * 100, encrypt=False)
+        n.store("sealed", b"s" * 100, encrypt=True)
+        assert chunk_files(root) == []
+        files = sorted(p for p in (root / "manifests").rglob("*") if p.is_file())
+        assert len(files) == 2
+        for f in files:
+            data = bytearray(f.read_bytes())
+            plain = data.find(b"p" * 100)  # in the plain value's own bytes, else mid-file
+            data[plain + 50 if plain >= 0 else len(data) // 2] ^= 0x01
+            f.write_bytes(bytes(data))
+        for key in ["plain", "sealed"]:
+            with pytest.raises(dstore.IntegrityError):
+                n.get(key)
 
 
 def test_corrupt_chunk_leaves_no_file_from_get_file(root, tmp_path):
@@ -838,9 +865,9 @@ def test_stats_counts(node, tmp_path):
     counts = {"keys": 0, "chunks": 0, "bytes_stored": 0, "bytes_read": 0}
     assert node.stats() == {**counts, **IDLE}
     node.store("a", payload(3 * CHUNK + 1, 1))
-    node.store("b", payload(10, 2), encrypt=False)
+    node.store("b", payload(10, 2), encrypt=False)  # inside its manifest: no chunk
     stats = node.stats()
-    assert stats == {"keys": 2, "chunks": 5, "bytes_stored": 3 * CHUNK + 11, "bytes_read": 0, **IDLE}
+    assert stats == {"keys": 2, "chunks": 4, "bytes_stored": 3 * CHUNK + 11, "bytes_read": 0, **IDLE}
     assert all(type(stats[k]) is int for k in counts)
     node.get("a")
     node.get_file("b", tmp_path / "b")
@@ -849,15 +876,15 @@ def test_stats_counts(node, tmp_path):
     node.store_file("c", source)
     assert node.stats() == {
         "keys": 3,
-        "chunks": 6,
+        "chunks": 5,
         "bytes_stored": 4 * CHUNK + 11,
         "bytes_read": 3 * CHUNK + 11,
         **IDLE,
     }
     node.delete("a")
     assert node.stats()["keys"] == 2
-    assert node.stats()["chunks"] == 2
-    assert len(chunk_files(node.root)) == 2
+    assert node.stats()["chunks"] == 1
+    assert len(chunk_files(node.root)) == 1
 
 
 def test_stats_nest_repair_scrub_gc_and_drain(node):
@@ -927,7 +954,7 @@ def test_gil_is_released_during_store_file(node, tmp_path):
 def test_gil_is_released_during_get(node, root):
     # The value's only chunk file is swapped for a named pipe that a Python thread feeds with
     # the chunk's real bytes, so get can only succeed if that thread runs during the call.
-    data = payload(CHUNK - 1)
+    data = payload(CHUNK)  # one chunk (smaller values live in their manifests)
     node.store("k", data)
     [chunk] = chunk_files(root)
     stored = chunk.read_bytes()

@@ -56,7 +56,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
 /// The version of the format of what dstore keeps on disk (manifests, whether in their files
 /// or in the journal). Its first byte; a reader refuses any other with a clear error rather
 /// than guess. The wire has its own: `handshake::PROTOCOL_VERSION`, agreed in the hello.
-pub const DISK_FORMAT: u8 = 1;
+/// 2: a manifest may hold a small value inline. Manifests of format 1 are still read
+/// (`Manifest::from_bytes`).
+pub const DISK_FORMAT: u8 = 2;
 
 /// `encode`, after the disk format's version byte.
 pub fn encode_stored<T: Serialize>(value: &T) -> Vec<u8> {

@@ -36,7 +36,7 @@ pub mod version;
 
 pub use error::{Error, Result};
 pub use ids::{ChunkId, KeyId, NodeId};
-pub use manifest::{validate_key, MAX_KEY_LEN};
+pub use manifest::{validate_key, INLINE_MAX, MAX_KEY_LEN};
 pub use net::message::{MemberInfo as Peer, MAX_PAGE};
 pub use node::{
     Config, Ended, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_LIST,

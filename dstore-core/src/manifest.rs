@@ -5,6 +5,12 @@
 //! holder of a data key writes is sealed (plain values and tombstones too): a reader that
 //! holds the key refuses one that is not, or a holder of only the cluster secret could
 //! replace or delete any value (see `check_seal`).
+//!
+//! A value of at most `INLINE_MAX` bytes that fits in one chunk is kept inside its manifest
+//! (`Manifest::inline`) instead of in a chunk: one object and one round of requests to
+//! write it, one request to read it. The inline bytes are authenticated with the body; a
+//! manifest without them is authenticated exactly as disk format 1 was, so manifests written
+//! before inline values existed still check, and are read as they are (`ManifestV1`).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +36,11 @@ pub fn validate_key(key: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The largest value kept inside its manifest. Garage inlines under 3 KiB, iroh-blobs up to
+/// 16 KiB; past a few KiB a separate chunk costs a file and a round trip that the bytes no
+/// longer dwarf, and a manifest stays cheap to copy between owners (repair, hand-off).
+pub const INLINE_MAX: usize = 16 << 10;
 
 /// How a value is kept across the cluster. Erasure coding joins this enum later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,27 +78,89 @@ pub struct Seal {
     pub signature: Vec<u8>,
 }
 
+/// A manifest as kept on disk (disk format 2) and sent to peers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub body: ManifestBody,
+    /// The stored bytes of a small value (ciphertext when encrypted, as a chunk would hold
+    /// them), when it is kept here instead of in a chunk; `body.chunks` is empty then.
+    #[serde(with = "serde_bytes")]
+    pub inline: Option<Vec<u8>>,
     pub seal: Option<Seal>,
     pub mac: [u8; 32],
+}
+
+/// A manifest of disk format 1, before inline values: read, and kept, as it is.
+#[derive(Deserialize)]
+struct ManifestV1 {
+    body: ManifestBody,
+    seal: Option<Seal>,
+    mac: [u8; 32],
 }
 
 impl Manifest {
     /// Authenticates `body`, sealing it when the writer holds a data key (an encrypted body
     /// needs one).
     pub fn new(body: ManifestBody, data_key: Option<&DataKey>, cluster: &ClusterKey) -> Self {
+        Self::authenticate(body, None, data_key, cluster)
+    }
+
+    /// A manifest holding a small value's stored bytes itself (see `INLINE_MAX`).
+    pub fn with_inline(
+        body: ManifestBody,
+        stored: Vec<u8>,
+        data_key: Option<&DataKey>,
+        cluster: &ClusterKey,
+    ) -> Self {
+        Self::authenticate(body, Some(stored), data_key, cluster)
+    }
+
+    fn authenticate(
+        body: ManifestBody,
+        inline: Option<Vec<u8>>,
+        data_key: Option<&DataKey>,
+        cluster: &ClusterKey,
+    ) -> Self {
         assert!(
             data_key.is_some() || !body.encrypted,
             "an encrypted manifest is sealed with the data key"
         );
-        let seal = data_key.map(|key| Seal {
+        let mut m = Self {
+            body,
+            inline,
+            seal: None,
+            mac: [0; 32],
+        };
+        m.seal = data_key.map(|key| Seal {
             key: key.seal_public(),
-            signature: key.sign_manifest(&codec::encode(&body)).to_vec(),
+            signature: key.sign_manifest(&m.signed_bytes()).to_vec(),
         });
-        let mac = cluster.manifest_mac(&codec::encode(&(&body, &seal)));
-        Self { body, seal, mac }
+        m.mac = cluster.manifest_mac(&m.mac_bytes());
+        m
+    }
+
+    /// What the seal signs: the body, and the inline bytes if any. Without inline bytes this
+    /// is the body alone, as in disk format 1. (bincode encodings of one type are prefix-free,
+    /// so no body encodes to another body followed by inline bytes.)
+    fn signed_bytes(&self) -> Vec<u8> {
+        match &self.inline {
+            None => codec::encode(&self.body),
+            Some(d) => codec::encode(&(&self.body, serde_bytes::Bytes::new(d))),
+        }
+    }
+
+    /// What the cluster MAC covers: the seal too.
+    fn mac_bytes(&self) -> Vec<u8> {
+        match &self.inline {
+            None => codec::encode(&(&self.body, &self.seal)),
+            Some(d) => codec::encode(&(&self.body, &self.seal, serde_bytes::Bytes::new(d))),
+        }
+    }
+
+    /// Recomputes the cluster MAC after a test or fuzz target changed a field.
+    #[doc(hidden)]
+    pub fn remac(&mut self, cluster: &ClusterKey) {
+        self.mac = cluster.manifest_mac(&self.mac_bytes());
     }
 
     pub fn tombstone(
@@ -114,11 +187,23 @@ impl Manifest {
         codec::encode_stored(self)
     }
 
-    /// Decodes a manifest from disk or from a peer, checks the cluster MAC and that its
-    /// fields agree with each other. The data-key seal is checked by `check_seal`.
+    /// Decodes a manifest from disk or from a peer (disk format 2, or 1 from before inline
+    /// values), checks the cluster MAC and that its fields agree with each other. The
+    /// data-key seal is checked by `check_seal`.
     pub fn from_bytes(bytes: &[u8], cluster: &ClusterKey) -> Result<Self> {
-        let m: Manifest = codec::decode_stored(bytes, "manifest")?;
-        let expected = cluster.manifest_mac(&codec::encode(&(&m.body, &m.seal)));
+        let m: Manifest = match bytes.split_first() {
+            Some((&1, rest)) => {
+                let v1: ManifestV1 = codec::decode(rest, "manifest")?;
+                Manifest {
+                    body: v1.body,
+                    inline: None,
+                    seal: v1.seal,
+                    mac: v1.mac,
+                }
+            }
+            _ => codec::decode_stored(bytes, "manifest")?,
+        };
+        let expected = cluster.manifest_mac(&m.mac_bytes());
         if !crypto::ct_eq(&expected, &m.mac) {
             return Err(Error::Integrity(format!(
                 "manifest of {:?} fails its cluster MAC",
@@ -138,7 +223,18 @@ impl Manifest {
         if b.chunk_size == 0 {
             return bad("zero chunk size");
         }
-        if b.chunks.len() as u64 != b.size.div_ceil(u64::from(b.chunk_size)) {
+        if let Some(d) = &self.inline {
+            let overhead = if b.encrypted { crypto::IV_LEN } else { 0 };
+            if !b.chunks.is_empty() || b.deleted {
+                return bad("inline value with chunks, or in a tombstone");
+            }
+            if b.size > INLINE_MAX as u64 || b.size > u64::from(b.chunk_size) {
+                return bad("inline value larger than an inline value may be");
+            }
+            if d.len() as u64 != b.size + overhead as u64 {
+                return bad("inline bytes do not match size");
+            }
+        } else if b.chunks.len() as u64 != b.size.div_ceil(u64::from(b.chunk_size)) {
             return bad("chunk count does not match size");
         }
         if b.deleted && !b.chunks.is_empty() {
@@ -187,7 +283,7 @@ impl Manifest {
                 )))
             }
         };
-        if !crypto::verify_manifest_seal(&seal.key, &codec::encode(b), &seal.signature) {
+        if !crypto::verify_manifest_seal(&seal.key, &self.signed_bytes(), &seal.signature) {
             return Err(Error::Integrity(format!(
                 "manifest of {:?} fails its data-key seal",
                 b.key
@@ -208,7 +304,7 @@ impl Manifest {
     pub fn may_replace(&self, held: &[u8; 32]) -> Result<()> {
         let signed = self.seal.as_ref().is_some_and(|s| {
             s.key == *held
-                && crypto::verify_manifest_seal(&s.key, &codec::encode(&self.body), &s.signature)
+                && crypto::verify_manifest_seal(&s.key, &self.signed_bytes(), &s.signature)
         });
         if signed {
             Ok(())
@@ -325,8 +421,95 @@ mod tests {
         // An encrypted body whose seal was stripped fails its shape check.
         let mut stripped = secret.clone();
         stripped.seal = None;
-        stripped.mac = cluster.manifest_mac(&codec::encode(&(&stripped.body, &stripped.seal)));
+        stripped.remac(&cluster);
         assert!(Manifest::from_bytes(&stripped.to_bytes(), &cluster).is_err());
+    }
+
+    fn inline_body(encrypted: bool, size: u64) -> ManifestBody {
+        ManifestBody {
+            size,
+            chunk_size: 1 << 20,
+            chunks: Vec::new(),
+            ..body(encrypted)
+        }
+    }
+
+    /// An inline value's bytes are authenticated with the body: any flipped bit, and any
+    /// inline bytes moved to another manifest, are refused.
+    #[test]
+    fn inline_values_are_authenticated_with_the_body() {
+        let cluster = ClusterKey::new(b"secret");
+        let dk = DataKey::new(&[9; 32]);
+        let stored = dk.seal(b"a small value");
+        let m = Manifest::with_inline(inline_body(true, 13), stored.clone(), Some(&dk), &cluster);
+        let bytes = m.to_bytes();
+        let back = Manifest::from_bytes(&bytes, &cluster).unwrap();
+        back.check_seal(Some(&dk), false).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            dk.open(back.inline.as_ref().unwrap()).unwrap(),
+            b"a small value"
+        );
+        for i in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            let r =
+                Manifest::from_bytes(&bad, &cluster).and_then(|m| m.check_seal(Some(&dk), false));
+            assert!(r.is_err(), "bit {i} went unnoticed");
+        }
+        // The inline bytes of another value under this manifest's seal and MAC.
+        let mut swapped = m.clone();
+        swapped.inline = Some(dk.seal(b"other value!!"));
+        assert!(Manifest::from_bytes(&swapped.to_bytes(), &cluster).is_err());
+        swapped.remac(&cluster); // even by a holder of the cluster secret: the seal fails
+        let decoded = Manifest::from_bytes(&swapped.to_bytes(), &cluster).unwrap();
+        assert!(decoded.check_seal(Some(&dk), false).is_err());
+        assert!(decoded.may_replace(&dk.seal_public()).is_err());
+    }
+
+    /// Inline bytes that disagree with the body, or beside chunks, are refused.
+    #[test]
+    fn inline_shape_checks() {
+        let cluster = ClusterKey::new(b"s");
+        let check = |m: Manifest| Manifest::from_bytes(&m.to_bytes(), &cluster);
+        check(Manifest::with_inline(
+            inline_body(false, 3),
+            b"abc".to_vec(),
+            None,
+            &cluster,
+        ))
+        .unwrap();
+        let short = Manifest::with_inline(inline_body(false, 4), b"abc".to_vec(), None, &cluster);
+        assert!(check(short).is_err());
+        let beside = Manifest::with_inline(body(false), vec![0; 10], None, &cluster);
+        assert!(check(beside).is_err());
+        let big = INLINE_MAX as u64 + 1;
+        let large = Manifest::with_inline(
+            inline_body(false, big),
+            vec![0; big as usize],
+            None,
+            &cluster,
+        );
+        assert!(check(large).is_err());
+    }
+
+    /// A manifest written before inline values (disk format 1) reads back, seal and MAC
+    /// intact, and is written again as format 2.
+    #[test]
+    fn format_1_manifests_are_still_read() {
+        #[derive(Serialize)]
+        struct V1<'a>(&'a ManifestBody, &'a Option<Seal>, &'a [u8; 32]);
+        let cluster = ClusterKey::new(b"s");
+        let dk = DataKey::new(&[4; 32]);
+        let m = Manifest::new(body(true), Some(&dk), &cluster);
+        let mut v1 = vec![1u8];
+        v1.extend(codec::encode(&V1(&m.body, &m.seal, &m.mac)));
+        let back = Manifest::from_bytes(&v1, &cluster).unwrap();
+        back.check_seal(Some(&dk), false).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.to_bytes()[0], codec::DISK_FORMAT);
+        v1[5] ^= 1;
+        assert!(Manifest::from_bytes(&v1, &cluster).is_err());
     }
 
     #[test]

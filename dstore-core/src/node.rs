@@ -22,7 +22,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
 use crate::error::{Error, IoContext, Result};
 use crate::ids::{ChunkId, NodeId};
-use crate::manifest::{validate_key, Manifest, ManifestBody, Policy};
+use crate::manifest::{validate_key, Manifest, ManifestBody, Policy, INLINE_MAX};
 use crate::net::message::{MemberInfo as Peer, MAX_PAGE};
 use crate::path::{PathTransform, Sharded};
 use crate::stats::{Counters, Stats};
@@ -307,6 +307,30 @@ impl Drop for Pins {
             self.store.unpin(&self.ids);
         }
     }
+}
+
+/// The plaintext of a chunk's (or an inline value's) stored bytes, checked to be
+/// `expected_len` long: decrypted (and so authenticated) if `encrypted`.
+fn open_stored(
+    data_key: Option<&DataKey>,
+    encrypted: bool,
+    stored: Vec<u8>,
+    expected_len: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let plain = if encrypted {
+        let key = data_key.ok_or_else(|| Error::WrongKey("this node holds no data key".into()))?;
+        key.open(&stored)?
+    } else {
+        stored
+    };
+    if plain.len() as u64 != expected_len {
+        return Err(Error::Integrity(format!(
+            "{what} holds {} bytes, the manifest says {expected_len}",
+            plain.len()
+        )));
+    }
+    Ok(plain)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -902,6 +926,8 @@ impl Node {
         let mut inflight: VecDeque<JoinHandle<Result<ChunkId>>> = VecDeque::new();
         let mut size = 0u64;
         let chunk_size = self.inner.chunk_size;
+        // A value that fits in one chunk and `INLINE_MAX` goes in its manifest.
+        let mut inline = None;
         let streamed: Result<()> = async {
             loop {
                 let chunk = read_up_to(&mut reader, chunk_size)
@@ -910,8 +936,13 @@ impl Node {
                 if chunk.is_empty() {
                     break;
                 }
-                size += chunk.len() as u64;
                 let at_end = chunk.len() < chunk_size;
+                if at_end && size == 0 && chunk.len() <= INLINE_MAX {
+                    size = chunk.len() as u64;
+                    inline = Some(chunk);
+                    break;
+                }
+                size += chunk.len() as u64;
                 inflight.push_back(self.write_chunk(store, chunk, opts.encrypt));
                 if inflight.len() >= self.parallelism() {
                     let front = inflight.pop_front().expect("not empty");
@@ -964,7 +995,17 @@ impl Node {
             chunks: pins.ids.clone(),
             deleted: false,
         };
-        let manifest = Manifest::new(body, self.inner.data_key.as_ref(), &self.inner.cluster);
+        let data_key = self.inner.data_key.as_ref();
+        let manifest = match inline {
+            Some(plain) => {
+                let stored = match data_key {
+                    Some(k) if opts.encrypt => k.seal(&plain),
+                    _ => plain,
+                };
+                Manifest::with_inline(body, stored, data_key, &self.inner.cluster)
+            }
+            None => Manifest::new(body, data_key, &self.inner.cluster),
+        };
         match &self.inner.remote {
             None => {
                 let s = store.clone();
@@ -1041,6 +1082,13 @@ impl Node {
                 let (s, k) = (store.clone(), key.to_owned());
                 match blocking(move || s.manifest(&k)).await {
                     Ok(m) => trusted(&m).map(|()| Some(m)),
+                    // A value whose manifest was set aside is lost here, not absent.
+                    Err(Error::NotFound(_)) if store.set_aside_since_open(key) => {
+                        Err(Error::Integrity(format!(
+                            "the manifest of {key:?} was corrupt and is set aside in \
+                             quarantine/; no good copy is held"
+                        )))
+                    }
                     Err(Error::NotFound(_)) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -1138,26 +1186,28 @@ impl Node {
         let mut next = 0;
         let mut written = 0u64;
         let chunks = &manifest.body.chunks;
+        let encrypted = manifest.body.encrypted;
+        if let Some(stored) = &manifest.inline {
+            let what = format!("the inline value of {:?}", manifest.body.key);
+            let data_key = self.inner.data_key.as_ref();
+            let plain = open_stored(
+                data_key,
+                encrypted,
+                stored.clone(),
+                manifest.body.size,
+                &what,
+            )?;
+            // Goes out through the loop below, like a chunk read.
+            inflight.push_back(tokio::spawn(async move { Ok(plain) }));
+        }
         loop {
             while inflight.len() < self.parallelism() && next < chunks.len() {
                 let (store, data_key, id) =
                     (store.clone(), self.inner.data_key.clone(), chunks[next]);
-                let (expected_len, encrypted) = (manifest.chunk_len(next), manifest.body.encrypted);
+                let expected_len = manifest.chunk_len(next);
                 let open = move |stored: Vec<u8>| {
-                    let plain = if encrypted {
-                        let key = data_key
-                            .ok_or_else(|| Error::WrongKey("this node holds no data key".into()))?;
-                        key.open(&stored)?
-                    } else {
-                        stored
-                    };
-                    if plain.len() as u64 != expected_len {
-                        return Err(Error::Integrity(format!(
-                            "chunk {id} holds {} bytes, the manifest says {expected_len}",
-                            plain.len()
-                        )));
-                    }
-                    Ok(plain)
+                    let what = format!("chunk {id}");
+                    open_stored(data_key.as_ref(), encrypted, stored, expected_len, &what)
                 };
                 inflight.push_back(match &self.inner.remote {
                     None => tokio::task::spawn_blocking(move || open(store.chunk(&id)?)),
@@ -1205,13 +1255,19 @@ impl Node {
     pub async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         let op = self.begin().await?;
-        let held = self
-            .find_manifest(&op.store, key)
-            .await?
-            .filter(|m| !m.body.deleted)
-            .ok_or_else(|| Error::NotFound(key.to_owned()))?;
-        // The tombstone must be newer than what it deletes, whatever this node's clock says.
-        self.inner.clock.observe(held.body.version.time);
+        match self.find_manifest(&op.store, key).await {
+            Ok(found) => {
+                let held = found
+                    .filter(|m| !m.body.deleted)
+                    .ok_or_else(|| Error::NotFound(key.to_owned()))?;
+                // The tombstone must be newer than what it deletes, whatever this node's
+                // clock says.
+                self.inner.clock.observe(held.body.version.time);
+            }
+            // A standalone node's value whose manifest was set aside can still be deleted.
+            Err(Error::Integrity(_)) if op.store.set_aside_since_open(key) => {}
+            Err(e) => return Err(e),
+        }
         let version = Version {
             time: self.inner.clock.now(),
             node: self.inner.id,

@@ -79,6 +79,10 @@ struct Index {
     /// Chunk files found to match their id, with their length and modification time then:
     /// a file that changed since is hashed again before it counts as held (see `verified`).
     verified: HashMap<ChunkId, FileStamp>,
+    /// Keys whose manifest was found corrupt and set aside since the root was opened, until
+    /// a version of them is held again: a standalone node says "corrupt" for them, not
+    /// "not found" (see `set_aside_since_open`).
+    set_aside_keys: HashSet<String>,
 }
 
 /// What a chunk file looked like when it was last found good.
@@ -641,6 +645,7 @@ impl Store {
                 }
             }
             staged.install(&dest)?;
+            index.set_aside_keys.remove(key);
             Ok(Some(
                 index
                     .keys
@@ -719,8 +724,15 @@ impl Store {
                 self.set_aside_manifest(&path);
             }
             index.keys.remove(key);
+            index.set_aside_keys.insert(key.to_owned());
         }
         checked
+    }
+
+    /// Whether `key`'s manifest was found corrupt and set aside since the root was opened,
+    /// and no version of it is held since.
+    pub fn set_aside_since_open(&self, key: &str) -> bool {
+        self.lock_index().set_aside_keys.contains(key)
     }
 
     /// Reads a chunk and checks it against its id. A chunk that fails is moved to quarantine

@@ -89,8 +89,14 @@ async fn sha1_collision_pair_keeps_both_values() {
         "the test vector must be a real SHA-1 collision"
     );
 
+    // The same suffix keeps the collision (SHA-1 is Merkle-Damgård over 64-byte blocks) and
+    // makes each value one chunk, too large to live in its manifest.
+    let suffix = vec![b'%'; dstore_core::INLINE_MAX];
+    let (one, two) = ([one, suffix.clone()].concat(), [two, suffix].concat());
+    assert_eq!(sha1(&one), sha1(&two));
+
     let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path(), CHUNK).await;
+    let node = open(dir.path(), 64 << 10).await;
     for opts in [PLAIN, ENC] {
         node.store("shattered-1", &one, opts).await.unwrap();
         node.store("shattered-2", &two, opts).await.unwrap();

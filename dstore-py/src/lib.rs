@@ -35,6 +35,7 @@ fn _dstore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MIN_CHUNK_SIZE", dstore_core::MIN_CHUNK_SIZE)?;
     m.add("MAX_CHUNK_SIZE", dstore_core::MAX_CHUNK_SIZE)?;
     m.add("MAX_LIST", dstore_core::MAX_LIST)?;
+    m.add("INLINE_MAX", dstore_core::INLINE_MAX)?;
     m.add_class::<node::PyNode>()?;
     m.add_class::<node::KeyIter>()?;
     m.add_function(wrap_pyfunction!(client_credential, m)?)?;

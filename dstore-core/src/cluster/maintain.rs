@@ -627,6 +627,12 @@ async fn scrub_pass(ctx: &Context, stop: &mut watch::Receiver<bool>) -> bool {
         let (s, key) = (store.clone(), state.key.clone());
         let read = tokio::task::spawn_blocking(move || s.manifest(&key)).await;
         add(&ctx.counters.scrub_objects, 1);
+        if let Ok(Ok(m)) = &read {
+            // An inline value's bytes are read and checked with its manifest.
+            let inline = m.inline.as_ref().map_or(0, Vec::len);
+            add(&ctx.counters.scrub_bytes, inline as u64);
+            ctx.pace(inline, ctx.settings.scrub_rate).await;
+        }
         if let Ok(Err(Error::Integrity(why))) = read {
             add(&ctx.counters.scrub_bad, 1);
             tracing::warn!(

@@ -25,6 +25,7 @@ node run in parallel.
 
 from ._dstore import (
     DEFAULT_CHUNK_SIZE,
+    INLINE_MAX,
     MAX_CHUNK_SIZE,
     MAX_KEY_LEN,
     MAX_LIST,
@@ -47,6 +48,7 @@ from ._dstore import (
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "INLINE_MAX",
     "MAX_CHUNK_SIZE",
     "MAX_KEY_LEN",
     "MAX_LIST",

@@ -29,6 +29,7 @@ __all__ = [
     "KeyIterator",
     "LockedError",
     "UnavailableError",
+    "INLINE_MAX",
     "MAX_CHUNK_SIZE",
     "MAX_KEY_LEN",
     "MAX_LIST",
@@ -47,6 +48,8 @@ DEFAULT_CHUNK_SIZE: Final[int]
 MIN_CHUNK_SIZE: Final[int]
 MAX_CHUNK_SIZE: Final[int]
 MAX_LIST: Final[int]
+# Values of at most this many bytes that fit in one chunk are kept inside their manifest.
+INLINE_MAX: Final[int]
 
 @type_check_only
 class RepairStats(TypedDict):
