@@ -355,6 +355,16 @@ mod tests {
         assert!(validate_key(&"x".repeat(1025)).is_err());
     }
 
+    /// Each single-bit change of `bytes` fails the MAC, the shape checks or the seal.
+    fn assert_every_flipped_bit_is_refused(bytes: &[u8], cluster: &ClusterKey, dk: &DataKey) {
+        for i in 0..bytes.len() * 8 {
+            let mut bad = bytes.to_vec();
+            bad[i / 8] ^= 1 << (i % 8);
+            let r = Manifest::from_bytes(&bad, cluster).and_then(|m| m.check_seal(Some(dk), false));
+            assert!(r.is_err(), "bit {i} went unnoticed");
+        }
+    }
+
     #[test]
     fn every_flipped_bit_is_caught() {
         let cluster = ClusterKey::new(b"secret");
@@ -362,13 +372,7 @@ mod tests {
         let bytes = Manifest::new(body(true), Some(&dk), &cluster).to_bytes();
         let good = Manifest::from_bytes(&bytes, &cluster).unwrap();
         good.check_seal(Some(&dk), false).unwrap();
-        for i in 0..bytes.len() * 8 {
-            let mut bad = bytes.clone();
-            bad[i / 8] ^= 1 << (i % 8);
-            let r =
-                Manifest::from_bytes(&bad, &cluster).and_then(|m| m.check_seal(Some(&dk), false));
-            assert!(r.is_err(), "bit {i} went unnoticed");
-        }
+        assert_every_flipped_bit_is_refused(&bytes, &cluster, &dk);
     }
 
     #[test]
@@ -450,13 +454,7 @@ mod tests {
             dk.open(back.inline.as_ref().unwrap()).unwrap(),
             b"a small value"
         );
-        for i in 0..bytes.len() * 8 {
-            let mut bad = bytes.clone();
-            bad[i / 8] ^= 1 << (i % 8);
-            let r =
-                Manifest::from_bytes(&bad, &cluster).and_then(|m| m.check_seal(Some(&dk), false));
-            assert!(r.is_err(), "bit {i} went unnoticed");
-        }
+        assert_every_flipped_bit_is_refused(&bytes, &cluster, &dk);
         // The inline bytes of another value under this manifest's seal and MAC.
         let mut swapped = m.clone();
         swapped.inline = Some(dk.seal(b"other value!!"));

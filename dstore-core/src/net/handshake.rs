@@ -493,6 +493,20 @@ mod tests {
         assert!(matches!(a, Err(NetError::Auth(_))), "{:?}", a.err());
     }
 
+    /// A valid hello of node 9, for a test playing the responder by hand.
+    fn fake_responder_hello() -> Vec<u8> {
+        codec::encode(&Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            node: id(9),
+            identity: ident(9).public(),
+            dh: Ephemeral::new().public(),
+            nonce: [0; 32],
+            role: Role::Client,
+            holds_secret: false,
+        })
+    }
+
     /// A responder that drops the socket after the initiator's proof (an overloaded node
     /// evicts sockets still in the handshake) has not refused it: the error is not `Auth`,
     /// which callers take as final, so they try again.
@@ -505,16 +519,7 @@ mod tests {
             handshake(ar, aw, &ClusterKey::new(b"s"), &ident(1), member(1), true).await
         });
         let _hello_i = read_frame(&mut br, MAX_HELLO, None).await.unwrap();
-        let hello_r = codec::encode(&Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            node: id(9),
-            identity: ident(9).public(),
-            dh: Ephemeral::new().public(),
-            nonce: [0; 32],
-            role: Role::Client,
-            holds_secret: false,
-        });
+        let hello_r = fake_responder_hello();
         write_frame(&mut bw, &hello_r).await.unwrap();
         read_frame(&mut br, MEMBER_PROOF_LEN, None).await.unwrap();
         drop((br, bw));
@@ -535,16 +540,7 @@ mod tests {
             let _ = handshake(ar, aw, &key, &ident(1), member(1), true).await;
         });
         let hello_i = read_frame(&mut br, MAX_HELLO, None).await.unwrap();
-        let fake = codec::encode(&Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            node: id(9),
-            identity: ident(9).public(),
-            dh: Ephemeral::new().public(),
-            nonce: [0; 32],
-            role: Role::Client,
-            holds_secret: false,
-        });
+        let fake = fake_responder_hello();
         write_frame(&mut bw, &fake).await.unwrap();
         let proof_i = read_frame(&mut br, MEMBER_PROOF_LEN, None).await.unwrap();
         drop((br, bw));
