@@ -47,8 +47,9 @@ FAST_MEMBER_PY: dict[str, Any] = dict(FAST_PY, repair_interval=1)
 
 
 def env(**extra: str) -> dict[str, str]:
-    """The environment for the `dstore` command: this cluster's secret and data key."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith("DSTORE_")}
+    """The environment for the `dstore` command: this cluster's secret and data key, and no
+    other DSTORE_ setting of the caller's but DSTORE_LOG (to debug a test with node logs)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("DSTORE_") or k == "DSTORE_LOG"}
     e.update(DSTORE_SECRET=SECRET, DSTORE_KEY=KEY)
     e.update(extra)
     return e

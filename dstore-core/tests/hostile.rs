@@ -301,6 +301,91 @@ async fn a_holder_of_only_the_credential_cannot_replace_or_delete_sealed_values(
     }
 }
 
+/// A failed write can leave a copy on a member that held nothing of the key. Here a client
+/// holding only the credential sends a plain version of a sealed key straight to the member
+/// that does not own it, which takes it (it holds no version to compare it with); the owners
+/// refuse it for good. Before, that member sent it to them again on every repair pass and,
+/// closing, waited out its drain timeout to say the hand-off did not finish (CI failed on
+/// this: test_a_client_credential_cannot_downgrade_leave_or_join[member]). Now an owner's
+/// refusal for good counts as the owner having the key: the close hands off at once, and
+/// repair drops the refused copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_the_owners_refuse_neither_holds_up_a_close_nor_stays() {
+    use dstore_core::manifest::{Manifest, ManifestBody, Policy};
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, peers: &[String], repair: bool| {
+        let mut c = member_config(&dir.path().join(name), peers);
+        c.replicas = 2;
+        c.drain_timeout = Duration::from_secs(10);
+        if !repair {
+            c.maintenance.repair_interval = Duration::ZERO; // only the hand-off sends copies
+        }
+        c
+    };
+    let a = Node::open(config("a", &[], false)).await.unwrap();
+    let seed = vec![a.addr().unwrap()];
+    let mut members = vec![a];
+    for name in ["b", "c"] {
+        members.push(Node::open(config(name, &seed, false)).await.unwrap());
+    }
+    common::eventually("membership", || {
+        members.iter().all(|n| n.peers().len() == 2)
+    })
+    .await;
+    members[0]
+        .store("notes/todo.txt", b"the real list", ENC)
+        .await
+        .unwrap();
+    let held = |n: &Node| n.stats().unwrap().keys;
+    common::eventually("two owners hold it", || {
+        members.iter().map(held).sum::<u64>() == 2
+    })
+    .await;
+    let x = members.iter().position(|n| held(n) == 0).unwrap();
+    let x_addr = members[x].addr().unwrap();
+
+    let key = ClusterKey::from_credential(&client_credential()).unwrap();
+    let body = ManifestBody {
+        key: "notes/todo.txt".into(),
+        version: dstore_core::version::Version {
+            time: Clock::default().now() + 1_000_000,
+            node: dstore_core::NodeId([0xaa; 32]),
+        },
+        size: 15,
+        chunk_size: 4096,
+        encrypted: false,
+        policy: Policy::Replicas(2),
+        chunks: Vec::new(),
+        deleted: false,
+    };
+    let forged = Manifest::with_inline(body, b"attacker chosen".to_vec(), None, &key);
+    let session = session_with(&x_addr, &key, Role::Client).await;
+    let conn = Conn::spawn(session, Arc::new(Mute), Arc::new(Clock::default()));
+    let put = Request::PutManifest {
+        manifest: forged.to_bytes(),
+    };
+    let answer = conn.call(put, Duration::from_secs(5)).await;
+    assert!(matches!(answer, Ok(Response::Stored)), "{answer:?}");
+    assert_eq!(held(&members[x]), 1, "the member that owns nothing took it");
+    drop(conn);
+
+    let closed = members.remove(x).close().await;
+    assert!(closed.is_ok(), "{closed:?}");
+    for n in &members {
+        assert_eq!(n.get("notes/todo.txt").await.unwrap(), b"the real list");
+    }
+    // Opened again with repair on, it drops the copy its owners refuse.
+    let seeds: Vec<String> = members.iter().map(|n| n.addr().unwrap()).collect();
+    let again = Node::open(config(["a", "b", "c"][x], &seeds, true))
+        .await
+        .unwrap();
+    common::eventually("the refused copy is dropped", || held(&again) == 0).await;
+    assert_eq!(again.get("notes/todo.txt").await.unwrap(), b"the real list");
+    for n in members.into_iter().chain([again]) {
+        n.close().await.unwrap();
+    }
+}
+
 /// Item 9, roles: a session opened with only the client credential may read and write, but
 /// not ask members' questions (which drive hand-off deletions and garbage collection), ask a
 /// member to leave, or say it departs; and it cannot say hello as a member at all.

@@ -28,7 +28,7 @@ use tokio::sync::{watch, RwLock};
 use super::remote::Remote;
 use crate::error::Error;
 use crate::ids::{ChunkId, KeyId, NodeId};
-use crate::net::message::{Request, Response, MAX_BATCH};
+use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
 use crate::stats::{add, Counters};
 use crate::store::Store;
 use crate::version::{hlc_of_ms, Clock, Version};
@@ -113,11 +113,24 @@ impl Context {
         tokio::task::spawn_blocking(move || f(&store)).await.ok()
     }
 
-    /// Sends a copy to an owner that lacks it; true once the owner has stored it. Repair is
-    /// paced; a hand-off before closing or leaving is not (the node is going away).
-    async fn push(&self, owner: NodeId, request: Request, len: usize, pass: Pass) -> bool {
-        let stored = matches!(self.call(owner, request).await, Some(Response::Stored));
-        if stored {
+    /// Sends a copy to an owner that lacks it. Repair is paced; a hand-off before closing or
+    /// leaving is not (the node is going away).
+    async fn push(&self, owner: NodeId, request: Request, len: usize, pass: Pass) -> Pushed {
+        let pushed = match self.remote.cluster.call(owner, request).await {
+            Ok(Response::Stored) => Pushed::Stored,
+            Ok(Response::Failed {
+                kind: FailureKind::Integrity,
+                message,
+            }) => {
+                tracing::debug!(peer = %owner, message, "an owner refuses a copy for good");
+                Pushed::Refused
+            }
+            other => {
+                tracing::debug!(peer = %owner, answer = ?other.map(|_| ()), "a copy was not taken");
+                Pushed::Failed
+            }
+        };
+        if pushed == Pushed::Stored {
             match pass {
                 Pass::Repair => {
                     add(&self.counters.bytes_pushed, len as u64);
@@ -129,7 +142,7 @@ impl Context {
                 }
             }
         }
-        stored
+        pushed
     }
 
     fn me(&self) -> NodeId {
@@ -205,6 +218,18 @@ impl Context {
             }
         }
     }
+}
+
+/// What an owner did with a copy sent to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pushed {
+    Stored,
+    /// Refused for good (an integrity refusal): for a manifest, the owner holds a version
+    /// sealed by a data key that did not seal this one (`Manifest::may_replace`), which by
+    /// the rules outranks it. Sending it again would change nothing.
+    Refused,
+    /// No answer, or a refusal that may pass (closing, a full disk): tried again later.
+    Failed,
 }
 
 /// What a pass over held objects is for.
@@ -351,6 +376,7 @@ async fn repair_manifests(
         };
         let (mut everyone_has, mut holders) =
             (true, answers[i].values().filter(|h| up_to_date(h)).count());
+        let mut refused = false;
         for owner in others {
             let Some(held) = answers[i].get(owner) else {
                 everyone_has = false; // no answer: nothing is dropped on its account
@@ -375,14 +401,29 @@ async fn repair_manifests(
             let bytes = manifest.to_bytes();
             let len = bytes.len();
             let request = Request::PutManifest { manifest: bytes };
+            // An owner that refuses a version for good keeps one that outranks it (a
+            // version sealed by a data key, which this unsealed or foreign-sealed one may
+            // not replace: a failed write of a holder of only the client credential, say).
+            // It counts as having the key; so a non-owner drops the refused copy, and a
+            // hand-off is not held up by it.
             let pushed = ctx.push(*owner, request, len, pass).await;
-            if pushed && pass == Pass::Repair {
+            if pushed == Pushed::Stored && pass == Pass::Repair {
                 add(&ctx.counters.manifests_pushed, 1);
             }
-            everyone_has &= pushed;
-            holders += usize::from(pushed);
+            if pushed == Pushed::Refused {
+                refused = true;
+            }
+            everyone_has &= pushed != Pushed::Failed;
+            holders += usize::from(pushed != Pushed::Failed);
         }
         unconfirmed += u64::from(!ctx.settled(pass, everyone_has, holders, others.len()));
+        if refused && everyone_has && !*mine && pass == Pass::Repair {
+            tracing::info!(
+                key = state.key,
+                "dropping a version of a key its owners refuse (not sealed by the data key \
+                 that sealed theirs)"
+            );
+        }
         if !everyone_has || (*mine && !expired) || pass != Pass::Repair {
             continue;
         }
@@ -461,7 +502,8 @@ async fn repair_chunks(
             };
             let len = bytes.len();
             let request = Request::PutChunk { id, data: bytes };
-            let pushed = ctx.push(*owner, request, len, pass).await;
+            // A chunk refused as not matching its id is corrupt here: the scrubber's business.
+            let pushed = ctx.push(*owner, request, len, pass).await == Pushed::Stored;
             if pushed && pass == Pass::Repair {
                 add(&ctx.counters.chunks_pushed, 1);
             }
