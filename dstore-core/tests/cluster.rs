@@ -605,3 +605,48 @@ async fn a_live_owner_that_stalls_reads_is_hedged_around() {
         let _ = n.close().await;
     }
 }
+
+/// 256 callers of one embedded member and of one client, each storing and reading a small
+/// value and a two-chunk one at once, all over the same connections: none is refused. Each
+/// connection answers 64 requests at once and says "busy" past that; callers used to send
+/// past it, so 64 concurrent callers of `dstore bench` failed with "busy" at 2 replicas.
+/// Now a caller waits for one of its connection's 64 slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_callers_share_a_connection_without_busy_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3).await;
+    let client = Node::open(client_config(&dir.path().join("client"), &nodes[0]))
+        .await
+        .unwrap();
+    client.settle(Duration::from_secs(10)).await.unwrap();
+    for (who, writer) in [("member", &nodes[0]), ("client", &client)] {
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..256 {
+            let w = writer.clone();
+            let key = format!("{who}/{i}");
+            let value = pattern(i, if i % 2 == 0 { 100 } else { CHUNK + 1 });
+            calls.spawn(async move {
+                w.store(&key, &value, ENC).await?;
+                let back = w.get(&key).await?;
+                assert_eq!(back, value, "{key}");
+                Ok::<_, Error>(())
+            });
+        }
+        let mut failed = Vec::new();
+        while let Some(r) = calls.join_next().await {
+            if let Err(e) = r.unwrap() {
+                failed.push(e.to_string());
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "{who}: {} of 256 failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(3)]
+        );
+    }
+    client.close().await.unwrap();
+    for n in nodes {
+        n.close().await.unwrap();
+    }
+}

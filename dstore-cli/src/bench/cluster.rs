@@ -44,7 +44,7 @@ pub(crate) async fn run(args: &Args, reps: usize, limits: &Limits, dir: &Path) -
             "\n== 3 node processes, a client in this process, replicas {replicas} ({members} members) =="
         );
         large(&client, args, reps, limits, &memory, "each node").await?;
-        small(&client, args, reps).await?;
+        small(&client, args, reps, limits).await?;
         let _ = client.close().await;
     }
     drop(procs);

@@ -214,11 +214,17 @@ pub async fn run(args: Args) -> AnyResult {
 
     let tmp = tempfile::tempdir()?;
     let base = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    let disk = durable_writes(reps, &base.join("disk"))?;
+    let disk = durable_files(reps, &base.join("disk"), 1 << 20, 8, 32)?;
     row(
         "disk: 1 MiB files, write+fsync+rename+dir fsync, 8 writers",
         format!("{disk:.0} MB/s"),
         "the yardstick for plain stores".into(),
+    );
+    let small_files = durable_files(reps, &base.join("disk"), 4096, 1, 256)? * MIB / 4096.0;
+    row(
+        "disk: 4 KiB files, write+fsync+rename+dir fsync, 1 writer",
+        format!("{small_files:.0} files/s"),
+        "the yardstick for small stores".into(),
     );
     let tcp = loopback_tcp(reps).await?;
     row(
@@ -231,6 +237,7 @@ pub async fn run(args: Args) -> AnyResult {
         get_pipe,
         disk,
         plain_pipe,
+        small_files,
     };
 
     let part = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
@@ -238,7 +245,7 @@ pub async fn run(args: Args) -> AnyResult {
         println!("\n== One node, its own store (no network) ==");
         let node = Node::open(Config::new(base.join("local"))).await?;
         large(&node, &args, reps, &limits, &Memory::Own, "this process").await?;
-        small(&node, &args, reps).await?;
+        small(&node, &args, reps, &limits).await?;
         let _ = node.close().await;
     }
     if part("cluster") {
@@ -259,6 +266,8 @@ pub(crate) struct Limits {
     get_pipe: f64,
     disk: f64,
     plain_pipe: f64,
+    /// Durable 4 KiB files per second, one at a time.
+    small_files: f64,
 }
 
 /// One TCP stream over loopback through tokio, 1 MiB writes, median of `reps` runs of
@@ -294,20 +303,29 @@ async fn loopback_tcp(reps: usize) -> AnyResult<f64> {
     Ok(median(runs))
 }
 
-/// What the disk gives durable 1 MiB writes, as the store does them: 8 threads (as many as the store keeps in flight) each writing
-/// 32 files (write, fsync, rename, fsync of the directory). Median of `reps`, in MB/s.
-fn durable_writes(reps: usize, dir: &Path) -> AnyResult<f64> {
+/// What the disk gives durable writes of `size`-byte files, each its own file as a store
+/// without group commit would make them: `writers` threads each writing `per_writer` files
+/// (write, fsync, rename, fsync of the directory). Median of `reps`, in MiB/s. 1 MiB files
+/// with 8 writers (as many as the store keeps in flight) are the yardstick for large
+/// stores; 4 KiB files with one writer, the per-file fsync rate, for small ones.
+fn durable_files(
+    reps: usize,
+    dir: &Path,
+    size: usize,
+    writers: usize,
+    per_writer: usize,
+) -> AnyResult<f64> {
     std::fs::create_dir_all(dir)?;
-    let block = vec![0x5au8; 1 << 20];
+    let block = vec![0x5au8; size];
     let mut runs = Vec::new();
     for rep in 0..reps {
         let t = Instant::now();
         std::thread::scope(|s| -> AnyResult {
-            let workers: Vec<_> = (0..8)
+            let workers: Vec<_> = (0..writers)
                 .map(|w| {
                     let block = &block;
                     s.spawn(move || -> std::io::Result<()> {
-                        for i in 0..32 {
+                        for i in 0..per_writer {
                             let tmp = dir.join(format!("tmp-{rep}-{w}-{i}"));
                             let mut f = std::fs::File::create(&tmp)?;
                             f.write_all(block)?;
@@ -324,7 +342,8 @@ fn durable_writes(reps: usize, dir: &Path) -> AnyResult<f64> {
             }
             Ok(())
         })?;
-        runs.push(256.0 / t.elapsed().as_secs_f64());
+        let mib = (size * writers * per_writer) as f64 / MIB;
+        runs.push(mib / t.elapsed().as_secs_f64());
     }
     std::fs::remove_dir_all(dir)?;
     Ok(median(runs))
@@ -391,7 +410,7 @@ pub(crate) async fn large(
 }
 
 /// Stores, then reads, `small_count` small values from `concurrency` callers at once.
-pub(crate) async fn small(node: &Node, args: &Args, reps: usize) -> AnyResult {
+pub(crate) async fn small(node: &Node, args: &Args, reps: usize, limits: &Limits) -> AnyResult {
     println!(
         "{} values of {} bytes, {} concurrent callers, fsync on:",
         args.small_count, args.small_size, args.concurrency
@@ -421,10 +440,14 @@ pub(crate) async fn small(node: &Node, args: &Args, reps: usize) -> AnyResult {
             .await?;
             gets.push(keys.len() as f64 / t.elapsed().as_secs_f64());
         }
+        let stores = median(puts);
         row(
             &format!("store, {mode}"),
-            format!("{:.0} ops/s", median(puts)),
-            String::new(),
+            format!("{stores:.0} ops/s"),
+            format!(
+                "{:.2}x the per-file fsync rate",
+                stores / limits.small_files
+            ),
         );
         row(
             &format!("get, {mode}"),

@@ -13,6 +13,13 @@
 //!   runs (cut to, or topped up to, the answer's real size once built) and holds that until
 //!   the answer is on the wire;
 //! - a peer that reads nothing for `WRITE_TIMEOUT` is dropped with everything it held.
+//!
+//! A caller keeps to the same bounds from its side: a call takes one of its connection's
+//! `CONCURRENT_REQUESTS` slots and its frame's bytes of `BUDGET`, waiting for them within
+//! its timeout, and gives them back only when the answer arrives (a call cancelled after
+//! its request went out keeps them until then, as the peer still holds its place). So an
+//! honest peer never hears "busy" from one connection however many callers share it; the
+//! process-wide budget is the only one a busy node can still refuse on.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,7 +61,20 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, from: &Hello, request: Request) -> BoxFuture<Response>;
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+/// A call waiting for its answer, with the slot it holds on the connection.
+struct Waiter {
+    /// `None` once the caller stopped waiting (cancelled, or timed out).
+    done: Option<oneshot::Sender<Response>>,
+    _slot: Slot,
+}
+
+/// One of a connection's call slots and the request's bytes of its budget.
+struct Slot {
+    _place: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
 /// What lives exactly as long as the connection (see `Conn::tie`).
 type Tied = Arc<Mutex<Vec<Box<dyn std::any::Any + Send>>>>;
 
@@ -115,6 +135,9 @@ pub struct Conn {
     pub peer: Hello,
     tx: mpsc::Sender<Outgoing>,
     pending: Pending,
+    /// This side's call slots and request bytes (see the module comment).
+    slots: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
     next_id: AtomicU64,
     /// Set to stop both tasks: the way `close` ends a connection, and how either task
     /// ending ends the other.
@@ -148,6 +171,8 @@ impl Conn {
             peer: peer.clone(),
             tx: tx.clone(),
             pending: pending.clone(),
+            slots: Arc::new(Semaphore::new(CONCURRENT_REQUESTS)),
+            bytes: Arc::new(Semaphore::new(BUDGET)),
             next_id: AtomicU64::new(1),
             stop: stop.clone(),
             clock: clock.clone(),
@@ -216,8 +241,8 @@ impl Conn {
                 let request = match envelope.body {
                     Body::Response(r) => {
                         let waiter = pending.lock().expect("pending lock").remove(&envelope.id);
-                        if let Some(w) = waiter {
-                            let _ = w.send(r);
+                        if let Some(done) = waiter.and_then(|w| w.done) {
+                            let _ = done.send(r);
                         }
                         continue;
                     }
@@ -306,17 +331,6 @@ impl Conn {
             return Err(NetError::Closed);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (done, answer) = oneshot::channel();
-        self.pending.lock().expect("pending lock").insert(id, done);
-        // Removes the waiter however this call ends, cancelled (a hedged read that another
-        // owner answered first) included.
-        struct Forget<'a>(&'a Pending, u64);
-        impl Drop for Forget<'_> {
-            fn drop(&mut self) {
-                self.0.lock().expect("pending lock").remove(&self.1);
-            }
-        }
-        let _forget = Forget(&self.pending, id);
         let frame = codec::encode_with_spare(
             &Envelope {
                 id,
@@ -325,14 +339,61 @@ impl Conn {
             },
             FRAME_TAG_LEN,
         );
+        // However this call ends, cancelled (a hedged read that another owner answered
+        // first) included: before its request went out, the waiter goes with its slot; after,
+        // the slot stays until the answer comes (or the connection closes).
+        struct Forget<'a> {
+            pending: &'a Pending,
+            id: u64,
+            sent: bool,
+        }
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                let mut pending = self.pending.lock().expect("pending lock");
+                if self.sent {
+                    if let Some(w) = pending.get_mut(&self.id) {
+                        w.done = None;
+                    }
+                } else {
+                    pending.remove(&self.id);
+                }
+            }
+        }
+        let mut forget = Forget {
+            pending: &self.pending,
+            id,
+            sent: false,
+        };
         let outcome = tokio::time::timeout(timeout, async {
+            let sealed = (frame.len() + FRAME_TAG_LEN).clamp(1, BUDGET) as u32;
+            let closed = |_| NetError::Closed;
+            let slot = Slot {
+                _place: self.slots.clone().acquire_owned().await.map_err(closed)?,
+                _bytes: self
+                    .bytes
+                    .clone()
+                    .acquire_many_owned(sealed)
+                    .await
+                    .map_err(closed)?,
+            };
+            let (done, answer) = oneshot::channel();
+            let waiter = Waiter {
+                done: Some(done),
+                _slot: slot,
+            };
+            self.pending
+                .lock()
+                .expect("pending lock")
+                .insert(id, waiter);
             self.tx
                 .send((frame, None))
                 .await
                 .map_err(|_| NetError::Closed)?;
+            forget.sent = true;
             answer.await.map_err(|_| NetError::Closed)
         })
         .await;
+        drop(forget);
         outcome.map_err(|_| NetError::Timeout("waiting for an answer"))?
     }
 }
