@@ -340,6 +340,21 @@ def value_for(key: str, n: int, rng: random.Random, size: int) -> bytes:
     return head + rng.randbytes(max(0, size - len(head)))
 
 
+def flip_in_catalog(root: Path, key: str, at: int) -> int:
+    """Flips byte `at` of every copy of `key`'s manifest in the root's catalog (the live one and
+    any stale copy in a freed page), as rot would; returns how many it found. The node must be
+    closed (an open catalog serves pages from its cache). A stored manifest starts with the
+    disk format's byte, the key's length (one byte, for a short key) and the key."""
+    catalog = root / "catalog.redb"
+    data = bytearray(catalog.read_bytes())
+    start = bytes([2, len(key)]) + key.encode()
+    found = [i for i in range(len(data)) if data.startswith(start, i)]
+    for i in found:
+        data[i + at] ^= 0x01
+    catalog.write_bytes(bytes(data))
+    return len(found)
+
+
 def flip(files: Iterable[Path]) -> None:
     """Bit rot: one byte in the middle of each file changes."""
     for f in files:

@@ -38,6 +38,7 @@ from harness import (
     cli,
     client,
     flip,
+    flip_in_catalog,
     tree_bytes,
     value_for,
     wait_for,
@@ -252,7 +253,7 @@ def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path, writer
     assert held_keys == 2 * len(values)
 
     victim = rng.randrange(4)
-    lost_bytes = tree_bytes(cluster.root(victim), "chunks", "manifests")
+    lost_bytes = tree_bytes(cluster.root(victim), "chunks") + (cluster.root(victim) / "catalog.redb").stat().st_size
     pushed_before = sum(s["repair"]["bytes_pushed"] for a, s in base.items() if a != addrs[victim])
     # A client that has been watching all along (a fresh one would never see the lost member
     # answer, and leave it out at once) tells when the loss is detected: after 3 s of silence.
@@ -299,12 +300,14 @@ def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path, writer
 def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path, writer_kind: str) -> None:
     """Proves that flipped bits on one member's disk never reach a reader and are repaired
     without an operator. 3 members, replicas 3, so every member holds everything. Bytes are
-    flipped in chunk and manifest files (of the values in group A) of member 2, whose scrubber
-    is off at first: reads through it return the right bytes, however often they meet a bad
-    copy. Then member 2 is restarted with a fast scrubber, and bytes are flipped in the files
-    of group B, which nothing reads: the scrubber finds them, sets them aside in quarantine/
-    and puts good copies, fetched from the other owners, back in place byte for byte; the bad
-    files of group A are back too."""
+    flipped, while member 2 is down, in chunk files and in manifests in its catalog (of the
+    values in group A); it comes back with its scrubber off: reads through it return the right
+    bytes, however often they meet a bad copy. Then it is stopped again, bytes are flipped in
+    the chunks and manifests of group B, which nothing reads, and it comes back with a fast
+    scrubber: it finds them, sets them aside in quarantine/ and puts good copies, fetched from
+    the other owners, back in place (chunk files byte for byte); the bad copies of group A
+    are back too. (Rot is made while the member is down: a running one serves its catalog's
+    pages from its cache.)"""
     rng = random.Random(11)
     fast_scrub = ("--scrub-rate", "1000000000", "--scrub-interval-ms", "500")
     a = cluster.start(*FAST, *fast_scrub)
@@ -314,7 +317,7 @@ def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path, w
     addrs = cluster.addrs
     group_a = {f"a/big{i}": rng.randbytes(5 * MIB // 2 + i) for i in range(3)}
     group_a.update({f"a/small{i}": rng.randbytes(3000 + i) for i in range(12)})
-    # Group B is stored without encryption, so its files can be told apart on disk.
+    # Group B is stored without encryption, so its chunk files can be told apart on disk.
     group_b = {f"b/big{i}": rng.randbytes(3 * MIB // 2 + i) for i in range(2)}
     group_b.update({f"b/small{i}": rng.randbytes(2000 + i) for i in range(4)})
     with writer(writer_kind, tmp_path / "writer", addrs) as c:
@@ -332,47 +335,51 @@ def test_bit_rot_is_read_around_and_scrubbed(cluster: Cluster, tmp_path: Path, w
     wait_for(all_copies_on_2, "every value on all 3 members", 30)
     root = cluster.root(2)
     chunk_files = sorted(f for f in (root / "chunks").rglob("*") if f.is_file())
-    manifest_files = sorted(f for f in (root / "manifests").rglob("*") if f.is_file())
-    assert len(manifest_files) == n_values, manifest_files
     # Each chunk's start; the small values live inside their manifests.
     probes = [v[o : o + 64] for v in group_b.values() if len(v) > dstore.INLINE_MAX for o in range(0, len(v), MIB)]
     b_chunks = [f for f in chunk_files if any(p in f.read_bytes() for p in probes)]
-    # A manifest starts with its key (small values' bytes inside could hold "b/" anywhere).
-    b_manifests = [f for f in manifest_files if b"b/" in f.read_bytes()[:8]]
-    assert len(b_chunks) == len(probes) and len(b_manifests) == len(group_b), (len(b_chunks), len(b_manifests))
+    assert len(b_chunks) == len(probes), (len(b_chunks), len(probes))
     a_chunks = [f for f in chunk_files if f not in b_chunks]
-    a_manifests = [f for f in manifest_files if f not in b_manifests]
-    bad_a = rng.sample(a_chunks, 6) + rng.sample(a_manifests, 4)
-    bad_b = rng.sample(b_chunks, 2) + rng.sample(b_manifests, 2)
+    bad_a, bad_a_keys = rng.sample(a_chunks, 6), rng.sample(sorted(group_a), 4)
+    bad_b, bad_b_keys = rng.sample(b_chunks, 2), rng.sample(sorted(group_b), 2)
     originals = {f: f.read_bytes() for f in bad_a + bad_b}
-    flip(bad_a)
-    print(f"\nflipped a byte in {len(bad_a)} of node 2's files ({len(chunk_files)} chunks, {len(manifest_files)} manifests)")
 
+    def rot(files: list[Path], keys: list[str]) -> None:
+        assert cluster.terminate(2) == 0
+        flip(files)
+        for k in keys:
+            assert flip_in_catalog(root, k, 40) >= 1, k
+        cluster.restart(2)
+        cluster.wait_members()
+
+    rot(bad_a, bad_a_keys)
+    print(f"\nflipped a byte in {len(bad_a)} of node 2's {len(chunk_files)} chunks and {len(bad_a_keys)} of its manifests")
     for round_ in range(3):  # each read picks its owners afresh: give the bad copies a chance
         with client(tmp_path / f"reader{round_}", [addrs[2]]) as c:
             c.settle(20)
             lost, wrong, kinds = check_all(c, dict(group_a))
         assert lost == 0 and wrong == 0, f"read through the rotted member: lost={lost} wrong={wrong} {dict(kinds)}"
     met = sum(1 for f in bad_a if not f.exists() or f.read_bytes() == originals[f])
-    print(f"reads of group A through node 2 were all right; {met} of its {len(bad_a)} bad files were met (set aside or repaired)")
+    print(f"reads of group A through node 2 were all right; {met} of its {len(bad_a)} bad chunk files were met (set aside or repaired)")
 
-    assert cluster.terminate(2) == 0
+    def manifests_aside() -> int:
+        return sum(1 for f in (root / "quarantine").rglob("manifest-*") if f.is_file())
+
     cluster.args[2] = (cluster.args[2][0], [*FAST, *fast_scrub])
-    cluster.restart(2)
-    flip(bad_b)
+    aside_before = manifests_aside()
+    rot(bad_b, bad_b_keys)
 
     def restored() -> bool:
-        return all(f.is_file() and f.read_bytes() == data for f, data in originals.items())
+        chunks_back = all(f.is_file() and f.read_bytes() == data for f, data in originals.items())
+        mine = cluster.stats(2).get(addrs[2])
+        found = manifests_aside() >= aside_before + len(bad_b_keys)
+        return chunks_back and found and mine is not None and mine["keys"] == n_values and mine["scrub"]["bad"] >= len(bad_b_keys)
 
-    took = wait_for(restored, "the rotted files back with their original bytes", 60, every=0.2)
+    took = wait_for(restored, "the rotted copies back", 60, every=0.2)
     quarantined = [f for f in (root / "quarantine").rglob("*") if f.is_file()]
     scrub_stats = cluster.stats(0)[addrs[2]]["scrub"]
-    print(f"flipped a byte in {len(bad_b)} more files; all restored {took:.1f} s later; quarantine holds {len(quarantined)} files; scrub {scrub_stats}")
-    assert len(quarantined) >= len(bad_b), "the bad files were not set aside in quarantine/"
-    # A rotten chunk is found by the scrubber, or first by the hash check that a peer's repair
-    # question triggers (a chunk file counts as held only once it matches its id), which has
-    # the good copy sent: either way it is set aside and restored, as checked above.
-    assert scrub_stats["objects"] > 0 and scrub_stats["bad"] >= 1, scrub_stats
+    print(f"flipped a byte in {len(bad_b)} more chunks and {len(bad_b_keys)} manifests; all restored {took:.1f} s later; quarantine holds {len(quarantined)} files; scrub {scrub_stats}")
+    assert len(quarantined) >= len(bad_b) + len(bad_b_keys), "the bad copies were not set aside in quarantine/"
     check_through_every_node(tmp_path, dict(enumerate(addrs)), {**group_a, **group_b}, "rot")
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import dstore
+from harness import flip_in_catalog
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -43,6 +44,7 @@ def payload(size: int, seed: int = 0) -> bytes:
 
 def chunk_files(root: Path):
     return sorted(p for p in (root / "chunks").rglob("*") if p.is_file())
+
 
 
 @pytest.fixture
@@ -182,8 +184,8 @@ def test_encrypted_values_leave_no_plaintext_on_disk(node, root):
     assert len(chunk_files(root)) > 2
     stored = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
     assert not any(secret in b for b in stored)
-    # The plain ones are there, in their manifests' files and in chunks.
-    assert any(secret.upper() in p.read_bytes() for p in (root / "manifests").rglob("*") if p.is_file())
+    # The plain ones are there, in their manifests in the catalog and in chunks.
+    assert secret.upper() in (root / "catalog.redb").read_bytes()
     assert any(secret.upper() in p.read_bytes() for p in chunk_files(root))
 
 
@@ -658,21 +660,24 @@ def test_flipped_byte_in_a_chunk_is_integrity_error(root):
 
 def test_flipped_byte_in_a_small_value_is_integrity_error(root):
     """A value small enough to live inside its manifest is checked with it (the cluster MAC,
-    and the seal of the data key): any flipped byte of the manifest's file is refused."""
+    and the seal of the data key): a flipped byte of the value inside the manifest, or of the
+    manifest's body, is refused, and the key reads as corrupt until it is written again."""
     with dstore.Node(root, chunk_size=CHUNK) as n:
         n.store("plain", b"p" * 100, encrypt=False)
         n.store("sealed", b"s" * 100, encrypt=True)
         assert chunk_files(root) == []
-        files = sorted(p for p in (root / "manifests").rglob("*") if p.is_file())
-        assert len(files) == 2
-        for f in files:
-            data = bytearray(f.read_bytes())
-            plain = data.find(b"p" * 100)  # in the plain value's own bytes, else mid-file
-            data[plain + 50 if plain >= 0 else len(data) // 2] ^= 0x01
-            f.write_bytes(bytes(data))
+    catalog = (root / "catalog.redb").read_bytes()
+    value_at = catalog.find(b"p" * 100) - catalog.find(bytes([2, 5]) + b"plain")
+    assert flip_in_catalog(root, "plain", value_at + 50) >= 1  # in the plain value's bytes
+    assert flip_in_catalog(root, "sealed", 40) >= 1  # in the body
+    with dstore.Node(root, chunk_size=CHUNK) as n:
         for key in ["plain", "sealed"]:
             with pytest.raises(dstore.IntegrityError):
                 n.get(key)
+            with pytest.raises(dstore.IntegrityError):
+                n.get(key)
+        n.store("sealed", b"written again")
+        assert n.get("sealed") == b"written again"
 
 
 def test_corrupt_chunk_leaves_no_file_from_get_file(root, tmp_path):

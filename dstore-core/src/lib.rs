@@ -13,6 +13,7 @@
 //!
 //! The design, and why, is in DESIGN.md at the top of the repository.
 
+mod catalog;
 pub mod cluster;
 #[doc(hidden)] // for tests that craft frames; not part of the API
 pub mod codec;

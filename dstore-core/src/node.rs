@@ -386,18 +386,7 @@ impl Node {
         // are set aside, or no later write could ever replace those keys.
         let horizon = clock.horizon();
         let (store, newest) = blocking(move || {
-            let mut newest = 0;
-            for s in store.key_states() {
-                if s.version.time <= horizon {
-                    newest = newest.max(s.version.time);
-                } else {
-                    tracing::warn!(
-                        key = s.key,
-                        "manifest stamped from the far future; set aside"
-                    );
-                    store.quarantine_manifest(&s.key, s.version)?;
-                }
-            }
+            let newest = store.newest_within(horizon)?;
             Ok((store, newest))
         })
         .await?;
@@ -1321,7 +1310,9 @@ impl Node {
                 let mut out = Vec::new();
                 let mut cursor = start_after.to_owned();
                 while out.len() < limit {
-                    let page = op.store.key_page(prefix, &cursor, limit.min(MAX_PAGE));
+                    let (store, p, c) = (op.store.clone(), prefix.to_owned(), cursor.clone());
+                    let page =
+                        blocking(move || store.key_page(&p, &c, limit.min(MAX_PAGE))).await?;
                     let Some(last) = page.last() else { break };
                     cursor = last.key.clone();
                     let full = page.len() == limit.min(MAX_PAGE);

@@ -8,25 +8,31 @@
 //!   data.key      hex, made once if the node was given no data key (mode 0600)
 //!   cluster.secret                    likewise for the cluster secret
 //!   cluster.id    a public fingerprint of the cluster secret; another secret is refused
+//!   catalog.redb  every manifest held, small values inside them (see `catalog.rs`)
 //!   chunks/<transform(chunk id)>      a chunk's stored bytes (ciphertext when encrypted)
-//!   manifests/<transform(key id)>     the newest manifest this node has of a key
+//!   journal       group commit for small chunks (see `journal.rs`)
 //!   tmp/          staging for atomic writes; emptied at open
-//!   quarantine/   corrupt files set aside, never served
+//!   quarantine/   corrupt files and manifests set aside, never served
 //! ```
+//!
+//! A root of the layout before the catalog (`manifests/<transform(key id)>`, a file per
+//! manifest) is migrated when it is opened: every manifest moves into the catalog.
 //!
 //! All methods block on disk I/O; the async `Node` calls them from `spawn_blocking`.
 //!
-//! Reference counting: `refs[chunk]` counts the manifests that name a chunk plus the writes in
-//! flight that have pinned it. A writer pins every chunk before checking whether its file
-//! exists, and a chunk file is deleted only under the index lock when its count is zero, so a
+//! Reference counting: a chunk is referenced while a manifest here names it (counted in the
+//! catalog, in the transaction that commits the manifest) or a write in flight has pinned it
+//! (counted in memory). A writer pins every chunk before checking whether its file exists,
+//! and a chunk file is deleted only under the index lock when both counts are zero, so a
 //! delete can never remove a chunk out from under a concurrent write, and a manifest never
 //! names a chunk that is not on disk.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::catalog::{Catalog, Entry, Op};
 use crate::crypto::ClusterKey;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, write_atomic, Staged};
@@ -39,8 +45,8 @@ use crate::version::Version;
 /// What the names of manifests set aside in `quarantine/` start with.
 const MANIFEST_ASIDE: &str = "manifest-";
 
-/// Why a newer version raced in as the held one was replaced (see `commit`).
-const SEALED: &str = "a newer version is not sealed by the data key that sealed the one held";
+/// Manifests moved into the catalog per transaction when a root is migrated.
+const MIGRATE_BATCH: usize = 1000;
 
 /// The largest manifest file read (see `codec::MAX_DECODE`).
 const MAX_MANIFEST_FILE: u64 = crate::codec::MAX_DECODE;
@@ -49,30 +55,32 @@ const MAX_CHUNK_FILE: u64 = (crate::node::MAX_CHUNK_SIZE + crate::crypto::IV_LEN
 
 pub(crate) struct Store {
     chunks_dir: PathBuf,
+    /// Where manifests were kept before the catalog; migrated at open.
     manifests_dir: PathBuf,
     tmp_dir: PathBuf,
     quarantine_dir: PathBuf,
     root: PathBuf,
     transform: Arc<dyn PathTransform>,
     cluster: ClusterKey,
+    catalog: Catalog,
     index: Mutex<Index>,
     /// Whether chunks nothing here names are deleted. True for a standalone node; false in a
     /// cluster, where a chunk this node holds may be named by a manifest on another node, and
     /// only a cluster-wide collection (with a grace period) may remove it.
     collect: bool,
-    /// Group commit for small objects (see `journal.rs`); `None` only while `recover` replays
+    /// Group commit for small chunks (see `journal.rs`); `None` only while `recover` replays
     /// it, when every write is fsynced in place.
     journal: Option<Journal>,
     /// Held open for its flock; dropping the store releases the root.
     _lock: File,
 }
 
-/// What the store knows of its manifests, kept in memory so `has`, `keys` and reference
-/// counts need no disk access. Reads still load the manifest from disk, to notice corruption.
+/// What the store keeps in memory: writes in flight and the chunk files it found. What it
+/// knows of manifests is in the catalog, on disk.
 #[derive(Default)]
 struct Index {
-    keys: BTreeMap<String, Entry>,
-    refs: HashMap<ChunkId, u32>,
+    /// Chunks pinned by writes in flight (see the module doc), by number of pins.
+    pins: HashMap<ChunkId, u32>,
     /// Every chunk with a file here, named or not (in a cluster a node holds chunks it owns
     /// whose manifests live elsewhere).
     held: HashSet<ChunkId>,
@@ -91,15 +99,6 @@ type FileStamp = (u64, std::time::SystemTime);
 fn stamp(path: &Path) -> Option<FileStamp> {
     let meta = fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
-}
-
-struct Entry {
-    version: Version,
-    deleted: bool,
-    chunks: Vec<ChunkId>,
-    /// The seal key of the data key that sealed it, if sealed: a newer version must be
-    /// sealed by the same key (`Manifest::may_replace`).
-    sealed_by: Option<[u8; 32]>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,7 +132,7 @@ impl Store {
             }
         }
         let tmp_dir = root.join("tmp");
-        for dir in ["chunks", "manifests", "tmp", "quarantine"].map(|d| root.join(d)) {
+        for dir in ["chunks", "tmp", "quarantine"].map(|d| root.join(d)) {
             fsutil::create_dir_durable(&dir).context(|| format!("creating {}", dir.display()))?;
         }
         let cluster = match secret {
@@ -153,6 +152,15 @@ impl Store {
                 root.display()
             )));
         }
+        let catalog_path = root.join("catalog.redb");
+        let catalog = Catalog::open(&catalog_path).map_err(|e| match e {
+            Error::Integrity(why) => Error::Integrity(format!(
+                "{why}. A cluster member can be opened with {} moved aside: repair brings back \
+                 its manifests from the other owners",
+                catalog_path.display()
+            )),
+            other => other,
+        })?;
         let mut store = Self {
             chunks_dir: root.join("chunks"),
             manifests_dir: root.join("manifests"),
@@ -161,6 +169,7 @@ impl Store {
             root: root.to_path_buf(),
             transform,
             cluster,
+            catalog,
             index: Mutex::new(Index::default()),
             collect,
             journal: None,
@@ -175,46 +184,17 @@ impl Store {
         Ok(store)
     }
 
-    /// Rebuilds the index after a clean stop or a crash: drops staged temp files, loads every
-    /// manifest (setting corrupt ones aside), and removes chunks that no manifest names
-    /// (left by writes that crashed before their manifest was committed, or by deletes that
-    /// crashed before their chunks were removed).
+    /// Makes the root usable after a clean stop or a crash: drops staged temp files, moves
+    /// manifests of the layout before the catalog into it, finds the chunk files, replays the
+    /// journal, and removes chunks that no manifest names (left by writes that crashed before
+    /// their manifest was committed, or by deletes that crashed before their chunks were
+    /// removed).
     fn recover(&self) -> Result<()> {
         let ctx = |p: &Path| format!("scanning {}", p.display());
         for f in fsutil::walk_files(&self.tmp_dir).context(|| ctx(&self.tmp_dir))? {
             let _ = fs::remove_file(f);
         }
-        let mut index = self.lock_index();
-        let mut set_aside = 0;
-        for file in fsutil::walk_files(&self.manifests_dir).context(|| ctx(&self.manifests_dir))? {
-            let loaded = fsutil::read_bounded(&file, MAX_MANIFEST_FILE)
-                .context(|| format!("reading {}", file.display()))
-                .and_then(|bytes| Manifest::from_bytes(&bytes, &self.cluster));
-            let manifest = match loaded {
-                Ok(m) if self.manifest_path(&m.body.key).ok().as_ref() == Some(&file) => m,
-                // Corrupt, misplaced, too large or unreadable: one bad file must not keep the
-                // node from opening. It is set aside (its chunks are kept, see below).
-                Ok(_) => {
-                    tracing::warn!(file = %file.display(), "manifest is misplaced; set aside");
-                    self.set_aside_manifest(&file);
-                    set_aside += 1;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %e, "manifest is unreadable; set aside");
-                    self.set_aside_manifest(&file);
-                    set_aside += 1;
-                    continue;
-                }
-            };
-            for c in &manifest.body.chunks {
-                *index.refs.entry(*c).or_insert(0) += 1;
-            }
-            index
-                .keys
-                .insert(manifest.body.key.clone(), Entry::of(&manifest));
-        }
-        drop(index);
+        let set_aside = self.migrate()?;
         self.load_held()?;
         self.replay_journal()?;
         if !self.collect {
@@ -236,17 +216,76 @@ impl Store {
             );
             return Ok(());
         }
-        let unnamed: Vec<ChunkId> = index
-            .held
-            .iter()
-            .filter(|id| !index.refs.contains_key(id))
-            .copied()
-            .collect();
-        for id in unnamed {
-            tracing::debug!(chunk = %id, "removing unreferenced chunk");
-            self.remove_chunk_file(&mut index, &id);
+        let held: Vec<ChunkId> = index.held.iter().copied().collect();
+        for id in held {
+            if self.catalog.refs(&id)? == 0 {
+                tracing::debug!(chunk = %id, "removing unreferenced chunk");
+                self.remove_chunk_file(&mut index, &id);
+            }
         }
         Ok(())
+    }
+
+    /// Moves the manifest files of the layout before the catalog (`manifests/`) into it, a
+    /// batch per transaction, each file removed once its batch is committed; so a crash
+    /// part way leaves the rest to the next open, and a manifest moved twice is kept once
+    /// (an equal version changes nothing). Corrupt, misplaced, too large or unreadable files
+    /// are set aside. Returns how many were.
+    fn migrate(&self) -> Result<usize> {
+        if !self.manifests_dir.is_dir() {
+            return Ok(0);
+        }
+        let files = fsutil::walk_files(&self.manifests_dir)
+            .context(|| format!("scanning {}", self.manifests_dir.display()))?;
+        if !files.is_empty() {
+            tracing::info!(
+                manifests = files.len(),
+                "moving the manifests of this root into its catalog"
+            );
+        }
+        let mut set_aside = 0;
+        for batch in files.chunks(MIGRATE_BATCH) {
+            let mut ops = Vec::with_capacity(batch.len());
+            let mut moved = Vec::with_capacity(batch.len());
+            for file in batch {
+                let loaded = fsutil::read_bounded(file, MAX_MANIFEST_FILE)
+                    .context(|| format!("reading {}", file.display()))
+                    .and_then(|bytes| Manifest::from_bytes(&bytes, &self.cluster));
+                match loaded {
+                    Ok(m) if self.legacy_manifest_path(&m.body.key).ok().as_ref() == Some(file) => {
+                        ops.push(Op::Put {
+                            manifest: m,
+                            verified_for: None,
+                        });
+                        moved.push(file);
+                    }
+                    Ok(_) => {
+                        tracing::warn!(file = %file.display(), "manifest is misplaced; set aside");
+                        self.set_aside_manifest(file);
+                        set_aside += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "manifest is unreadable; set aside");
+                        self.set_aside_manifest(file);
+                        set_aside += 1;
+                    }
+                }
+            }
+            for outcome in self.catalog.apply_all(ops) {
+                if let Err(e) = outcome {
+                    if !matches!(e, Error::Integrity(_)) {
+                        return Err(e);
+                    }
+                }
+            }
+            for file in moved {
+                fs::remove_file(file).context(|| format!("removing {}", file.display()))?;
+            }
+        }
+        fs::remove_dir_all(&self.manifests_dir)
+            .context(|| format!("removing {}", self.manifests_dir.display()))?;
+        fsutil::sync_dir(&self.root).context(|| format!("syncing {}", self.root.display()))?;
+        Ok(set_aside)
     }
 
     /// Writes again, durably, every object whose record is in the journal: acknowledged
@@ -336,7 +375,8 @@ impl Store {
         path::resolve(self.transform.as_ref(), &self.chunks_dir, &id.to_hex())
     }
 
-    fn manifest_path(&self, key: &str) -> Result<PathBuf> {
+    /// Where the layout before the catalog kept `key`'s manifest.
+    fn legacy_manifest_path(&self, key: &str) -> Result<PathBuf> {
         path::resolve(
             self.transform.as_ref(),
             &self.manifests_dir,
@@ -353,7 +393,7 @@ impl Store {
     /// caller owns one pin per call and must either hand it to a manifest (`commit`) or
     /// release it (`unpin`).
     pub fn put_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
-        *self.lock_index().refs.entry(id).or_insert(0) += 1;
+        *self.lock_index().pins.entry(id).or_insert(0) += 1;
         // Pinned first, so a chunk found on disk (deduplicated) cannot be deleted under us.
         self.hold_chunk(id, stored)
             .inspect_err(|_| self.unpin(&[id]))
@@ -364,7 +404,7 @@ impl Store {
     pub fn pin(&self, ids: &[ChunkId]) {
         let mut index = self.lock_index();
         for id in ids {
-            *index.refs.entry(*id).or_insert(0) += 1;
+            *index.pins.entry(*id).or_insert(0) += 1;
         }
     }
 
@@ -443,9 +483,17 @@ impl Store {
         self.lock_index().held.iter().copied().collect()
     }
 
-    /// Whether a manifest held here, or a write in flight through this node, names `id`.
+    /// Whether a manifest held here, or a write in flight through this node, names `id`. A
+    /// catalog that cannot be read says yes: nothing is collected on its account.
     pub fn is_referenced(&self, id: &ChunkId) -> bool {
-        self.lock_index().refs.get(id).is_some_and(|n| *n > 0)
+        let index = self.lock_index();
+        self.referenced(&index, id)
+    }
+
+    /// `is_referenced`, for a caller that holds the index lock (so no write can pin `id` or
+    /// commit a manifest naming it, which pins it first, between the check and a delete).
+    fn referenced(&self, index: &Index, id: &ChunkId) -> bool {
+        index.pins.get(id).is_some_and(|n| *n > 0) || self.catalog.refs(id).map_or(true, |n| n > 0)
     }
 
     /// How long since chunk `id` was last written (or rewritten by a deduplicated write).
@@ -462,10 +510,10 @@ impl Store {
     /// keeps it. Returns whether it was removed.
     pub fn collect_chunk(&self, id: &ChunkId) -> bool {
         let mut index = self.lock_index();
-        if index.refs.get(id).is_some_and(|n| *n > 0) {
+        if self.referenced(&index, id) {
             return false;
         }
-        index.refs.remove(id);
+        index.pins.remove(id);
         self.remove_chunk_file(&mut index, id)
     }
 
@@ -495,20 +543,14 @@ impl Store {
     /// manifest this node no longer owns, or collection of an old tombstone. The chunks it
     /// named lose a reference.
     pub fn forget_manifest(&self, key: &str, version: Version) -> Result<bool> {
-        let path = self.manifest_path(key)?;
-        let released = {
-            let mut index = self.lock_index();
-            if index.keys.get(key).map(|e| e.version) != Some(version) {
-                return Ok(false);
-            }
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).context(|| format!("removing manifest of {key:?}")),
-            }
-            index.keys.remove(key).map(|e| e.chunks).unwrap_or_default()
+        let op = Op::Remove {
+            key: key.to_owned(),
+            version: Some(version),
         };
-        self.unpin(&released);
+        let Some(released) = self.catalog.apply(op)? else {
+            return Ok(false);
+        };
+        self.delete_unreferenced(&released);
         Ok(true)
     }
 
@@ -516,13 +558,17 @@ impl Store {
     /// stamped from the far future: see `Node::open`). Its chunks stay until the next open,
     /// which decides on them as for any unnamed chunk.
     pub fn quarantine_manifest(&self, key: &str, version: Version) -> Result<bool> {
-        let path = self.manifest_path(key)?;
-        let mut index = self.lock_index();
-        if index.keys.get(key).map(|e| e.version) != Some(version) {
+        let bytes = self.catalog.manifest(key)?;
+        let op = Op::Remove {
+            key: key.to_owned(),
+            version: Some(version),
+        };
+        if self.catalog.apply(op)?.is_none() {
             return Ok(false);
         }
-        self.set_aside_manifest(&path);
-        index.keys.remove(key);
+        if let Some(bytes) = bytes {
+            self.keep_aside(key, &bytes);
+        }
         Ok(true)
     }
 
@@ -543,12 +589,7 @@ impl Store {
     /// Commits a manifest that came from elsewhere (a peer, or this node's own cluster
     /// write): its chunks need not be here. Returns whether it was newer than what was held.
     pub fn adopt(&self, manifest: &Manifest) -> Result<bool> {
-        {
-            let mut index = self.lock_index();
-            for c in &manifest.body.chunks {
-                *index.refs.entry(*c).or_insert(0) += 1;
-            }
-        }
+        self.pin(&manifest.body.chunks);
         let committed = self.commit(manifest);
         if !matches!(committed, Ok(true)) {
             self.unpin(&manifest.body.chunks);
@@ -556,153 +597,86 @@ impl Store {
         committed
     }
 
-    /// Releases pins (or manifest references), deleting chunks nobody names any more.
+    /// Releases pins, deleting chunks nobody names any more.
     pub fn unpin(&self, ids: &[ChunkId]) {
-        let mut index = self.lock_index();
         let mut doomed = Vec::new();
-        for id in ids {
-            if let Some(n) = index.refs.get_mut(id) {
-                debug_assert!(*n > 0, "unpinning a chunk nobody pinned");
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    doomed.push(*id);
+        {
+            let mut index = self.lock_index();
+            for id in ids {
+                if let Some(n) = index.pins.get_mut(id) {
+                    debug_assert!(*n > 0, "unpinning a chunk nobody pinned");
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        index.pins.remove(id);
+                        doomed.push(*id);
+                    }
                 }
             }
         }
-        self.delete_unreferenced(&mut index, &doomed);
+        self.delete_unreferenced(&doomed);
     }
 
-    /// Deletes those of `ids` whose count is still zero; the caller holds the index lock, so
-    /// no writer can pin one between the check and the unlink.
-    fn delete_unreferenced(&self, index: &mut Index, ids: &[ChunkId]) {
+    /// Deletes those of `ids` that nothing references now (standalone only: in a cluster a
+    /// chunk may be named by a manifest on another node). Under the index lock, so no writer
+    /// can pin one between the check and the unlink.
+    fn delete_unreferenced(&self, ids: &[ChunkId]) {
+        if !self.collect || ids.is_empty() {
+            return;
+        }
+        let mut index = self.lock_index();
         for id in ids {
-            if index.refs.get(id) == Some(&0) {
-                index.refs.remove(id);
-                if self.collect {
-                    self.remove_chunk_file(index, id);
-                }
+            if !self.referenced(&index, id) {
+                self.remove_chunk_file(&mut index, id);
             }
         }
     }
 
-    /// Makes `manifest` the key's current version if it is newer than what is held, durably.
-    /// On `Ok(true)` the manifest has taken over the caller's pins on its chunks; on
-    /// `Ok(false)` (an equal or newer version was already here) the caller keeps them. A
-    /// newer version that may not replace a sealed one (`Manifest::may_replace`) is an
-    /// `Integrity` error.
+    /// Makes `manifest` the key's current version if it is newer than what is held, durably
+    /// (in the catalog's next group commit). On `Ok(true)` the manifest has taken over the
+    /// caller's pins on its chunks; on `Ok(false)` (an equal or newer version was already
+    /// here) the caller keeps them. A newer version that may not replace a sealed one
+    /// (`Manifest::may_replace`) is an `Integrity` error.
     pub fn commit(&self, manifest: &Manifest) -> Result<bool> {
         let key = &manifest.body.key;
-        // The seal is checked (a signature, tens of microseconds) outside the index lock, for
-        // the sealing key of the version held now; under the lock it is checked again only if
-        // another version came in between.
-        let held = self
-            .lock_index()
-            .keys
-            .get(key)
-            .map(|e| (e.version, e.sealed_by));
+        // The seal is checked (a signature, tens of microseconds) before the commit, for the
+        // sealing key of the version held now; the commit checks it again only if another
+        // version came in between.
+        let held = self.catalog.entry(key).unwrap_or_else(|e| {
+            tracing::warn!(key, error = %e, "catalog entry is unreadable");
+            None
+        });
         let mut verified_for = None;
-        if let Some((version, Some(p))) = held {
+        if let Some(Entry {
+            version,
+            sealed_by: Some(p),
+            ..
+        }) = held
+        {
             if version < manifest.body.version {
                 manifest.may_replace(&p)?;
                 verified_for = Some(p);
             }
         }
-        let dest = self.manifest_path(key)?;
-        let bytes = manifest.to_bytes();
-        let parent = dest
-            .parent()
-            .expect("manifest paths have a parent")
-            .to_path_buf();
-        let journal = self
-            .journal
-            .as_ref()
-            .filter(|_| bytes.len() <= journal::MAX_JOURNALED);
-        // A new directory is fsynced into its parent unless the journal covers it (replay
-        // recreates it, and the next checkpoint's syncfs makes it durable).
-        match journal {
-            Some(_) => fs::create_dir_all(&parent),
-            None => fsutil::create_dir_durable(&parent),
-        }
-        .context(|| format!("creating {}", parent.display()))?;
-        // Stage outside the lock; only the rename and map updates are inside it. Returns the
-        // chunks the replaced version named, or `None` if an equal or newer one is held.
-        let install = || -> std::io::Result<Option<Vec<ChunkId>>> {
-            let staged = Staged::write(&self.tmp_dir, &bytes, journal.is_none())?;
-            let mut index = self.lock_index();
-            if let Some(e) = index.keys.get(key) {
-                if e.version >= manifest.body.version {
-                    return Ok(None); // dropping `staged` deletes it
-                }
-                if let Some(p) = e.sealed_by.filter(|p| verified_for != Some(*p)) {
-                    // Another version came in since the check above (writers of one key
-                    // racing): check against it here, rarely, under the lock.
-                    if manifest.may_replace(&p).is_err() {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::PermissionDenied,
-                            SEALED,
-                        ));
-                    }
-                }
-            }
-            staged.install(&dest)?;
-            index.set_aside_keys.remove(key);
-            Ok(Some(
-                index
-                    .keys
-                    .insert(key.clone(), Entry::of(manifest))
-                    .map(|old| old.chunks)
-                    .unwrap_or_default(),
-            ))
+        let op = Op::Put {
+            manifest: manifest.clone(),
+            verified_for,
         };
-        let sealed = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::PermissionDenied && e.to_string() == SEALED {
-                Error::Integrity(format!("{key:?}: {SEALED}"))
-            } else {
-                Error::Io {
-                    context: format!("writing manifest of {key:?}"),
-                    source: e,
-                }
-            }
-        };
-        let released = match journal {
-            Some(j) => {
-                let mut installed = None;
-                let written = j.write(Kind::Manifest, &KeyId::of(key).0, &bytes, || {
-                    installed = install()?;
-                    Ok(())
-                });
-                written.map_err(sealed)?;
-                installed
-            }
-            None => {
-                let installed = install().map_err(sealed)?;
-                // The rename must be durable before the old version's chunks go: a crash in
-                // between would otherwise bring back a manifest whose chunks were deleted.
-                if installed.is_some() {
-                    fsutil::sync_dir(&parent)
-                        .context(|| format!("syncing {}", parent.display()))?;
-                }
-                installed
-            }
-        };
-        let Some(released) = released else {
+        let Some(released) = self.catalog.apply(op)? else {
             return Ok(false);
         };
-        self.unpin(&released);
+        self.lock_index().set_aside_keys.remove(key);
+        // The catalog's references took over the pins. Released through `unpin`, which
+        // deletes what nothing names: a newer version may already have replaced this one
+        // and released these chunks while the pins still held them.
+        self.unpin(&manifest.body.chunks);
+        self.delete_unreferenced(&released);
         Ok(true)
     }
 
-    /// Loads the current manifest of `key` from disk and checks its cluster MAC.
+    /// Loads the current manifest of `key` from the catalog and checks its cluster MAC.
     pub fn manifest(&self, key: &str) -> Result<Manifest> {
-        let path = self.manifest_path(key)?;
-        let bytes = match fsutil::read_bounded(&path, MAX_MANIFEST_FILE) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(key.to_owned()))
-            }
-            // Too large to be a manifest: corrupt, set aside below like one that fails.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Vec::new(),
-            Err(e) => return Err(e).context(|| format!("reading manifest of {key:?}")),
+        let Some(bytes) = self.catalog.manifest(key)? else {
+            return Err(Error::NotFound(key.to_owned()));
         };
         let checked = Manifest::from_bytes(&bytes, &self.cluster).and_then(|m| {
             if m.body.key == key {
@@ -716,15 +690,19 @@ impl Store {
         });
         if let Err(Error::Integrity(why)) = &checked {
             // Never served again: set aside, and no longer held, so that repair brings a good
-            // copy back from another owner. Its chunks keep their references (for a
-            // standalone node they may be all that is left of the value).
+            // copy back from another owner. Its chunks lose the references it held, but stay
+            // (for a standalone node they may be all that is left of the value): nothing is
+            // collected at open while a manifest is in quarantine/.
             tracing::warn!(key, error = %why, "manifest is corrupt; set aside");
-            let mut index = self.lock_index();
-            if path.is_file() {
-                self.set_aside_manifest(&path);
+            self.keep_aside(key, &bytes);
+            let removed = self.catalog.apply(Op::Remove {
+                key: key.to_owned(),
+                version: None,
+            });
+            if let Err(e) = removed {
+                tracing::warn!(key, error = %e, "could not remove a corrupt manifest");
             }
-            index.keys.remove(key);
-            index.set_aside_keys.insert(key.to_owned());
+            self.lock_index().set_aside_keys.insert(key.to_owned());
         }
         checked
     }
@@ -761,6 +739,19 @@ impl Store {
         self.set_aside_as(file, MANIFEST_ASIDE);
     }
 
+    /// Keeps the stored bytes of `key`'s manifest in `quarantine/`, as `set_aside_manifest`
+    /// does for a file.
+    fn keep_aside(&self, key: &str, bytes: &[u8]) {
+        let name = format!(
+            "{MANIFEST_ASIDE}{}-{}",
+            KeyId::of(key).to_hex(),
+            hex::encode(crate::crypto::random_bytes::<4>())
+        );
+        if let Err(e) = write_atomic(&self.tmp_dir, &self.quarantine_dir.join(name), bytes) {
+            tracing::warn!(key, error = %e, "could not keep a corrupt manifest in quarantine/");
+        }
+    }
+
     fn set_aside(&self, file: &Path) {
         self.set_aside_as(file, "");
     }
@@ -777,25 +768,22 @@ impl Store {
     }
 
     /// Every key held, with its version and whether it is deleted.
-    pub fn key_states(&self) -> Vec<crate::net::message::KeyState> {
-        let index = self.lock_index();
-        index
-            .keys
-            .iter()
-            .map(|(k, e)| crate::net::message::KeyState {
-                key: k.clone(),
-                version: e.version,
-                deleted: e.deleted,
-            })
-            .collect()
+    pub fn key_states(&self) -> Result<Vec<crate::net::message::KeyState>> {
+        self.catalog.page("", "", usize::MAX)
     }
 
-    /// The newest version held of `key`, tombstones included.
+    /// The newest version held of `key`, tombstones included. A catalog that cannot be read
+    /// says none (logged): a peer asking is then sent a copy, which changes nothing here.
     pub fn version_of(&self, key: &str) -> Option<Version> {
-        self.lock_index().keys.get(key).map(|e| e.version)
+        match self.catalog.entry(key) {
+            Ok(e) => e.map(|e| e.version),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "catalog entry is unreadable");
+                None
+            }
+        }
     }
 
-    /// Live keys in byte order.
     /// One page of `key_states`: keys starting with `prefix` and after `start_after`, in byte
     /// order, at most `limit`.
     pub fn key_page(
@@ -803,43 +791,38 @@ impl Store {
         prefix: &str,
         start_after: &str,
         limit: usize,
-    ) -> Vec<crate::net::message::KeyState> {
-        use std::ops::Bound;
-        let index = self.lock_index();
-        let from = if start_after >= prefix {
-            Bound::Excluded(start_after)
-        } else {
-            Bound::Included(prefix)
-        };
-        index
-            .keys
-            .range::<str, _>((from, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, e)| crate::net::message::KeyState {
-                key: k.clone(),
-                version: e.version,
-                deleted: e.deleted,
-            })
-            .collect()
+    ) -> Result<Vec<crate::net::message::KeyState>> {
+        self.catalog.page(prefix, start_after, limit)
+    }
+
+    /// The newest version time held, within `horizon`: versions stamped beyond it (a peer's
+    /// poisoned clock, before such clocks were refused) are set aside first, or no later
+    /// write could ever replace those keys. Reads every entry only when there is one.
+    pub fn newest_within(&self, horizon: u64) -> Result<u64> {
+        let newest = self.catalog.newest()?;
+        if newest <= horizon {
+            return Ok(newest);
+        }
+        let mut within = 0;
+        for s in self.key_states()? {
+            if s.version.time <= horizon {
+                within = within.max(s.version.time);
+            } else {
+                tracing::warn!(
+                    key = s.key,
+                    "manifest stamped from the far future; set aside"
+                );
+                self.quarantine_manifest(&s.key, s.version)?;
+            }
+        }
+        self.catalog.lower_newest(within)?;
+        Ok(within)
     }
 
     pub fn stats(&self) -> StoreStats {
-        let index = self.lock_index();
         StoreStats {
-            keys: index.keys.values().filter(|e| !e.deleted).count() as u64,
-            chunks: index.held.len() as u64,
-        }
-    }
-}
-
-impl Entry {
-    fn of(m: &Manifest) -> Self {
-        Self {
-            version: m.body.version,
-            deleted: m.body.deleted,
-            chunks: m.body.chunks.clone(),
-            sealed_by: m.sealed_by(),
+            keys: self.catalog.live().unwrap_or(0),
+            chunks: self.lock_index().held.len() as u64,
         }
     }
 }

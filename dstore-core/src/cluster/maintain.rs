@@ -232,6 +232,18 @@ enum Pushed {
     Failed,
 }
 
+/// Every key held, with its version, read on the blocking pool. `None` if the node is
+/// closing, or the catalog cannot be read (logged): the pass ends there.
+async fn held_keys(ctx: &Context) -> Option<Vec<crate::net::message::KeyState>> {
+    match ctx.with_store(|s| s.key_states()).await? {
+        Ok(keys) => Some(keys),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the keys held");
+            None
+        }
+    }
+}
+
 /// What a pass over held objects is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pass {
@@ -249,8 +261,9 @@ pub(crate) enum Pass {
 pub(crate) async fn hand_off(ctx: &Context, leave: bool) -> Option<u64> {
     let pass = Pass::HandOff { all: leave };
     let store = ctx.store().await?;
-    let (chunks, keys) = (store.chunk_ids(), store.key_states());
+    let chunks = store.chunk_ids();
     drop(store);
+    let keys = held_keys(ctx).await?;
     let c = &ctx.counters;
     c.drain_objects
         .store((chunks.len() + keys.len()) as u64, Ordering::Relaxed);
@@ -307,11 +320,9 @@ async fn repair_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
 
 /// One repair pass; false if the node is closing.
 async fn repair_pass(ctx: &Context, gc: &mut Collector, stop: &mut watch::Receiver<bool>) -> bool {
-    let Some(store) = ctx.store().await else {
+    let Some(keys) = held_keys(ctx).await else {
         return false;
     };
-    let keys = store.key_states();
-    drop(store);
     for batch in keys.chunks(MAX_BATCH) {
         if *stop.borrow() || repair_manifests(ctx, batch, Pass::Repair).await.is_none() {
             return false;
@@ -607,9 +618,10 @@ async fn scrub_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     if rate == 0 {
         return;
     }
+    let mut unrestored = Unrestored::default();
     loop {
         let started = Instant::now();
-        if !scrub_pass(&ctx, &mut stop).await {
+        if !scrub_pass(&ctx, &mut stop, &mut unrestored).await {
             return;
         }
         add(&ctx.counters.scrub_passes, 1);
@@ -623,13 +635,37 @@ async fn scrub_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Objects the scrubber set aside but could not yet restore (no other holder answered, say
+/// because the node has only just started and knows no members yet). Once set aside they are
+/// no longer held, so no later pass would list them: they are retried from here until a good
+/// copy comes or the retry list is full (repair, when on, finds them as well).
+#[derive(Default)]
+struct Unrestored {
+    chunks: HashSet<ChunkId>,
+    keys: HashSet<String>,
+}
+
+/// Bound on each retry list: past it, an object is left to repair.
+const MAX_UNRESTORED: usize = 4096;
+
 /// One scrub of everything held; false if the node is closing.
-async fn scrub_pass(ctx: &Context, stop: &mut watch::Receiver<bool>) -> bool {
+async fn scrub_pass(
+    ctx: &Context,
+    stop: &mut watch::Receiver<bool>,
+    unrestored: &mut Unrestored,
+) -> bool {
     let Some(store) = ctx.store().await else {
         return false;
     };
-    let (chunks, keys) = (store.chunk_ids(), store.key_states());
+    let mut chunks = store.chunk_ids();
     drop(store);
+    let retry_chunks: Vec<ChunkId> = unrestored.chunks.drain().collect();
+    chunks.extend(retry_chunks.iter().copied());
+    let Some(mut keys) = held_keys(ctx).await else {
+        return false;
+    };
+    let retry_keys: HashSet<String> = std::mem::take(&mut unrestored.keys);
+    keys.retain(|k| !retry_keys.contains(&k.key));
     for id in chunks {
         if *stop.borrow() {
             return false;
@@ -637,64 +673,89 @@ async fn scrub_pass(ctx: &Context, stop: &mut watch::Receiver<bool>) -> bool {
         let Some(store) = ctx.store().await else {
             return false;
         };
-        let s = store.clone();
-        let read = tokio::task::spawn_blocking(move || s.chunk(&id)).await;
-        add(&ctx.counters.scrub_objects, 1);
+        let read = if retry_chunks.contains(&id) && !store.may_hold_chunk(&id) {
+            Err(Error::Integrity("set aside by an earlier pass".into()))
+        } else {
+            let s = store.clone();
+            add(&ctx.counters.scrub_objects, 1);
+            match tokio::task::spawn_blocking(move || s.chunk(&id)).await {
+                Ok(read) => read,
+                Err(_) => continue,
+            }
+        };
         match read {
-            Ok(Ok(bytes)) => {
+            Ok(bytes) => {
                 add(&ctx.counters.scrub_bytes, bytes.len() as u64);
                 ctx.pace(bytes.len(), ctx.settings.scrub_rate).await;
             }
-            Ok(Err(Error::Integrity(why))) => {
-                add(&ctx.counters.scrub_bad, 1);
-                tracing::warn!(chunk = %id, why, "scrub found a bad chunk; fetching a good copy");
+            Err(Error::Integrity(why)) => {
+                if !retry_chunks.contains(&id) {
+                    add(&ctx.counters.scrub_bad, 1);
+                    tracing::warn!(chunk = %id, why, "scrub found a bad chunk; fetching a good copy");
+                }
+                let mut held = false;
                 if let Ok(good) = ctx.remote.get_chunk(&store, id).await {
                     let s = store.clone();
-                    let held = tokio::task::spawn_blocking(move || s.hold_chunk(id, &good)).await;
-                    if matches!(held, Ok(Ok(()))) {
-                        add(&ctx.counters.scrub_restored, 1);
-                    }
+                    let hold = tokio::task::spawn_blocking(move || s.hold_chunk(id, &good)).await;
+                    held = matches!(hold, Ok(Ok(())));
+                }
+                if held {
+                    add(&ctx.counters.scrub_restored, 1);
+                } else if unrestored.chunks.len() < MAX_UNRESTORED && store.is_referenced(&id) {
+                    unrestored.chunks.insert(id);
                 }
             }
             _ => {} // removed since listed, or an I/O error already logged
         }
     }
-    for state in keys {
+    let keys = keys
+        .into_iter()
+        .map(|k| (k.key, false))
+        .chain(retry_keys.into_iter().map(|k| (k, true)));
+    for (key, retried) in keys {
         if *stop.borrow() {
             return false;
         }
         let Some(store) = ctx.store().await else {
             return false;
         };
-        let (s, key) = (store.clone(), state.key.clone());
-        let read = tokio::task::spawn_blocking(move || s.manifest(&key)).await;
-        add(&ctx.counters.scrub_objects, 1);
-        if let Ok(Ok(m)) = &read {
-            // An inline value's bytes are read and checked with its manifest.
-            let inline = m.inline.as_ref().map_or(0, Vec::len);
-            add(&ctx.counters.scrub_bytes, inline as u64);
-            ctx.pace(inline, ctx.settings.scrub_rate).await;
-        }
-        if let Ok(Err(Error::Integrity(why))) = read {
-            add(&ctx.counters.scrub_bad, 1);
-            tracing::warn!(
-                key = state.key,
-                why,
-                "scrub found a bad manifest; fetching a good copy"
-            );
-            // The bad copy is set aside: the read asks other owners, and read repair sends
-            // the newest back here; adopting it as well covers a non-owner.
-            if let Ok(Some(good)) = ctx
-                .remote
-                .get_manifest(&store, &state.key, &Remote::any)
-                .await
-            {
-                let s = store.clone();
-                let _ = tokio::task::spawn_blocking(move || s.adopt(&good)).await;
-                if store.version_of(&state.key).is_some() {
+        let read = if retried && store.version_of(&key).is_none() {
+            Err(Error::Integrity("set aside by an earlier pass".into()))
+        } else {
+            let (s, k) = (store.clone(), key.clone());
+            add(&ctx.counters.scrub_objects, 1);
+            match tokio::task::spawn_blocking(move || s.manifest(&k)).await {
+                Ok(read) => read,
+                Err(_) => continue,
+            }
+        };
+        match read {
+            Ok(m) => {
+                // An inline value's bytes are read and checked with its manifest.
+                let inline = m.inline.as_ref().map_or(0, Vec::len);
+                add(&ctx.counters.scrub_bytes, inline as u64);
+                ctx.pace(inline, ctx.settings.scrub_rate).await;
+            }
+            Err(Error::Integrity(why)) => {
+                if !retried {
+                    add(&ctx.counters.scrub_bad, 1);
+                    tracing::warn!(key, why, "scrub found a bad manifest; fetching a good copy");
+                }
+                // The bad copy is set aside: the read asks other owners, and read repair sends
+                // the newest back here; adopting it as well covers a non-owner.
+                let found = ctx.remote.get_manifest(&store, &key, &Remote::any).await;
+                if let Ok(Some(good)) = &found {
+                    let (s, good) = (store.clone(), good.clone());
+                    let _ = tokio::task::spawn_blocking(move || s.adopt(&good)).await;
+                }
+                if store.version_of(&key).is_some() {
                     add(&ctx.counters.scrub_restored, 1);
+                } else if found.is_err() && unrestored.keys.len() < MAX_UNRESTORED {
+                    // No answer yet; an answer that no one holds the key ends the retries.
+                    unrestored.keys.insert(key);
                 }
             }
+            _ => {}
         }
     }
     true

@@ -534,7 +534,13 @@ impl Remote {
                     "listing keys: no end after {MAX_LIST_ROUNDS} pages"
                 )));
             }
-            let mut pages = vec![store.key_page(prefix, &cursor, page)];
+            let mine = {
+                let (store, p, c) = (store.clone(), prefix.to_owned(), cursor.clone());
+                tokio::task::spawn_blocking(move || store.key_page(&p, &c, page))
+                    .await
+                    .map_err(|_| Error::Closed)??
+            };
+            let mut pages = vec![mine];
             let mut failed: Vec<String> = Vec::new();
             let unreachable = self.cluster.unreachable();
             if unreachable > 0 {

@@ -165,7 +165,10 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
             prefix,
             start_after,
             limit,
-        } => Response::Keys(store.key_page(&prefix, &start_after, (limit as usize).min(MAX_PAGE))),
+        } => match store.key_page(&prefix, &start_after, (limit as usize).min(MAX_PAGE)) {
+            Ok(page) => Response::Keys(page),
+            Err(e) => from_error(e),
+        },
         Request::Versions { keys } if keys.len() <= MAX_BATCH => {
             Response::Versions(keys.iter().map(|k| store.version_of(k)).collect())
         }

@@ -78,6 +78,30 @@ pub fn flip_byte(file: &Path, at: usize) {
     std::fs::write(file, bytes).unwrap();
 }
 
+/// Flips byte `at` (counted from its start) of every copy of `key`'s manifest in the catalog
+/// of the root at `root` (the live one and any stale copy in a freed page), as rot on disk
+/// would. Returns how many copies it found. The node must be closed: an open catalog serves
+/// pages from its cache. A stored manifest starts with the disk format's byte, the key's
+/// length (one byte below 251) and the key.
+pub fn flip_in_catalog(root: &Path, key: &str, at: usize) -> usize {
+    assert!(key.len() < 251, "a short key, so its length is one byte");
+    let file = root.join("catalog.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mut start = vec![dstore_core::codec::DISK_FORMAT, key.len() as u8];
+    start.extend_from_slice(key.as_bytes());
+    let found: Vec<usize> = bytes
+        .windows(start.len())
+        .enumerate()
+        .filter(|(_, w)| *w == start.as_slice())
+        .map(|(i, _)| i)
+        .collect();
+    for i in &found {
+        bytes[i + at] ^= 0x40;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    found.len()
+}
+
 /// Waits up to 20 s for `cond`; a liveness bound, not a performance claim.
 pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
     for _ in 0..200 {
