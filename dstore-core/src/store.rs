@@ -176,6 +176,9 @@ impl Store {
             _lock: lock,
         };
         store.recover()?;
+        if let Err(e) = store.catalog.compact_if_sparse() {
+            tracing::warn!(error = %e, "could not compact the catalog");
+        }
         let journal_path = root.join("journal");
         store.journal = Some(
             Journal::open(&journal_path, root)
@@ -817,6 +820,12 @@ impl Store {
         }
         self.catalog.lower_newest(within)?;
         Ok(within)
+    }
+
+    /// Gives the catalog's free pages back to the file system if most of it is free; the
+    /// bytes given back. Other calls wait while it runs (see `Catalog::compact_if_sparse`).
+    pub fn compact_catalog(&self) -> Result<u64> {
+        self.catalog.compact_if_sparse()
     }
 
     pub fn stats(&self) -> StoreStats {

@@ -625,6 +625,10 @@ async fn scrub_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
             return;
         }
         add(&ctx.counters.scrub_passes, 1);
+        // Space freed by deletes and collection goes back to the file system between passes.
+        if let Some(Err(e)) = ctx.with_store(|s| s.compact_catalog()).await {
+            tracing::warn!(error = %e, "could not compact the catalog");
+        }
         let wait = ctx
             .settings
             .scrub_interval
