@@ -9,8 +9,8 @@
 //!   listing page is one range read, and nothing of the keys is kept in memory;
 //! - `chunk_refs`: chunk id → how many manifests here name it, kept in the same transaction
 //!   as the manifests, so opening a root counts nothing;
-//! - `meta`: the number of live keys, and the newest version time held (the clock starts
-//!   after it).
+//! - `meta`: the number of live keys, the newest version time held (the clock starts
+//!   after it), and the bytes of keys and values in the tables (for compaction).
 //!
 //! Group commit: writers queue their operations; one of them (the leader) applies the whole
 //! queue in one write transaction and one fsync, while the next queue fills. So concurrent
@@ -38,6 +38,10 @@ const REFS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_refs")
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LIVE: &str = "live keys";
 const NEWEST: &str = "newest version time";
+/// Bytes of keys and values in the tables: what a packed file would hold (see compaction).
+const DATA: &str = "data bytes";
+/// A row of `chunk_refs`: the id and the count.
+const REF_ROW: u64 = 32 + 4;
 
 /// Memory the database may use for pages read and written; the rest comes from the file
 /// system's cache. Bounds the node's memory whatever the number of keys.
@@ -134,8 +138,11 @@ const REOPEN_PAUSE: Duration = Duration::from_secs(1);
 /// such pages nor gives file space back on its own: after 90% of 100,000 values of 1 KB were
 /// deleted, 40 MB of data sat in 285 MB of file, and `Database::compact` (which moves pages
 /// but does not repack them) got it to 193 MB. So the catalog is rewritten into a new file in
-/// key order (packed pages) once more than half of the file, and at least this much, is not
-/// data.
+/// key order (packed pages) once the file is more than `COMPACT_FACTOR` times its data (the
+/// `DATA` count, kept by every commit: measuring the file walks all of it) and at least
+/// `COMPACT_MIN_WASTE` larger. A file written in key order is about 1.7 times its data, one
+/// written at random about 2.
+const COMPACT_FACTOR: u64 = 3;
 const COMPACT_MIN_WASTE: u64 = 8 << 20;
 /// Entries copied per transaction while rewriting, so the rewrite's memory stays bounded.
 const REWRITE_BATCH: usize = 4096;
@@ -391,6 +398,23 @@ fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(())
 }
 
+/// The bytes of keys and values in the tables, counted once for a catalog that has no count
+/// yet; later commits keep the count.
+fn measure<T: ReadableTable<&'static str, &'static [u8]>>(
+    manifests: &T,
+    entries: &T,
+    refs: &impl ReadableTable<&'static [u8; 32], u32>,
+) -> std::result::Result<u64, redb::Error> {
+    let mut data = REF_ROW * refs.len()?;
+    for table in [manifests, entries] {
+        for row in table.iter()? {
+            let (k, v) = row?;
+            data += (k.value().len() + v.value().len()) as u64;
+        }
+    }
+    Ok(data)
+}
+
 fn commit_batch(db: &Database, ops: Vec<Op>) -> std::result::Result<Vec<Outcome>, redb::Error> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(ops.len());
@@ -401,6 +425,13 @@ fn commit_batch(db: &Database, ops: Vec<Op>) -> std::result::Result<Vec<Outcome>
         let mut meta = txn.open_table(META)?;
         let mut live = meta.get(LIVE)?.map_or(0, |v| v.value());
         let mut newest = meta.get(NEWEST)?.map_or(0, |v| v.value());
+        let mut data = match meta.get(DATA)?.map(|v| v.value()) {
+            Some(n) => n,
+            None => measure(&manifests, &entries, &refs)?,
+        };
+        let row = |key: &str, value: Option<redb::AccessGuard<&[u8]>>| {
+            value.map_or(0, |v| (key.len() + v.value().len()) as u64)
+        };
         for op in ops {
             let (key, version) = match &op {
                 Op::Put { manifest, .. } => (manifest.body.key.clone(), None),
@@ -438,29 +469,35 @@ fn commit_batch(db: &Database, ops: Vec<Op>) -> std::result::Result<Vec<Outcome>
                         }
                     }
                     let entry = Entry::of(&manifest);
-                    manifests.insert(key.as_str(), manifest.to_bytes().as_slice())?;
-                    entries.insert(key.as_str(), entry.to_bytes().as_slice())?;
+                    let (m, e) = (manifest.to_bytes(), entry.to_bytes());
+                    data += (2 * key.len() + m.len() + e.len()) as u64;
+                    let old = row(&key, manifests.insert(key.as_str(), m.as_slice())?)
+                        + row(&key, entries.insert(key.as_str(), e.as_slice())?);
+                    data = data.saturating_sub(old);
                     for c in &entry.chunks {
                         let n = refs.get(&c.0)?.map_or(0, |v| v.value());
                         refs.insert(&c.0, n.saturating_add(1))?;
+                        data += REF_ROW * u64::from(n == 0);
                     }
                     let was_live = held.as_ref().is_some_and(|e| !e.deleted);
                     live = live + u64::from(!entry.deleted) - u64::from(was_live);
                     newest = newest.max(entry.version.time);
                     let old = held.map(|e| e.chunks).unwrap_or_default();
-                    Ok(Some(release(&mut refs, &old)?))
+                    Ok(Some(release(&mut refs, &old, &mut data)?))
                 }
                 Op::Remove { .. } => match held {
                     Some(e) if version.is_none_or(|v| v == e.version) => {
-                        manifests.remove(key.as_str())?;
-                        entries.remove(key.as_str())?;
+                        let old = row(&key, manifests.remove(key.as_str())?)
+                            + row(&key, entries.remove(key.as_str())?);
+                        data = data.saturating_sub(old);
                         live -= u64::from(!e.deleted).min(live);
-                        Ok(Some(release(&mut refs, &e.chunks)?))
+                        Ok(Some(release(&mut refs, &e.chunks, &mut data)?))
                     }
                     None if version.is_none() => {
                         // A corrupt entry (or none): the manifest goes too.
-                        manifests.remove(key.as_str())?;
-                        entries.remove(key.as_str())?;
+                        let old = row(&key, manifests.remove(key.as_str())?)
+                            + row(&key, entries.remove(key.as_str())?);
+                        data = data.saturating_sub(old);
                         Ok(Some(Vec::new()))
                     }
                     _ => Ok(None),
@@ -470,6 +507,7 @@ fn commit_batch(db: &Database, ops: Vec<Op>) -> std::result::Result<Vec<Outcome>
         }
         meta.insert(LIVE, live)?;
         meta.insert(NEWEST, newest)?;
+        meta.insert(DATA, data)?;
     }
     txn.commit()?;
     Ok(outcomes)
@@ -483,14 +521,8 @@ impl Catalog {
     pub fn compact_if_sparse(&self) -> Result<u64> {
         let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
         let before = size(&self.path);
-        let data = self.with_db("measuring", |db| {
-            let txn = db.begin_write()?;
-            let stats = txn.stats()?;
-            txn.abort()?;
-            Ok(stats.stored_bytes() + stats.metadata_bytes())
-        })?;
-        let waste = before.saturating_sub(data);
-        if waste < COMPACT_MIN_WASTE || waste * 2 < before {
+        let data = self.meta_if_any(DATA)?;
+        if data.is_none_or(|data| before < COMPACT_FACTOR * data + COMPACT_MIN_WASTE) {
             return Ok(0);
         }
         let started = Instant::now();
@@ -581,9 +613,13 @@ impl Catalog {
     }
 
     fn meta(&self, name: &str) -> Result<u64> {
+        Ok(self.meta_if_any(name)?.unwrap_or(0))
+    }
+
+    fn meta_if_any(&self, name: &str) -> Result<Option<u64>> {
         self.read("reading counts", |txn| {
             let t = txn.open_table(META)?;
-            Ok(t.get(name)?.map_or(0, |v| v.value()))
+            Ok(t.get(name)?.map(|v| v.value()))
         })
     }
 
@@ -627,6 +663,7 @@ impl Catalog {
 fn release(
     refs: &mut redb::Table<&[u8; 32], u32>,
     chunks: &[ChunkId],
+    data: &mut u64,
 ) -> std::result::Result<Vec<ChunkId>, redb::Error> {
     let mut zero = Vec::new();
     for c in chunks {
@@ -635,6 +672,7 @@ fn release(
             refs.remove(&c.0)?;
             if n == 1 {
                 zero.push(*c);
+                *data = data.saturating_sub(REF_ROW);
             }
         } else {
             refs.insert(&c.0, n - 1)?;
