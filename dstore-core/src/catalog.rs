@@ -19,6 +19,7 @@
 //! All methods block on disk I/O; the store calls them from the blocking pool.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,9 @@ pub(crate) struct Catalog {
     db: RwLock<Option<Database>>,
     /// When the last reopening failed: the next waits `REOPEN_PAUSE`.
     failed_at: Mutex<Option<Instant>>,
+    /// The `LIVE` count as last committed, so `live` (what `Node::stats` reports, which
+    /// never waits) does not wait behind a compaction.
+    live: AtomicU64,
     queue: Mutex<Queue>,
     done: Condvar,
 }
@@ -229,13 +233,17 @@ impl Catalog {
     pub fn open(path: &Path) -> Result<Self> {
         // Left by a rewrite that a crash cut short (see `compact_if_sparse`).
         let _ = std::fs::remove_file(path.with_extension("redb.new"));
-        Ok(Self {
+        let catalog = Self {
             db: RwLock::new(Some(unpanicked("opening", || open_db(path))?)),
             path: path.to_owned(),
             failed_at: Mutex::new(None),
+            live: AtomicU64::new(0),
             queue: Mutex::new(Queue::default()),
             done: Condvar::new(),
-        })
+        };
+        // A reopening after an I/O error goes back to the last commit, whose count this is.
+        catalog.live.store(catalog.meta(LIVE)?, Ordering::Relaxed);
+        Ok(catalog)
     }
 
     /// Runs `f` on the database, reopening it first if an I/O error closed it; an I/O error
@@ -356,7 +364,9 @@ impl Catalog {
 
     /// One write transaction for a batch of ops.
     fn commit(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        self.with_db("writing", |db| commit_batch(db, ops))
+        let (outcomes, live) = self.with_db("writing", |db| commit_batch(db, ops))?;
+        self.live.store(live, Ordering::Relaxed);
+        Ok(outcomes)
     }
 }
 
@@ -415,10 +425,14 @@ fn measure<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok(data)
 }
 
-fn commit_batch(db: &Database, ops: Vec<Op>) -> std::result::Result<Vec<Outcome>, redb::Error> {
+/// The outcome of each op, and the live keys after them.
+fn commit_batch(
+    db: &Database,
+    ops: Vec<Op>,
+) -> std::result::Result<(Vec<Outcome>, u64), redb::Error> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(ops.len());
-    {
+    let live = {
         let mut manifests = txn.open_table(MANIFESTS)?;
         let mut entries = txn.open_table(ENTRIES)?;
         let mut refs = txn.open_table(REFS)?;
@@ -508,9 +522,10 @@ fn commit_batch(db: &Database, ops: Vec<Op>) -> std::result::Result<Vec<Outcome>
         meta.insert(LIVE, live)?;
         meta.insert(NEWEST, newest)?;
         meta.insert(DATA, data)?;
-    }
+        live
+    };
     txn.commit()?;
-    Ok(outcomes)
+    Ok((outcomes, live))
 }
 
 impl Catalog {
@@ -593,9 +608,9 @@ impl Catalog {
         })
     }
 
-    /// Live keys held (tombstones not counted).
-    pub fn live(&self) -> Result<u64> {
-        self.meta(LIVE)
+    /// Live keys held (tombstones not counted), as of the last commit.
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// The newest version time held.

@@ -956,7 +956,8 @@ impl Node {
             return Err(e);
         }
 
-        if let Some(held) = store.version_of(key) {
+        let (s, k) = (store.clone(), key.to_owned());
+        if let Some(held) = blocking(move || Ok(s.version_of(&k))).await? {
             // Never let a clock that went backwards lose this write to an older one.
             self.inner.clock.observe(held.time);
         }

@@ -822,15 +822,15 @@ impl Store {
         Ok(within)
     }
 
-    /// Gives the catalog's free pages back to the file system if most of it is free; the
-    /// bytes given back. Other calls wait while it runs (see `Catalog::compact_if_sparse`).
+    /// Rewrites the catalog if most of its file is waste; the bytes given back to the file
+    /// system. Other catalog calls wait while it runs (see `Catalog::compact_if_sparse`).
     pub fn compact_catalog(&self) -> Result<u64> {
         self.catalog.compact_if_sparse()
     }
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            keys: self.catalog.live().unwrap_or(0),
+            keys: self.catalog.live(),
             chunks: self.lock_index().held.len() as u64,
         }
     }

@@ -680,12 +680,11 @@ async fn scrub_pass(
         let read = if retry_chunks.contains(&id) && !store.may_hold_chunk(&id) {
             Err(Error::Integrity("set aside by an earlier pass".into()))
         } else {
-            let s = store.clone();
             add(&ctx.counters.scrub_objects, 1);
-            match tokio::task::spawn_blocking(move || s.chunk(&id)).await {
-                Ok(read) => read,
-                Err(_) => continue,
-            }
+            let Some(read) = ctx.with_store(move |s| s.chunk(&id)).await else {
+                continue;
+            };
+            read
         };
         match read {
             Ok(bytes) => {
@@ -699,13 +698,14 @@ async fn scrub_pass(
                 }
                 let mut held = false;
                 if let Ok(good) = ctx.remote.get_chunk(&store, id).await {
-                    let s = store.clone();
-                    let hold = tokio::task::spawn_blocking(move || s.hold_chunk(id, &good)).await;
-                    held = matches!(hold, Ok(Ok(())));
+                    let hold = ctx.with_store(move |s| s.hold_chunk(id, &good)).await;
+                    held = matches!(hold, Some(Ok(())));
                 }
                 if held {
                     add(&ctx.counters.scrub_restored, 1);
-                } else if unrestored.chunks.len() < MAX_UNRESTORED && store.is_referenced(&id) {
+                } else if unrestored.chunks.len() < MAX_UNRESTORED
+                    && ctx.with_store(move |s| s.is_referenced(&id)).await == Some(true)
+                {
                     unrestored.chunks.insert(id);
                 }
             }
@@ -723,15 +723,19 @@ async fn scrub_pass(
         let Some(store) = ctx.store().await else {
             return false;
         };
-        let read = if retried && store.version_of(&key).is_none() {
+        let held = |key: &String| {
+            let key = key.clone();
+            ctx.with_store(move |s| s.version_of(&key).is_some())
+        };
+        let read = if retried && held(&key).await == Some(false) {
             Err(Error::Integrity("set aside by an earlier pass".into()))
         } else {
-            let (s, k) = (store.clone(), key.clone());
             add(&ctx.counters.scrub_objects, 1);
-            match tokio::task::spawn_blocking(move || s.manifest(&k)).await {
-                Ok(read) => read,
-                Err(_) => continue,
-            }
+            let k = key.clone();
+            let Some(read) = ctx.with_store(move |s| s.manifest(&k)).await else {
+                continue;
+            };
+            read
         };
         match read {
             Ok(m) => {
@@ -749,10 +753,10 @@ async fn scrub_pass(
                 // the newest back here; adopting it as well covers a non-owner.
                 let found = ctx.remote.get_manifest(&store, &key, &Remote::any).await;
                 if let Ok(Some(good)) = &found {
-                    let (s, good) = (store.clone(), good.clone());
-                    let _ = tokio::task::spawn_blocking(move || s.adopt(&good)).await;
+                    let good = good.clone();
+                    let _ = ctx.with_store(move |s| s.adopt(&good)).await;
                 }
-                if store.version_of(&key).is_some() {
+                if held(&key).await == Some(true) {
                     add(&ctx.counters.scrub_restored, 1);
                 } else if found.is_err() && unrestored.keys.len() < MAX_UNRESTORED {
                     // No answer yet; an answer that no one holds the key ends the retries.
