@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{files_under, flip_byte, flip_in_catalog, interesting_sizes, open, pattern};
+use common::{
+    copy_tree, files_under, flip_byte, flip_in_catalog, interesting_sizes, open, pattern,
+};
 use dstore_core::{Config, Error, Node, StoreOptions};
 
 const CHUNK: usize = 4096;
@@ -510,17 +512,6 @@ async fn an_unreadable_manifest_is_set_aside_and_the_node_opens() {
 /// `manifests/` is gone, and the root opens again as it is now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_of_the_layout_before_the_catalog_is_migrated() {
-    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let dest = to.join(entry.file_name());
-            if entry.path().is_dir() {
-                copy_tree(&entry.path(), &dest);
-            } else {
-                std::fs::copy(entry.path(), dest).unwrap();
-            }
-        }
-    }
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("data")
@@ -579,11 +570,9 @@ fn a_rotten_catalog_gives_errors_not_panics() {
     let root = work.path().join("root");
     for at in (0..catalog.len()).filter(|&i| catalog[i] != 0).step_by(200) {
         let _ = std::fs::remove_dir_all(&root);
-        let copied = std::process::Command::new("cp")
-            .args(["-a".as_ref(), template.path().as_os_str(), root.as_os_str()])
-            .status()
-            .unwrap();
-        assert!(copied.success());
+        // Copied in this process: a child forked while another test drops a node would hold
+        // that root's lock (flock) until it execs, and the test's reopen would find it locked.
+        copy_tree(template.path(), &root);
         let mut rotten = catalog.clone();
         rotten[at] ^= 0x5a;
         std::fs::write(root.join("catalog.redb"), &rotten).unwrap();
