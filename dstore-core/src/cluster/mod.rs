@@ -35,6 +35,11 @@ use placement::Candidate;
 /// How often members are pinged (and missing connections redialled).
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// The write buffer of a connection's socket: small frames sent in a batch (see `Conn`) cost
+/// one system call, not two each; larger frames pass straight through. (A read buffer was
+/// tried too: it halved plain 256 MiB gets at 3 replicas, 975 to 589 MB/s, for no clear
+/// gain on small ones.)
+const SOCKET_BUFFER: usize = 64 << 10;
 
 /// How this process takes part in the cluster.
 #[derive(Clone, Debug, Default)]
@@ -358,7 +363,7 @@ impl Cluster {
         let (r, w) = stream.into_split();
         let session = handshake(
             r,
-            BufWriter::new(w),
+            BufWriter::with_capacity(SOCKET_BUFFER, w),
             &self.key,
             &self.identity,
             self.role.clone(),
@@ -683,7 +688,7 @@ async fn accept_loop(
                 let (r, w) = stream.into_split();
                 handshake(
                     r,
-                    BufWriter::new(w),
+                    BufWriter::with_capacity(SOCKET_BUFFER, w),
                     &c.key,
                     &c.identity,
                     c.role.clone(),

@@ -315,16 +315,21 @@ impl Remote {
                 match joined {
                     Ok((who, Ok(found))) => {
                         answers.push((who, found.as_ref().map(|m| m.body.version)));
-                        if let Some(m) = found {
+                        // Only a version newer than the newest trusted one can be the
+                        // answer, so only its seal is checked (a signature check costs more
+                        // than the rest of a small read; owners in step agree on one version).
+                        let newer = |m: &Manifest| {
+                            newest
+                                .as_ref()
+                                .is_none_or(|n| m.body.version > n.body.version)
+                        };
+                        if let Some(m) = found.filter(newer) {
                             if let Err(e) = trusted(&m) {
                                 let v = m.body.version;
                                 if refused_newest.as_ref().is_none_or(|(held, _)| v > *held) {
                                     refused_newest = Some((v, e));
                                 }
-                            } else if newest
-                                .as_ref()
-                                .is_none_or(|n| m.body.version > n.body.version)
-                            {
+                            } else {
                                 newest = Some(m);
                             }
                         }

@@ -48,8 +48,11 @@ const SEND_QUEUE: usize = 64;
 pub const BUDGET: usize = 64 << 20;
 /// Bytes of requests, and of answers, all connections of this process may hold.
 pub const NODE_BUDGET: usize = 512 << 20;
-/// How long writing one frame may take: a peer that reads nothing for this long is dropped.
+/// How long writing one frame (with those queued behind it) may take: a peer that reads
+/// nothing for this long is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Frames queued behind one being sent join it, up to this many bytes, before a flush.
+const COALESCE_BYTES: usize = 256 << 10;
 
 static NODE_REQUESTS: Semaphore = Semaphore::const_new(NODE_BUDGET);
 static NODE_ANSWERS: Semaphore = Semaphore::const_new(NODE_BUDGET);
@@ -182,15 +185,33 @@ impl Conn {
         let who = peer.node;
         let (writer_stop, mut stopped) = (stop.clone(), stop.subscribe());
         tokio::spawn(async move {
+            let mut held = Vec::new();
             loop {
-                let (frame, _held) = tokio::select! {
+                let first = tokio::select! {
                     f = rx.recv() => match f {
                         Some(f) => f,
                         None => break,
                     },
                     _ = stopped.wait_for(|s| *s) => break,
                 };
-                match tokio::time::timeout(WRITE_TIMEOUT, writer.send(frame)).await {
+                // Every frame already queued goes out with this one, in one flush: under
+                // load, many small answers share a system call and a segment.
+                let sent = async {
+                    let mut next = Some(first);
+                    let mut bytes = 0;
+                    while let Some((frame, budget)) = next.take() {
+                        bytes += frame.len();
+                        writer.queue(frame).await?;
+                        held.push(budget);
+                        if bytes < COALESCE_BYTES {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    writer.flush().await
+                };
+                let outcome = tokio::time::timeout(WRITE_TIMEOUT, sent).await;
+                held.clear(); // the budgets of the frames sent (or dropped with the connection)
+                match outcome {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::debug!(peer = %who, error = %e, "connection closed while sending");

@@ -18,6 +18,14 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Writes one frame and flushes. Give it a buffered writer, so that a small frame's header and
 /// body leave in one segment.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> Result<(), NetError> {
+    queue_frame(w, body).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Writes one frame without flushing: frames queued together leave in as few segments (and
+/// system calls) as the buffer allows, once the caller flushes.
+pub async fn queue_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> Result<(), NetError> {
     let len = u32::try_from(body.len())
         .ok()
         .filter(|n| *n as usize <= MAX_FRAME)
@@ -26,7 +34,6 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> Resul
         })?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(body).await?;
-    w.flush().await?;
     Ok(())
 }
 
@@ -49,8 +56,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             "frame of {len} bytes exceeds the limit of {max}"
         )));
     }
-    let mut body = vec![0u8; len];
-    tokio::time::timeout(BODY_TIMEOUT, r.read_exact(&mut body))
+    // Read into spare capacity, never zeroed first (a chunk's frame is megabytes).
+    let mut body = Vec::with_capacity(len);
+    let filled = tokio::time::timeout(BODY_TIMEOUT, async {
+        while body.len() < len {
+            let rest = (len - body.len()) as u64;
+            if (&mut *r).take(rest).read_buf(&mut body).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+        }
+        Ok(())
+    });
+    filled
         .await
         .map_err(|_| NetError::Timeout("reading a frame body"))??;
     Ok(body)

@@ -28,9 +28,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{read_frame, write_frame, MAX_FRAME};
+use super::frame::{queue_frame, read_frame, write_frame, MAX_FRAME};
 use super::NetError;
 use crate::codec;
 use crate::crypto::{self, ClusterKey, Ephemeral, FrameKey, Identity};
@@ -100,9 +100,20 @@ pub struct SealedWriter<W> {
 impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// Seals `body` in place (see `FrameKey::seal_in_place`) and sends it.
     pub async fn send(&mut self, body: Vec<u8>) -> Result<(), NetError> {
+        self.queue(body).await?;
+        self.flush().await
+    }
+
+    /// Seals `body` and writes it to the buffer; it leaves with the next `flush` (or sooner,
+    /// once the buffer is full).
+    pub async fn queue(&mut self, body: Vec<u8>) -> Result<(), NetError> {
         let sealed = self.key.seal_in_place(self.seq, body);
         self.seq += 1;
-        write_frame(&mut self.inner, &sealed).await
+        queue_frame(&mut self.inner, &sealed).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), NetError> {
+        Ok(self.inner.flush().await?)
     }
 }
 
