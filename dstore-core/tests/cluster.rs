@@ -650,3 +650,92 @@ async fn many_concurrent_callers_share_a_connection_without_busy_refusals() {
         n.close().await.unwrap();
     }
 }
+
+/// Issue 10: 100,000 keys across a cluster (3 embedded members, each key on one of them, so
+/// every page merges all three; and a client), written through all four, list back through the client in pages of 1,000 from the
+/// ordered key index: each page in byte order and continuing where the last ended, together
+/// every live key under the prefix once, none of its neighbours, no deleted key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_keys_list_in_pages_in_key_order() {
+    const KEYS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let mut c = config(&dir.path().join("n0"), &[]);
+        c.replicas = 1;
+        Node::open(c).await.unwrap()
+    };
+    let mut nodes = vec![first.clone()];
+    for i in 1..3 {
+        let mut c = config(&dir.path().join(format!("n{i}")), &[first.addr().unwrap()]);
+        c.replicas = 1;
+        nodes.push(Node::open(c).await.unwrap());
+    }
+    let mut c = client_config(&dir.path().join("client"), &first);
+    c.replicas = 1;
+    let client = Node::open(c).await.unwrap();
+    eventually("membership", || {
+        nodes.iter().all(|n| n.peers().len() == 2) && client.peers().len() == 3
+    })
+    .await;
+    // Written in an order unrelated to key order, by 64 callers over the four nodes.
+    let key = |i: usize| format!("p/{:06}", (i * 7919) % KEYS);
+    let writers: Vec<Node> = nodes.iter().cloned().chain([client.clone()]).collect();
+    let mut writes = tokio::task::JoinSet::new();
+    for w in 0..64 {
+        let node = writers[w % writers.len()].clone();
+        writes.spawn(async move {
+            for i in (w..KEYS).step_by(64) {
+                node.store(&key(i), b"v", ENC).await.unwrap();
+            }
+        });
+    }
+    while let Some(w) = writes.join_next().await {
+        w.unwrap();
+    }
+    for neighbour in ["p", "p.", "o/1", "q/0", "p0"] {
+        client.store(neighbour, b"n", ENC).await.unwrap();
+    }
+    let deleted: Vec<String> = [0, 1, 4_999, 50_000, KEYS - 1]
+        .iter()
+        .map(|i| format!("p/{i:06}"))
+        .collect();
+    for k in &deleted {
+        nodes[1].delete(k).await.unwrap();
+    }
+    let expected: Vec<String> = (0..KEYS)
+        .map(|i| format!("p/{i:06}"))
+        .filter(|k| !deleted.contains(k))
+        .collect();
+
+    let (mut listed, mut after, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = client.list("p/", &after, 1000).await.unwrap();
+        pages += 1;
+        assert!(page.len() <= 1000);
+        assert!(
+            page.windows(2).all(|w| w[0] < w[1]),
+            "page {pages} in order"
+        );
+        assert!(
+            page.first().is_none_or(|k| *k > after),
+            "page {pages} continues"
+        );
+        match page.last() {
+            Some(last) => after = last.clone(),
+            None => break,
+        }
+        let full = page.len() == 1000;
+        listed.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert_eq!(listed.len(), expected.len());
+    assert!(listed == expected, "every live key once, in order");
+    assert!(pages >= expected.len() / 1000);
+    assert_eq!(nodes[2].keys("p/").await.unwrap(), expected);
+    client.close().await.unwrap();
+    for n in nodes {
+        let _ = n.close().await;
+    }
+}
