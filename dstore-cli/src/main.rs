@@ -174,8 +174,8 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives each thread that allocates under contention an arena of its own, up to 8 per
-/// core, and freed chunk buffers stay in them: node RSS in the cluster bench (3 replicas)
-/// was 75 to 89 MiB with the default, 52 to 62 MiB with two arenas, at the same throughput.
+/// core, and freed chunk buffers stay in them: node RSS in the cluster bench (3 replicas,
+/// 256 MiB values) was 72 to 94 MiB with the default, 51 to 62 MiB with two (README).
 /// Called before any thread starts; `MALLOC_ARENA_MAX` in the environment still decides.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
