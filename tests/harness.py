@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import pytest
 
@@ -364,6 +364,45 @@ def flip(files: Iterable[Path]) -> None:
             byte = fh.read(1)
             fh.seek(size // 2)
             fh.write(bytes([byte[0] ^ 0x5A]))
+
+
+class ChunkCopy(NamedTuple):
+    """One stored copy of a chunk: a file under chunks/, or a record in a segment file under
+    segments/ (parsed here from the record format in DESIGN.md, independently of the core:
+    `len: u32 LE` of kind, id and payload | kind | id (32) | payload | checksum (32)). Dead
+    records, left by deletes until compaction, are listed too."""
+
+    path: Path
+    offset: int
+    length: int
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return f.read(self.length)
+
+    def flip(self, at: int) -> None:
+        """Bit rot: byte `at` (modulo the length) of this copy changes."""
+        with open(self.path, "r+b") as f:
+            f.seek(self.offset + at % self.length)
+            byte = f.read(1)
+            f.seek(self.offset + at % self.length)
+            f.write(bytes([byte[0] ^ 0x5A]))
+
+
+def chunk_copies(root: Path) -> list[ChunkCopy]:
+    """Every chunk copy under a root: chunk files, then segment records in order."""
+    out = [ChunkCopy(f, 0, f.stat().st_size) for f in sorted((root / "chunks").rglob("*")) if f.is_file()]
+    for seg in sorted((root / "segments").glob("*.seg")):
+        data = seg.read_bytes()
+        at = 0
+        while at + 4 + 33 + 32 <= len(data):
+            n = int.from_bytes(data[at : at + 4], "little")
+            if n < 33 or at + 4 + n + 32 > len(data):
+                break
+            out.append(ChunkCopy(seg, at + 4 + 33, n - 33))
+            at += 4 + n + 32
+    return out
 
 
 def tree_bytes(root: Path, *dirs: str) -> int:

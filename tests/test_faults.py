@@ -253,7 +253,7 @@ def test_permanent_loss_with_replicas_2(cluster: Cluster, tmp_path: Path, writer
     assert held_keys == 2 * len(values)
 
     victim = rng.randrange(4)
-    lost_bytes = tree_bytes(cluster.root(victim), "chunks") + (cluster.root(victim) / "catalog.redb").stat().st_size
+    lost_bytes = tree_bytes(cluster.root(victim), "chunks", "segments") + (cluster.root(victim) / "catalog.redb").stat().st_size
     pushed_before = sum(s["repair"]["bytes_pushed"] for a, s in base.items() if a != addrs[victim])
     # A client that has been watching all along (a fresh one would never see the lost member
     # answer, and leave it out at once) tells when the loss is detected: after 3 s of silence.

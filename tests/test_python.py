@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import dstore
-from harness import flip_in_catalog
+from harness import chunk_copies, flip_in_catalog
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -40,10 +40,6 @@ KEY_B = bytes(range(1, 33))
 def payload(size: int, seed: int = 0) -> bytes:
     """Deterministic, incompressible bytes."""
     return random.Random(f"{size}-{seed}").getrandbits(8 * size).to_bytes(size, "little")
-
-
-def chunk_files(root: Path):
-    return sorted(p for p in (root / "chunks").rglob("*") if p.is_file())
 
 
 
@@ -174,19 +170,19 @@ def test_encrypt_is_positional_too(node):
 
 
 def test_encrypted_values_leave_no_plaintext_on_disk(node, root):
-    """Nowhere in the root (chunks, manifests holding small values, the journal): a small
-    value (inside its manifest) and a value of several chunks."""
+    """Nowhere in the root (chunks packed in segments, manifests holding small values): a
+    small value (inside its manifest) and a value of several chunks."""
     secret = b"a recognisable plaintext " * 20
     node.store("secret", secret, encrypt=True)
     node.store("secret-large", secret * 40, encrypt=True)
     node.store("public", secret.upper(), encrypt=False)
     node.store("public-large", secret.upper() * 40, encrypt=False)
-    assert len(chunk_files(root)) > 2
+    assert len(chunk_copies(root)) > 2
     stored = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
     assert not any(secret in b for b in stored)
     # The plain ones are there, in their manifests in the catalog and in chunks.
     assert secret.upper() in (root / "catalog.redb").read_bytes()
-    assert any(secret.upper() in p.read_bytes() for p in chunk_files(root))
+    assert any(secret.upper() in c.read() for c in chunk_copies(root))
 
 
 @pytest.mark.parametrize(
@@ -227,7 +223,6 @@ def test_overwrite_replaces_the_value(node):
     assert node.get("k") == b"short"
     assert list(node.keys()) == ["k"]
     assert node.stats()["chunks"] == 0  # the old chunks are gone; "short" lives in the manifest
-    assert chunk_files(node.root) == []
 
 
 def test_unicode_keys(node):
@@ -646,12 +641,10 @@ def test_flipped_byte_in_a_chunk_is_integrity_error(root):
     with dstore.Node(root, chunk_size=CHUNK) as n:
         n.store("plain", b"p" * CHUNK, encrypt=False)  # one chunk each
         n.store("sealed", b"s" * CHUNK, encrypt=True)
-        files = chunk_files(root)
-        assert len(files) == 2
-        for f in files:
-            data = bytearray(f.read_bytes())
-            data[len(data) // 2] ^= 0x01
-            f.write_bytes(bytes(data))
+        copies = chunk_copies(root)
+        assert len(copies) == 2
+        for c in copies:
+            c.flip(c.length // 2)
         for key in ["plain", "sealed"]:
             with pytest.raises(dstore.IntegrityError) as info:
                 n.get(key)
@@ -665,7 +658,7 @@ def test_flipped_byte_in_a_small_value_is_integrity_error(root):
     with dstore.Node(root, chunk_size=CHUNK) as n:
         n.store("plain", b"p" * 100, encrypt=False)
         n.store("sealed", b"s" * 100, encrypt=True)
-        assert chunk_files(root) == []
+        assert chunk_copies(root) == []
     catalog = (root / "catalog.redb").read_bytes()
     value_at = catalog.find(b"p" * 100) - catalog.find(bytes([2, 5]) + b"plain")
     assert flip_in_catalog(root, "plain", value_at + 50) >= 1  # in the plain value's bytes
@@ -684,8 +677,7 @@ def test_corrupt_chunk_leaves_no_file_from_get_file(root, tmp_path):
     out = tmp_path / "out"
     with dstore.Node(root, chunk_size=CHUNK) as n:
         n.store("k", payload(3 * CHUNK))
-        victim = chunk_files(root)[0]
-        victim.write_bytes(b"garbage")
+        chunk_copies(root)[0].flip(100)
         with pytest.raises(dstore.IntegrityError):
             n.get_file("k", out)
     assert list(tmp_path.glob("*out*")) == []
@@ -889,7 +881,6 @@ def test_stats_counts(node, tmp_path):
     node.delete("a")
     assert node.stats()["keys"] == 2
     assert node.stats()["chunks"] == 1
-    assert len(chunk_files(node.root)) == 1
 
 
 def test_stats_nest_repair_scrub_gc_and_drain(node):
@@ -911,13 +902,12 @@ def test_dedup(node, root, encrypt):
     node.store("one", data, encrypt=encrypt)
     node.store("two", data, encrypt=encrypt)
     assert node.stats()["chunks"] == 3  # shared, not 6
-    assert len(chunk_files(root)) == 3
+    assert len(chunk_copies(root)) == 3
     node.delete("one")
     assert node.get("two") == data
     assert node.stats()["chunks"] == 3
     node.delete("two")
     assert node.stats()["chunks"] == 0
-    assert chunk_files(root) == []
 
 
 def test_identical_chunks_inside_one_value_are_stored_once(node):
@@ -956,33 +946,37 @@ def test_gil_is_released_during_store_file(node, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_gil_is_released_during_get(node, root):
+def test_gil_is_released_during_get(tmp_path):
     # The value's only chunk file is swapped for a named pipe that a Python thread feeds with
     # the chunk's real bytes, so get can only succeed if that thread runs during the call.
-    data = payload(CHUNK)  # one chunk (smaller values live in their manifests)
-    node.store("k", data)
-    [chunk] = chunk_files(root)
-    stored = chunk.read_bytes()
-    chunk.unlink()
-    os.mkfifo(chunk)
-    fed = []
+    # One chunk of 300 kB: past the size packed into segments, so it is a file of its own.
+    root = tmp_path / "root"
+    data = payload(300_000)
+    with dstore.Node(root, chunk_size=1 << 20) as node:
+        node.store("k", data)
+        [chunk] = chunk_copies(root)
+        assert chunk.path.parent.parent.parent.name == "chunks"
+        stored = chunk.read()
+        chunk.path.unlink()
+        os.mkfifo(chunk.path)
+        fed = []
 
-    def feed():
-        with open(chunk, "wb") as f:
-            f.write(stored)
-        fed.append(True)
+        def feed():
+            with open(chunk.path, "wb") as f:
+                f.write(stored)
+            fed.append(True)
 
-    writer = Worker(feed)
-    try:
-        with watchdog():
-            writer.start()
-            assert node.get("k") == data
-            writer.outcome()
-    finally:
-        chunk.unlink()
-        chunk.write_bytes(stored)
-    assert fed == [True]
-    assert node.get("k") == data
+        writer = Worker(feed)
+        try:
+            with watchdog():
+                writer.start()
+                assert node.get("k") == data
+                writer.outcome()
+        finally:
+            chunk.path.unlink()
+            chunk.path.write_bytes(stored)
+        assert fed == [True]
+        assert node.get("k") == data
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")

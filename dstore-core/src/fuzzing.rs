@@ -34,7 +34,7 @@ pub fn decode_manifest(bytes: &[u8]) {
 
 /// The journal read back at open (a torn or damaged tail is expected there).
 pub fn parse_journal(bytes: &[u8]) {
-    let _ = crate::journal::parse(bytes);
+    let _ = crate::engine::segments::parse(bytes);
 }
 
 /// A client credential as an operator would paste it (`ClusterKey::from_credential`).

@@ -13,37 +13,35 @@
 //!
 //! The design, and why, is in DESIGN.md at the top of the repository.
 
-mod catalog;
 pub mod cluster;
 #[doc(hidden)] // for tests that craft frames; not part of the API
 pub mod codec;
 pub mod crypto;
+mod engine;
 mod error;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
-mod journal;
 #[doc(hidden)] // for tests that forge manifests; not part of the API
 pub mod manifest;
 pub mod net;
 mod node;
-pub mod path;
 mod stats;
-mod store;
 mod tasks;
 #[doc(hidden)]
 pub mod version;
 
+pub use engine::path;
+pub use engine::path::{PathTransform, SeedSha1, Sharded};
 pub use error::{Error, Result};
 pub use ids::{ChunkId, KeyId, NodeId};
 pub use manifest::{validate_key, INLINE_MAX, MAX_KEY_LEN};
 pub use net::message::{MemberInfo as Peer, MAX_PAGE};
 pub use node::{
-    Config, Ended, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_LIST,
-    MIN_CHUNK_SIZE,
+    Config, Ended, Maintenance, Node, StoreOptions, DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_MAX,
+    MAX_CHUNK_SIZE, MAX_LIST, MAX_SEGMENT_MAX, MIN_CHUNK_SIZE,
 };
-pub use path::{PathTransform, SeedSha1, Sharded};
 pub use stats::{DrainStats, GcStats, RepairStats, ScrubStats, Stats};
 pub use version::Clock;
 

@@ -113,7 +113,7 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 
 impl Counters {
     /// These counters, with what the store holds.
-    pub fn stats(&self, store: crate::store::StoreStats) -> Stats {
+    pub fn stats(&self, store: crate::engine::store::StoreStats) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             keys: store.keys,

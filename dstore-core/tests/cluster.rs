@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, files_under, pattern};
+use common::{chunk_copies, eventually, pattern, remove_chunks};
 use dstore_core::cluster::{Cluster, ClusterConfig};
 use dstore_core::crypto::ClusterKey;
 use dstore_core::net::conn::{BoxFuture, Handler};
@@ -97,10 +97,7 @@ async fn a_value_stored_through_one_node_is_read_listed_and_deleted_through_othe
     // With 3 replicas on 3 nodes every node holds every chunk: no broadcast beyond the owners.
     // The plain value is small enough to live in its manifest, with no chunk.
     for i in 0..3 {
-        assert_eq!(
-            files_under(&dir.path().join(format!("n{i}/chunks"))).len(),
-            6
-        );
+        assert_eq!(chunk_copies(&dir.path().join(format!("n{i}"))).len(), 6);
     }
     nodes[1].delete("photos/a.jpg").await.unwrap();
     for n in &nodes {
@@ -129,7 +126,7 @@ async fn values_outlive_their_writer_and_placement_is_not_broadcast() {
     // chunk is on at least 2 nodes.
     let held = || -> Vec<usize> {
         (0..5)
-            .map(|i| files_under(&dir.path().join(format!("n{i}/chunks"))).len())
+            .map(|i| chunk_copies(&dir.path().join(format!("n{i}"))).len())
             .collect()
     };
     // The write returned after 2 of 3 copies; the third lands in the background.
@@ -171,16 +168,14 @@ async fn a_node_without_the_data_key_stores_and_serves_but_cannot_read() {
         Err(Error::WrongKey(_))
     ));
     // The storage node's disk has the chunks, none of them readable as the plaintext.
-    let chunks = files_under(&dir.path().join("storage/chunks"));
+    let chunks = chunk_copies(&dir.path().join("storage"));
     assert_eq!(chunks.len(), 3);
     for c in chunks {
-        let bytes = std::fs::read(c).unwrap();
+        let bytes = c.bytes();
         assert!(!bytes.windows(32).any(|w| data.windows(32).any(|d| d == w)));
     }
     // The owner's own copies gone, it reads through the storage node.
-    for c in files_under(&dir.path().join("owner/chunks")) {
-        std::fs::remove_file(c).unwrap();
-    }
+    remove_chunks(&dir.path().join("owner"));
     assert_eq!(owner.get("secret").await.unwrap(), data);
     let _ = owner.close().await;
     let _ = storage.close().await;
@@ -219,9 +214,7 @@ async fn a_peer_that_sends_wrong_bytes_is_skipped() {
     eventually("the client sees the members", || client.peers().len() == 4).await;
     assert_eq!(client.get("v").await.unwrap(), data);
     // Storage nodes themselves lose their copies too: reads still succeed via the others.
-    for c in files_under(&dir.path().join("n1/chunks")) {
-        std::fs::remove_file(c).unwrap();
-    }
+    remove_chunks(&dir.path().join("n1"));
     assert_eq!(nodes[1].get("v").await.unwrap(), data);
     liar.shutdown().await;
     let _ = client.close().await;
@@ -239,9 +232,7 @@ async fn a_value_lost_to_the_whole_cluster_is_not_found_promptly() {
         .await
         .unwrap();
     for i in 0..3 {
-        for c in files_under(&dir.path().join(format!("n{i}/chunks"))) {
-            std::fs::remove_file(c).unwrap();
-        }
+        remove_chunks(&dir.path().join(format!("n{i}")));
     }
     let started = std::time::Instant::now();
     let r = nodes[2].get("doomed").await;
@@ -331,9 +322,7 @@ async fn a_capture_of_the_traffic_holds_no_key_name_and_no_plaintext() {
     .await
     .unwrap();
     // Make the values cross the wire again, in the other direction.
-    for c in files_under(&dir.path().join("n0/chunks")) {
-        std::fs::remove_file(c).unwrap();
-    }
+    remove_chunks(&dir.path().join("n0"));
     assert_eq!(
         a.get("key-name-that-must-not-leak").await.unwrap(),
         secret_value

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, files_under, flip_byte, flip_in_catalog, pattern};
+use common::{chunk_copies, eventually, files_under, flip_in_catalog, pattern};
 use dstore_core::cluster::placement::{self, Candidate};
 use dstore_core::{Config, Error, KeyId, Node, StoreOptions};
 
@@ -263,26 +263,34 @@ async fn the_scrubber_replaces_rotten_copies() {
     // Rot while node 1 is down (an open catalog serves its pages from its cache).
     nodes.remove(1).close().await.unwrap();
     let root = dir.path().join("n1");
-    let chunk = files_under(&root.join("chunks")).remove(0);
-    let good_chunk = std::fs::read(&chunk).unwrap();
-    flip_byte(&chunk, 100);
+    // The three chunks are records of one segment; rot hits one of them.
+    let copies = chunk_copies(&root);
+    assert_eq!(copies.len(), 3);
+    let good_chunk = copies[0].bytes();
+    let neighbours: Vec<Vec<u8>> = copies[1..].iter().map(|c| c.bytes()).collect();
+    copies[0].flip(100);
     assert!(flip_in_catalog(&root, key, 60) >= 1);
     nodes.insert(1, reopen(dir.path(), 1, &nodes[0], scrub).await);
     eventually("the scrubber restores both copies", || {
         let s = nodes[1].stats().unwrap();
-        s.scrub.bad >= 2
-            && s.scrub.restored >= 2
-            && s.keys == 1
-            && std::fs::read(&chunk).ok() == Some(good_chunk.clone())
+        s.scrub.bad >= 2 && s.scrub.restored >= 2 && s.keys == 1 && s.chunks == 3
     })
     .await;
     assert!(files_under(&root.join("quarantine")).len() >= 2);
+    // Only the damaged record was set aside: its neighbours in the segment are as they
+    // were, and the good copy from another owner was appended.
+    let after = chunk_copies(&root);
+    assert_eq!(after.len(), 4);
+    for (c, bytes) in after[1..3].iter().zip(&neighbours) {
+        assert_eq!(&c.bytes(), bytes);
+    }
+    assert_eq!(after[3].bytes(), good_chunk);
     assert_eq!(nodes[1].get(key).await.unwrap(), data);
     // A read that meets rot before the scrubber does uses another copy.
     nodes.remove(2).close().await.unwrap();
     let root2 = dir.path().join("n2");
-    for f in files_under(&root2.join("chunks")) {
-        flip_byte(&f, 7);
+    for c in chunk_copies(&root2) {
+        c.flip(7);
     }
     assert!(flip_in_catalog(&root2, key, 60) >= 1);
     let no_scrub = |c: &mut Config| {

@@ -154,9 +154,9 @@ async fn deduplication_checks_the_chunk_it_would_reuse() {
     let node = Node::open(c).await.unwrap();
     let value = common::pattern(8, 4096);
     node.store("first", &value, ENC).await.unwrap();
-    let chunk_files = common::files_under(&dir.path().join("root/chunks"));
-    assert_eq!(chunk_files.len(), 1);
-    common::flip_byte(&chunk_files[0], 100);
+    let copies = common::chunk_copies(&dir.path().join("root"));
+    assert_eq!(copies.len(), 1);
+    copies[0].flip(100);
     node.store("second", &value, ENC).await.unwrap();
     assert_eq!(node.get("second").await.unwrap(), value);
     assert_eq!(

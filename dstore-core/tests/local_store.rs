@@ -4,9 +4,10 @@
 mod common;
 
 use common::{
-    copy_tree, files_under, flip_byte, flip_in_catalog, interesting_sizes, open, pattern,
+    chunk_copies, copy_tree, files_under, flip_in_catalog, interesting_sizes, live_copies, open,
+    pattern,
 };
-use dstore_core::{Config, Error, Node, StoreOptions};
+use dstore_core::{ChunkId, Config, Error, Node, StoreOptions};
 
 const CHUNK: usize = 4096;
 const ENC: StoreOptions = StoreOptions { encrypt: true };
@@ -47,7 +48,12 @@ async fn overwrite_replaces_and_frees_old_chunks() {
     node.store("k", &pattern(2, 2 * CHUNK), ENC).await.unwrap();
     assert_eq!(node.get("k").await.unwrap(), pattern(2, 2 * CHUNK));
     assert_eq!(node.stats().unwrap().chunks, 2);
-    assert_eq!(files_under(&dir.path().join("chunks")).len(), 2);
+    node.close().await.unwrap();
+    let live = live_copies(dir.path());
+    assert_eq!(live.len(), 2);
+    for (id, copy) in live {
+        assert_eq!(ChunkId::of(&copy.bytes()), id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +67,7 @@ async fn identical_chunks_are_stored_once_also_when_encrypted() {
         node.store("a", &data, opts).await.unwrap();
         node.store("b", &data, opts).await.unwrap();
         assert_eq!(node.stats().unwrap().chunks, 1);
-        assert_eq!(files_under(&dir.path().join("chunks")).len(), 1);
+        assert_eq!(chunk_copies(dir.path()).len(), 1);
 
         // Deleting one key keeps the chunk the other still names.
         node.delete("a").await.unwrap();
@@ -70,7 +76,8 @@ async fn identical_chunks_are_stored_once_also_when_encrypted() {
         // Deleting the last one removes it from disk.
         node.delete("b").await.unwrap();
         assert_eq!(node.stats().unwrap().chunks, 0);
-        assert!(files_under(&dir.path().join("chunks")).is_empty());
+        node.close().await.unwrap();
+        assert!(live_copies(dir.path()).is_empty());
     }
 }
 
@@ -115,8 +122,7 @@ async fn a_flipped_byte_in_a_chunk_is_an_integrity_error() {
         let node = open(dir.path(), CHUNK).await;
         let data = pattern(3, 3 * CHUNK);
         node.store("k", &data, opts).await.unwrap();
-        let chunks = files_under(&dir.path().join("chunks"));
-        flip_byte(&chunks[1], 100);
+        chunk_copies(dir.path())[1].flip(100);
         assert!(matches!(node.get("k").await, Err(Error::Integrity(_))));
         // The bad copy was set aside, not left to be served again...
         assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
@@ -178,8 +184,8 @@ async fn another_data_key_cannot_read_and_says_so() {
     assert_eq!(lenient.get("plain").await.unwrap(), b"public");
     assert!(matches!(lenient.get("enc").await, Err(Error::WrongKey(_))));
     drop(lenient);
-    // The ciphertext on disk does not contain the plaintext.
-    for f in files_under(&dir.path().join("chunks")) {
+    // Nothing on disk (the catalog holds the small value, encrypted) contains the plaintext.
+    for f in files_under(dir.path()) {
         let bytes = std::fs::read(f).unwrap();
         assert!(!bytes.windows(10).any(|w| w == b"top secret"));
     }
@@ -308,7 +314,7 @@ async fn files_stream_in_and_out() {
         node.get_file("nope", &missing).await,
         Err(Error::NotFound(_))
     ));
-    flip_byte(&files_under(&dir.path().join("chunks"))[0], 9);
+    chunk_copies(dir.path())[0].flip(9);
     assert!(node.get_file("f", &missing).await.is_err());
     assert!(!missing.exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -324,7 +330,7 @@ async fn files_stream_in_and_out() {
 }
 
 /// Many tasks store, read and delete overlapping keys whose values share chunks. Afterwards
-/// every surviving key reads back right, and the chunk files on disk are exactly those named.
+/// every surviving key reads back right, and the chunks on disk are exactly those named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_readers_and_deleters() {
     let dir = tempfile::tempdir().unwrap();
@@ -371,10 +377,12 @@ async fn concurrent_writers_readers_and_deleters() {
     // Reopening recounts from the manifests; the in-memory count must have been the same.
     let node = open(dir.path(), CHUNK).await;
     assert_eq!(node.stats().unwrap().chunks, stats.chunks);
-    assert_eq!(
-        files_under(&dir.path().join("chunks")).len() as u64,
-        stats.chunks
-    );
+    node.close().await.unwrap();
+    let live = live_copies(dir.path());
+    assert_eq!(live.len() as u64, stats.chunks);
+    for (id, copy) in live {
+        assert_eq!(ChunkId::of(&copy.bytes()), id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +391,7 @@ async fn seed_path_transform_is_usable() {
     let mut config = Config::new(dir.path());
     config.transform = std::sync::Arc::new(dstore_core::SeedSha1);
     config.chunk_size = CHUNK;
+    config.segment_max = 0; // every chunk a file, where transforms apply
     let node = Node::open(config.clone()).await.unwrap();
     node.store("momsbestpicture", &pattern(5, 3 * CHUNK), ENC)
         .await
@@ -394,6 +403,7 @@ async fn seed_path_transform_is_usable() {
         pattern(5, 3 * CHUNK)
     );
     // Paths are 8 blocks of 5 hex digits, then the 40-digit hash.
+    assert_eq!(files_under(&dir.path().join("chunks")).len(), 3);
     for f in files_under(&dir.path().join("chunks")) {
         let rel = f.strip_prefix(dir.path().join("chunks")).unwrap();
         let parts: Vec<_> = rel.iter().map(|p| p.len()).collect();
@@ -449,11 +459,13 @@ async fn a_manifest_corrupted_at_rest_does_not_cost_its_chunks() {
         Err(Error::Integrity(_))
     ));
     assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
-    assert_eq!(files_under(&dir.path().join("chunks")).len(), 4);
+    assert_eq!(node.stats().unwrap().chunks, 4);
     node.close().await.unwrap();
+    assert_eq!(live_copies(dir.path()).len(), 4);
     let node = open(dir.path(), CHUNK).await;
-    assert_eq!(files_under(&dir.path().join("chunks")).len(), 4);
+    assert_eq!(node.stats().unwrap().chunks, 4);
     node.close().await.unwrap();
+    assert_eq!(live_copies(dir.path()).len(), 4);
 }
 
 /// `close` waits for calls in flight, so the root is free the moment it returns, also after a
@@ -464,9 +476,12 @@ async fn close_waits_for_calls_and_frees_the_root() {
     for round in 0..20 {
         let node = open(dir.path(), CHUNK).await;
         let data = pattern(round, 40 * CHUNK);
+        let before = chunk_copies(dir.path()).len();
         node.store("k", &data, PLAIN).await.unwrap();
-        let chunks = files_under(&dir.path().join("chunks"));
-        flip_byte(&chunks[round as usize % chunks.len()], 1);
+        // This round's copies: records are appended in order (older ones are garbage now).
+        let chunks = chunk_copies(dir.path()).split_off(before);
+        assert_eq!(chunks.len(), 40);
+        chunks[round as usize % chunks.len()].flip(1);
         assert!(node.get("k").await.is_err());
         let reader = {
             let node = node.clone();
@@ -659,4 +674,65 @@ async fn deleting_most_small_values_gives_their_space_back() {
         assert_eq!(node.get(&format!("k{i:06}")).await.unwrap(), value(i));
     }
     assert!(matches!(node.get("k000001").await, Err(Error::NotFound(_))));
+}
+
+/// Segment compaction: values of a few chunks are packed into segments; once 90% of them are
+/// deleted, opening the root moves the live records out of the mostly dead segment and
+/// removes it (members also do it between scrub passes), and the rest read right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_most_chunked_values_gives_their_segment_space_back() {
+    const N: usize = 4000;
+    let dir = tempfile::tempdir().unwrap();
+    let value = |i: usize| pattern(i as u64 + 5, 2 * CHUNK);
+    let segment_bytes = || -> u64 {
+        files_under(&dir.path().join("segments"))
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    let node = open(dir.path(), CHUNK).await;
+    for pass in 0..2 {
+        let mut calls = tokio::task::JoinSet::new();
+        for first in 0..64 {
+            let node = node.clone();
+            calls.spawn(async move {
+                for i in (first..N).step_by(64) {
+                    let key = format!("k{i:05}");
+                    if pass == 0 {
+                        node.store(&key, &value(i), ENC).await.unwrap();
+                    } else if i % 10 != 0 {
+                        node.delete(&key).await.unwrap();
+                    }
+                }
+            });
+        }
+        calls.join_all().await;
+    }
+    assert!(files_under(&dir.path().join("chunks")).is_empty());
+    let full = segment_bytes();
+    assert!(
+        full >= (N * 2 * (CHUNK + 16)) as u64,
+        "{full} bytes of segments"
+    );
+    node.close().await.unwrap();
+    let t = std::time::Instant::now();
+    let node = open(dir.path(), CHUNK).await;
+    let after = segment_bytes();
+    eprintln!(
+        "segments: {full} bytes with {N} values, {after} after deleting 90% and reopening \
+         (in {:?}, the compaction included)",
+        t.elapsed()
+    );
+    assert!(after < full / 5, "{after} of {full} bytes left");
+    assert_eq!(node.stats().unwrap().chunks, (2 * N / 10) as u64);
+    for i in (0..N).step_by(10) {
+        assert_eq!(node.get(&format!("k{i:05}")).await.unwrap(), value(i));
+    }
+    assert!(matches!(node.get("k00001").await, Err(Error::NotFound(_))));
+    node.close().await.unwrap();
+    let live = live_copies(dir.path());
+    assert_eq!(live.len(), 2 * N / 10);
+    for (id, copy) in live {
+        assert_eq!(ChunkId::of(&copy.bytes()), id);
+    }
 }

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, RwLock};
 
 use super::remote::Remote;
+use crate::engine::store::Store;
 use crate::error::Error;
 use crate::ids::{ChunkId, KeyId, NodeId};
 use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
 use crate::stats::{add, Counters};
-use crate::store::Store;
 use crate::version::{hlc_of_ms, Clock, Version};
 
 /// When and how fast a member repairs, scrubs and collects.
@@ -628,6 +628,9 @@ async fn scrub_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
         // Space freed by deletes and collection goes back to the file system between passes.
         if let Some(Err(e)) = ctx.with_store(|s| s.compact_catalog()).await {
             tracing::warn!(error = %e, "could not compact the catalog");
+        }
+        if let Some(Err(e)) = ctx.with_store(|s| s.compact_segments()).await {
+            tracing::warn!(error = %e, "could not compact the segments");
         }
         let wait = ctx
             .settings

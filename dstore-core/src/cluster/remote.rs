@@ -25,8 +25,8 @@ use crate::net::message::{KeyState, Request, Response, MAX_PAGE};
 
 /// Pages a listing may take before it gives up (see `Remote::list`).
 const MAX_LIST_ROUNDS: usize = 10_000;
+use crate::engine::store::Store;
 use crate::stats::{add, Counters};
-use crate::store::Store;
 use crate::tasks::Tracker;
 use crate::version::Version;
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, RwLock};
 
+use crate::engine::store::Store;
 use crate::error::Error;
 use crate::ids::ChunkId;
 use crate::manifest::Manifest;
@@ -13,7 +14,6 @@ use crate::net::conn::{BoxFuture, Handler};
 use crate::net::handshake::Hello;
 use crate::net::message::{FailureKind, Request, Response, MAX_BATCH, MAX_PAGE};
 use crate::stats::Counters;
-use crate::store::Store;
 use crate::version::Clock;
 
 /// Where a `Leave` request goes: the node, once open, sets the sender of a channel it
@@ -192,13 +192,13 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::path::Sharded;
+    use crate::engine::path::Sharded;
 
     /// Chunk bytes from a peer are checked against their id before anything is written.
     #[test]
     fn a_chunk_that_does_not_match_its_id_is_refused_and_not_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false).unwrap();
+        let store = Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false, 0).unwrap();
         let (good, bad) = (b"the real bytes".to_vec(), b"other bytes".to_vec());
         let id = ChunkId::of(&good);
         let refused = answer(&store, Request::PutChunk { id, data: bad }, u64::MAX);

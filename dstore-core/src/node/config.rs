@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::cluster::maintain::Maintenance;
 use crate::cluster::membership::Timeouts;
 use crate::crypto::KEY_LEN;
+use crate::engine::path::{PathTransform, Sharded};
 use crate::error::{Error, Result};
-use crate::path::{PathTransform, Sharded};
 
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 
@@ -22,6 +22,10 @@ pub const MIN_CHUNK_SIZE: usize = 64;
 /// Large enough for throughput, small enough that a chunk (plus IV) always fits in one
 /// network frame later.
 pub const MAX_CHUNK_SIZE: usize = 8 << 20;
+/// Chunks of at most this many stored bytes are packed into segment files by default.
+pub const DEFAULT_SEGMENT_MAX: usize = 256 << 10;
+/// The largest `segment_max`: 1 MiB of plaintext plus an IV.
+pub const MAX_SEGMENT_MAX: usize = crate::engine::segments::MAX_RECORD;
 
 /// How a node is set up. Build with `Config::new(root)` and change fields; new options get
 /// defaults, so code written against this struct keeps compiling.
@@ -42,7 +46,11 @@ pub struct Config {
     pub secret: Option<Vec<u8>>,
     /// Plaintext bytes per chunk.
     pub chunk_size: usize,
-    /// Where objects go under the root.
+    /// Chunks of at most this many stored bytes are packed into segment files (see
+    /// DESIGN.md §2); larger ones are a file each, where their own bytes dominate the cost of
+    /// a file. 0 keeps every chunk in a file of its own. At most `MAX_SEGMENT_MAX`.
+    pub segment_max: usize,
+    /// Where chunk files go under the root.
     pub transform: Arc<dyn PathTransform>,
     /// Address to listen on for peers (`host:port`, port 0 for any). With `None`, no `peers`
     /// and `client` false, the node is standalone: no network at all.
@@ -93,6 +101,7 @@ impl Config {
             accept_unsealed: false,
             secret: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            segment_max: DEFAULT_SEGMENT_MAX,
             transform: Arc::new(Sharded),
             listen: None,
             advertise: None,
@@ -123,6 +132,12 @@ impl Config {
                 "chunk size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes, not {}",
                 config.chunk_size
             )));
+        }
+        if config.segment_max > MAX_SEGMENT_MAX {
+            return bad(format!(
+                "segment_max must be at most {MAX_SEGMENT_MAX} bytes, not {}",
+                config.segment_max
+            ));
         }
         if config.secret.as_ref().is_some_and(|s| s.is_empty()) {
             return Err(Error::InvalidArgument("the cluster secret is empty".into()));

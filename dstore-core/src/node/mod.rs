@@ -19,11 +19,11 @@ use crate::cluster::remote::Remote;
 use crate::cluster::serve::{LeaveHook, Serve};
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
+use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::ids::{ChunkId, NodeId};
 use crate::net::message::{MemberInfo as Peer, MAX_PAGE};
 use crate::stats::{Counters, Stats};
-use crate::store::Store;
 use crate::version::Clock;
 
 mod config;
@@ -274,6 +274,7 @@ impl Node {
             config.transform.clone(),
             config.secret.as_deref(),
             collect,
+            config.segment_max,
         )?;
         // The node's key pair; its id is a hash of the public key (see `crypto::Identity`).
         let seed_hex = store.persistent_file("node.key", || {

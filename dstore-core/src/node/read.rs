@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 
 use super::{blocking, join, Node, Op};
 use crate::crypto::{self, DataKey};
+use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{validate_key, Manifest};
-use crate::store::Store;
 
 /// The plaintext of a chunk's (or an inline value's) stored bytes, checked to be
 /// `expected_len` long: decrypted (and so authenticated) if `encrypted`.

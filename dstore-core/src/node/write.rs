@@ -13,10 +13,10 @@ use tokio::task::JoinHandle;
 
 use super::{blocking, join, Node, Pins, StoreOptions};
 use crate::cluster::remote::Remote;
+use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::ids::ChunkId;
 use crate::manifest::{validate_key, Manifest, ManifestBody, Policy, INLINE_MAX};
-use crate::store::Store;
 use crate::version::Version;
 
 /// Reads up to `n` bytes, fewer only at end of input, into memory taken as it fills and never

@@ -91,6 +91,119 @@ pub fn flip_byte(file: &Path, at: usize) {
     std::fs::write(file, bytes).unwrap();
 }
 
+/// One stored copy of a chunk: a file under `chunks/`, or a record in a segment file under
+/// `segments/` (found by parsing the record format of DESIGN.md §2 here, independently of the
+/// core; dead records, left by deletes until compaction, are listed too).
+#[derive(Clone, Debug)]
+pub struct ChunkCopy {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub len: usize,
+}
+
+impl ChunkCopy {
+    pub fn bytes(&self) -> Vec<u8> {
+        let all = std::fs::read(&self.file).unwrap();
+        all[self.offset as usize..self.offset as usize + self.len].to_vec()
+    }
+
+    /// Flips byte `at` (modulo the length) of this copy, as rot on disk would.
+    pub fn flip(&self, at: usize) {
+        let mut all = std::fs::read(&self.file).unwrap();
+        all[self.offset as usize + at % self.len] ^= 0x40;
+        std::fs::write(&self.file, all).unwrap();
+    }
+}
+
+/// Every chunk copy under `root`: chunk files, then segment records in order.
+pub fn chunk_copies(root: &Path) -> Vec<ChunkCopy> {
+    let mut out: Vec<ChunkCopy> = files_under(&root.join("chunks"))
+        .into_iter()
+        .map(|file| ChunkCopy {
+            len: std::fs::metadata(&file).unwrap().len() as usize,
+            file,
+            offset: 0,
+        })
+        .collect();
+    let mut segments = files_under(&root.join("segments"));
+    segments.sort();
+    for file in segments {
+        let bytes = std::fs::read(&file).unwrap();
+        let mut at = 0;
+        // len: u32 LE (kind, id, payload) | kind | id: 32 | payload | checksum: 32
+        while at + 4 + 33 + 32 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            if len < 33 || at + 4 + len + 32 > bytes.len() {
+                break;
+            }
+            out.push(ChunkCopy {
+                file: file.clone(),
+                offset: (at + 4 + 33) as u64,
+                len: len - 33,
+            });
+            at += 4 + len + 32;
+        }
+    }
+    out
+}
+
+/// The chunks a closed root holds, each with its copy: chunk files (named by their id), and
+/// the places of packed chunks as its catalog records them (read with redb here, by the
+/// table's name and layout). Dead segment records are not listed.
+pub fn live_copies(root: &Path) -> Vec<(dstore_core::ChunkId, ChunkCopy)> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let mut out: Vec<_> = files_under(&root.join("chunks"))
+        .into_iter()
+        .map(|file| {
+            let id = dstore_core::ChunkId::from_hex(file.file_name().unwrap().to_str().unwrap())
+                .expect("a chunk file named by its id");
+            let len = std::fs::metadata(&file).unwrap().len() as usize;
+            (
+                id,
+                ChunkCopy {
+                    file,
+                    offset: 0,
+                    len,
+                },
+            )
+        })
+        .collect();
+    let places: redb::TableDefinition<&[u8; 32], (u32, u64, u32, u64)> =
+        redb::TableDefinition::new("places");
+    let db = redb::Database::open(root.join("catalog.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(places).unwrap();
+    for row in table.iter().unwrap() {
+        let (id, place) = row.unwrap();
+        let (segment, offset, len, _) = place.value();
+        out.push((
+            dstore_core::ChunkId(*id.value()),
+            ChunkCopy {
+                file: root.join("segments").join(format!("{segment:08}.seg")),
+                offset,
+                len: len as usize,
+            },
+        ));
+    }
+    out
+}
+
+/// Loses every chunk copy under `root`: chunk files are removed, segment files emptied (a
+/// node may have one open to append to).
+pub fn remove_chunks(root: &Path) {
+    for f in files_under(&root.join("chunks")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    for f in files_under(&root.join("segments")) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+}
+
 /// Flips byte `at` (counted from its start) of every copy of `key`'s manifest in the catalog
 /// of the root at `root` (the live one and any stale copy in a freed page), as rot on disk
 /// would. Returns how many copies it found. The node must be closed: an open catalog serves

@@ -9,21 +9,23 @@
 //!   cluster.secret                    likewise for the cluster secret
 //!   cluster.id    a public fingerprint of the cluster secret; another secret is refused
 //!   catalog.redb  every manifest held, small values inside them (see `catalog.rs`)
-//!   chunks/<transform(chunk id)>      a chunk's stored bytes (ciphertext when encrypted)
-//!   journal       group commit for small chunks (see `journal.rs`)
+//!   segments/<number>.seg             small chunks, packed (see `segments.rs`)
+//!   chunks/<transform(chunk id)>      a larger chunk's stored bytes (ciphertext when encrypted)
 //!   tmp/          staging for atomic writes; emptied at open
 //!   quarantine/   corrupt files and manifests set aside, never served
 //! ```
 //!
 //! A root of the layout before the catalog (`manifests/<transform(key id)>`, a file per
-//! manifest) is migrated when it is opened: every manifest moves into the catalog.
+//! manifest) is migrated when it is opened: every manifest moves into the catalog. A root of
+//! the layout before segments (`journal`, small chunks as files) is read as it is: its chunk
+//! files stay where they are, and its journal is replayed into segments once and removed.
 //!
 //! All methods block on disk I/O; the async `Node` calls them from `spawn_blocking`.
 //!
 //! Reference counting: a chunk is referenced while a manifest here names it (counted in the
 //! catalog, in the transaction that commits the manifest) or a write in flight has pinned it
 //! (counted in memory). A writer pins every chunk before checking whether its file exists,
-//! and a chunk file is deleted only under the index lock when both counts are zero, so a
+//! and a chunk is deleted only under the index lock when both counts are zero, so a
 //! delete can never remove a chunk out from under a concurrent write, and a manifest never
 //! names a chunk that is not on disk.
 
@@ -32,14 +34,14 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::catalog::{Catalog, Entry, Op};
 use crate::crypto::ClusterKey;
+use crate::engine::catalog::{Catalog, Entry, Op};
+use crate::engine::path::{self, PathTransform};
+use crate::engine::segments::{self, Kind, Place, Segments};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{self, write_atomic, Staged};
+use crate::fsutil::{self, write_atomic};
 use crate::ids::{ChunkId, KeyId};
-use crate::journal::{self, Journal, Kind};
 use crate::manifest::Manifest;
-use crate::path::{self, PathTransform};
 use crate::version::Version;
 
 /// What the names of manifests set aside in `quarantine/` start with.
@@ -68,9 +70,14 @@ pub(crate) struct Store {
     /// cluster, where a chunk this node holds may be named by a manifest on another node, and
     /// only a cluster-wide collection (with a grace period) may remove it.
     collect: bool,
-    /// Group commit for small chunks (see `journal.rs`); `None` only while `recover` replays
-    /// it, when every write is fsynced in place.
-    journal: Option<Journal>,
+    /// Small chunks, packed (see `segments.rs`).
+    segments: Segments,
+    /// Chunks of at most this many stored bytes go into segments; larger ones into files.
+    segment_max: usize,
+    /// Chunks being appended to a segment now: a second writer of the same chunk waits for
+    /// the first and then finds it held, instead of appending a second copy.
+    appending: Mutex<HashSet<ChunkId>>,
+    appended: std::sync::Condvar,
     /// Held open for its flock; dropping the store releases the root.
     _lock: File,
 }
@@ -81,25 +88,65 @@ pub(crate) struct Store {
 struct Index {
     /// Chunks pinned by writes in flight (see the module doc), by number of pins.
     pins: HashMap<ChunkId, u32>,
-    /// Every chunk with a file here, named or not (in a cluster a node holds chunks it owns
-    /// whose manifests live elsewhere).
+    /// Every chunk held here, in a segment or a file, named or not (in a cluster a node
+    /// holds chunks it owns whose manifests live elsewhere).
     held: HashSet<ChunkId>,
-    /// Chunk files found to match their id, with their length and modification time then:
-    /// a file that changed since is hashed again before it counts as held (see `verified`).
-    verified: HashMap<ChunkId, FileStamp>,
+    /// Chunks found to match their id, and what they looked like then: a chunk that changed
+    /// since (another file, another place) is hashed again before it counts as held (see
+    /// `verified`).
+    verified: HashMap<ChunkId, Stamp>,
     /// Keys whose manifest was found corrupt and set aside since the root was opened, until
     /// a version of them is held again: a standalone node says "corrupt" for them, not
     /// "not found" (see `set_aside_since_open`).
     set_aside_keys: HashSet<String>,
 }
 
-/// What a chunk file looked like when it was last found good.
-type FileStamp = (u64, std::time::SystemTime);
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    let meta = fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?))
+/// What a chunk looked like when it was last found good: its file's length and modification
+/// time, or its place and its segment's modification time (a segment changed by anything
+/// but an append is as suspect as a changed file; an append, to the active segment, only
+/// costs a hash of the next deduplicated record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    File(u64, std::time::SystemTime),
+    Placed(u32, u64, std::time::SystemTime),
 }
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some(Stamp::File(meta.len(), meta.modified().ok()?))
+}
+
+/// Where a chunk's bytes are.
+enum Found {
+    Placed(Place),
+    File(PathBuf),
+}
+
+impl Found {
+    fn stamp(&self, segments: &Segments) -> Option<Stamp> {
+        match self {
+            Found::Placed(p) => {
+                let modified = fs::metadata(segments.path(p.segment))
+                    .ok()?
+                    .modified()
+                    .ok()?;
+                Some(Stamp::Placed(p.segment, p.offset, modified))
+            }
+            Found::File(path) => stamp(path),
+        }
+    }
+}
+
+/// A deduplicated write renews the time of a packed chunk (a catalog commit) only when it is
+/// older than this: the time only has to stay well inside garbage collection's grace period.
+const RENEW_AFTER: u64 = 60;
+
+/// A segment is compacted once less than this fraction of it is live...
+const COMPACT_LIVE: f64 = 0.5;
+/// ...and at least this much of it is dead.
+const COMPACT_MIN_DEAD: u64 = 4 << 20;
+/// Bytes of records moved per append and catalog commit while compacting.
+const COMPACT_BATCH: u64 = 4 << 20;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -115,6 +162,7 @@ impl Store {
         transform: Arc<dyn PathTransform>,
         secret: Option<&[u8]>,
         collect: bool,
+        segment_max: usize,
     ) -> Result<Self> {
         fsutil::create_dir_durable(root).context(|| format!("creating {}", root.display()))?;
         let lock_path = root.join("LOCK");
@@ -161,7 +209,33 @@ impl Store {
             )),
             other => other,
         })?;
-        let mut store = Self {
+        let segments_dir = root.join("segments");
+        let segments = Segments::open(&segments_dir)
+            .context(|| format!("opening {}", segments_dir.display()))?;
+        // The newest segment's tail past the last record with a place was never
+        // acknowledged: cut off before anything is appended after it.
+        if let Some(newest) = segments
+            .newest()
+            .context(|| "listing segments".to_string())?
+        {
+            let end = catalog
+                .places_in(newest)?
+                .iter()
+                .map(|(_, p)| segments::record_end(p))
+                .max()
+                .unwrap_or(0);
+            let cut = segments
+                .cut(newest, end)
+                .context(|| format!("cutting segment {newest}"))?;
+            if cut > 0 {
+                tracing::warn!(
+                    segment = newest,
+                    bytes = cut,
+                    "cut an unacknowledged tail off the newest segment"
+                );
+            }
+        }
+        let store = Self {
             chunks_dir: root.join("chunks"),
             manifests_dir: root.join("manifests"),
             tmp_dir,
@@ -172,24 +246,25 @@ impl Store {
             catalog,
             index: Mutex::new(Index::default()),
             collect,
-            journal: None,
+            segments,
+            segment_max: segment_max.min(segments::MAX_RECORD),
+            appending: Mutex::default(),
+            appended: std::sync::Condvar::new(),
             _lock: lock,
         };
         store.recover()?;
         if let Err(e) = store.catalog.compact_if_sparse() {
             tracing::warn!(error = %e, "could not compact the catalog");
         }
-        let journal_path = root.join("journal");
-        store.journal = Some(
-            Journal::open(&journal_path, root)
-                .context(|| format!("opening {}", journal_path.display()))?,
-        );
+        if let Err(e) = store.compact_segments() {
+            tracing::warn!(error = %e, "could not compact the segments");
+        }
         Ok(store)
     }
 
     /// Makes the root usable after a clean stop or a crash: drops staged temp files, moves
-    /// manifests of the layout before the catalog into it, finds the chunk files, replays the
-    /// journal, and removes chunks that no manifest names (left by writes that crashed before
+    /// manifests of the layout before the catalog into it, finds the chunks, replays the
+    /// journal of a root from before segments, and removes chunks that no manifest names (left by writes that crashed before
     /// their manifest was committed, or by deletes that crashed before their chunks were
     /// removed).
     fn recover(&self) -> Result<()> {
@@ -223,7 +298,7 @@ impl Store {
         for id in held {
             if self.catalog.refs(&id)? == 0 {
                 tracing::debug!(chunk = %id, "removing unreferenced chunk");
-                self.remove_chunk_file(&mut index, &id);
+                self.remove_chunk(&mut index, &id);
             }
         }
         Ok(())
@@ -291,28 +366,29 @@ impl Store {
         Ok(set_aside)
     }
 
-    /// Writes again, durably, every object whose record is in the journal: acknowledged
-    /// writes whose files may not have reached the disk before a crash.
+    /// The journal of a root from before segments (group commit of small chunks written in
+    /// place without fsync): every object whose record is in it is written again durably
+    /// (acknowledged writes whose files may not have reached the disk before a crash), the
+    /// file system synced, and the journal removed.
     fn replay_journal(&self) -> Result<()> {
         let path = self.root.join("journal");
-        let records = journal::replay(&path).context(|| format!("reading {}", path.display()))?;
+        let bytes = match fsutil::read_bounded(&path, 1 << 30) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
+        };
         let mut replayed = 0;
-        for r in records {
+        for r in segments::parse(&bytes) {
             match r.kind {
                 Kind::Chunk => {
                     let id = ChunkId(r.id);
-                    if ChunkId::of(&r.payload) != id {
+                    if ChunkId::of(&r.payload) != id || self.verified(&id) {
                         continue;
                     }
-                    let file = self.chunk_path(&id)?;
-                    if fsutil::read_bounded(&file, MAX_CHUNK_FILE)
-                        .is_ok_and(|b| ChunkId::of(&b) == id)
-                    {
-                        continue;
-                    }
-                    write_atomic(&self.tmp_dir, &file, &r.payload)
-                        .context(|| format!("restoring chunk {id} from the journal"))?;
-                    self.lock_index().held.insert(id);
+                    self.hold_chunk(id, &r.payload).map_err(|e| Error::Io {
+                        context: format!("restoring chunk {id} from the journal"),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
                 }
                 Kind::Manifest => {
                     let Ok(m) = Manifest::from_bytes(&r.payload, &self.cluster) else {
@@ -329,16 +405,24 @@ impl Store {
         if replayed > 0 {
             tracing::info!(replayed, "objects restored from the journal");
         }
+        // Chunks the journal held were written in place without fsync: made durable before
+        // the journal goes.
+        let root = File::open(&self.root).context(|| format!("opening {}", self.root.display()))?;
+        segments::sync_file_system(&root).context(|| format!("syncing {}", self.root.display()))?;
+        fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+        fsutil::sync_dir(&self.root).context(|| format!("syncing {}", self.root.display()))?;
         Ok(())
     }
 
-    /// Finds every chunk file. The id is the file name for transforms that keep it (the
-    /// default); otherwise (the seed's SHA-1 transform) the file is hashed. A file that is
-    /// neither is set aside.
+    /// Finds every chunk: those in segments from the catalog, then the chunk files. A file's
+    /// id is its name for transforms that keep it (the default); otherwise (the seed's SHA-1
+    /// transform) the file is hashed. A file that is neither is set aside.
     fn load_held(&self) -> Result<()> {
         let files = fsutil::walk_files(&self.chunks_dir)
             .context(|| format!("scanning {}", self.chunks_dir.display()))?;
-        let mut held = HashSet::with_capacity(files.len());
+        let placed = self.catalog.placed()?;
+        let mut held = HashSet::with_capacity(files.len() + placed.len());
+        held.extend(placed);
         for file in files {
             let by_name = file
                 .file_name()
@@ -421,64 +505,162 @@ impl Store {
     /// be trusted: the write was acknowledged and the value unreadable); a bad one is set
     /// aside and replaced by `stored`.
     pub fn hold_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<()> {
-        let path = self.chunk_path(&id)?;
-        if self.verified(&id, &path) {
-            if let Ok(f) = File::options().write(true).open(&path) {
-                let _ = f.set_modified(std::time::SystemTime::now());
-            }
-            let mut index = self.lock_index();
-            index.held.insert(id);
-            if let Some(s) = stamp(&path) {
-                index.verified.insert(id, s);
-            }
+        if self.verified(&id) {
+            self.renew(&id);
+            self.lock_index().held.insert(id);
             return Ok(());
         }
-        match &self.journal {
-            Some(j) if stored.len() <= journal::MAX_JOURNALED => {
-                let parent = path.parent().expect("object paths have a parent");
-                // No fsync for a new directory either: replay recreates it, and the next
-                // checkpoint's syncfs makes it durable.
-                fs::create_dir_all(parent)
-                    .and_then(|()| {
-                        j.write(Kind::Chunk, &id.0, stored, || {
-                            Staged::write(&self.tmp_dir, stored, false)?.install(&path)
-                        })
-                    })
-                    .context(|| format!("writing chunk {id}"))?;
+        let found = if stored.len() <= self.segment_max {
+            {
+                let mut appending = self.appending.lock().unwrap_or_else(|e| e.into_inner());
+                if appending.contains(&id) {
+                    while appending.contains(&id) {
+                        appending = self
+                            .appended
+                            .wait(appending)
+                            .unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(appending);
+                    // The other writer's copy, unless its append failed.
+                    return self.hold_chunk(id, stored);
+                }
+                appending.insert(id);
             }
-            _ => write_atomic(&self.tmp_dir, &path, stored)
-                .context(|| format!("writing chunk {id}"))?,
-        }
+            let placed = self.append_chunk(id, stored);
+            self.appending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            self.appended.notify_all();
+            Found::Placed(placed?)
+        } else {
+            let path = self.chunk_path(&id)?;
+            write_atomic(&self.tmp_dir, &path, stored).context(|| format!("writing chunk {id}"))?;
+            Found::File(path)
+        };
         let mut index = self.lock_index();
         index.held.insert(id);
-        if let Some(s) = stamp(&path) {
+        if let Some(s) = found.stamp(&self.segments) {
             index.verified.insert(id, s);
         }
         Ok(())
     }
 
-    /// Whether the file of chunk `id` is here and matches its id: at once if it has not
-    /// changed since it was last found good, else by hashing it. A file that does not match
-    /// is set aside, and the chunk is not held any more.
-    fn verified(&self, id: &ChunkId, path: &Path) -> bool {
-        let Some(now) = stamp(path) else {
+    /// Appends a chunk to the active segment and commits its place.
+    fn append_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<Place> {
+        let place = self
+            .segments
+            .append(&[(&id.0, stored)])
+            .context(|| format!("writing chunk {id}"))?[0];
+        let op = Op::Place {
+            id,
+            place,
+            expect: None,
+        };
+        self.catalog.apply(op)?;
+        Ok(place)
+    }
+
+    /// Marks chunk `id` as wanted now (garbage collection spares chunks written to within its
+    /// grace period): a file's modification time, a place's time (when not recent).
+    fn renew(&self, id: &ChunkId) {
+        match self.find(id) {
+            Some(Found::File(path)) => {
+                if let Ok(f) = File::options().write(true).open(&path) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
+            }
+            Some(Found::Placed(p)) if p.written + RENEW_AFTER < segments::now_secs() => {
+                let op = Op::Place {
+                    id: *id,
+                    place: Place {
+                        written: segments::now_secs(),
+                        ..p
+                    },
+                    expect: Some(p),
+                };
+                if let Err(e) = self.catalog.apply(op) {
+                    tracing::warn!(chunk = %id, error = %e, "could not renew a chunk's time");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Where chunk `id`'s bytes are, if here: its place in a segment, else its file. A
+    /// catalog that cannot be read is logged and taken to say "not in a segment".
+    fn find(&self, id: &ChunkId) -> Option<Found> {
+        match self.catalog.place(id) {
+            Ok(Some(p)) => return Some(Found::Placed(p)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(chunk = %id, error = %e, "could not read a chunk's place"),
+        }
+        let path = self.chunk_path(id).ok()?;
+        path.exists().then_some(Found::File(path))
+    }
+
+    /// The bytes at `found`, bounded.
+    fn read_found(&self, found: &Found) -> std::io::Result<Vec<u8>> {
+        match found {
+            Found::Placed(p) => self.segments.read(p),
+            Found::File(path) => fsutil::read_bounded(path, MAX_CHUNK_FILE),
+        }
+    }
+
+    /// Whether chunk `id` is here and matches its id: at once if it has not changed since
+    /// it was last found good, else by hashing it. A copy that does not match is set aside,
+    /// and the chunk is not held any more.
+    fn verified(&self, id: &ChunkId) -> bool {
+        let Some(found) = self.find(id) else {
+            return false;
+        };
+        let Some(now) = found.stamp(&self.segments) else {
             return false;
         };
         if self.lock_index().verified.get(id) == Some(&now) {
             return true;
         }
-        let good = fsutil::read_bounded(path, MAX_CHUNK_FILE)
-            .is_ok_and(|bytes| ChunkId::of(&bytes) == *id);
-        let mut index = self.lock_index();
-        if good {
-            index.verified.insert(*id, now);
-        } else {
-            tracing::warn!(chunk = %id, "chunk file does not match its id; set aside");
-            self.set_aside(path);
-            index.held.remove(id);
-            index.verified.remove(id);
+        let bytes = self.read_found(&found);
+        if bytes.as_ref().is_ok_and(|b| ChunkId::of(b) == *id) {
+            self.lock_index().verified.insert(*id, now);
+            return true;
         }
-        good
+        if let Err(e) = &bytes {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return false; // moved or removed meanwhile
+            }
+        }
+        tracing::warn!(chunk = %id, "chunk does not match its id; set aside");
+        self.set_aside_chunk(id, &found, bytes.ok().as_deref());
+        false
+    }
+
+    /// Sets a bad copy of chunk `id` aside in `quarantine/` (a file is moved there, a
+    /// segment record's bytes copied, the rest of its segment untouched), so it is never
+    /// served again and is no longer held.
+    fn set_aside_chunk(&self, id: &ChunkId, found: &Found, bytes: Option<&[u8]>) {
+        let mut index = self.lock_index();
+        index.held.remove(id);
+        index.verified.remove(id);
+        match found {
+            Found::File(path) => self.set_aside(path),
+            Found::Placed(p) => {
+                if let Some(bytes) = bytes {
+                    let name = format!(
+                        "chunk-{}-{}",
+                        id.to_hex(),
+                        hex::encode(crate::crypto::random_bytes::<4>())
+                    );
+                    let kept = write_atomic(&self.tmp_dir, &self.quarantine_dir.join(name), bytes);
+                    if let Err(e) = kept {
+                        tracing::warn!(chunk = %id, error = %e, "could not keep a corrupt chunk in quarantine/");
+                    }
+                }
+                if let Err(e) = self.catalog.apply(Op::Unplace { id: *id, at: *p }) {
+                    tracing::warn!(chunk = %id, error = %e, "could not forget a corrupt chunk's place");
+                }
+            }
+        }
     }
 
     /// Every chunk held here.
@@ -501,11 +683,15 @@ impl Store {
 
     /// How long since chunk `id` was last written (or rewritten by a deduplicated write).
     pub fn chunk_age(&self, id: &ChunkId) -> Option<std::time::Duration> {
-        let modified = fs::metadata(self.chunk_path(id).ok()?)
-            .ok()?
-            .modified()
-            .ok()?;
-        Some(modified.elapsed().unwrap_or_default())
+        match self.find(id)? {
+            Found::Placed(p) => Some(std::time::Duration::from_secs(
+                segments::now_secs().saturating_sub(p.written),
+            )),
+            Found::File(path) => {
+                let modified = fs::metadata(path).ok()?.modified().ok()?;
+                Some(modified.elapsed().unwrap_or_default())
+            }
+        }
     }
 
     /// Removes chunk `id` if nothing here names it (garbage collection, after the cluster
@@ -517,7 +703,7 @@ impl Store {
             return false;
         }
         index.pins.remove(id);
-        self.remove_chunk_file(&mut index, id)
+        self.remove_chunk(&mut index, id)
     }
 
     /// Removes this node's copy of chunk `id`, which it no longer owns and whose owners have
@@ -525,20 +711,32 @@ impl Store {
     /// reads fetch chunks from their owners.
     pub fn drop_chunk(&self, id: &ChunkId) -> bool {
         let mut index = self.lock_index();
-        self.remove_chunk_file(&mut index, id)
+        self.remove_chunk(&mut index, id)
     }
 
-    fn remove_chunk_file(&self, index: &mut Index, id: &ChunkId) -> bool {
+    /// Removes chunk `id`: its place (its record becomes garbage, for compaction) or its
+    /// file. Under the index lock (the caller's), so no writer finds it between the check
+    /// that nothing names it and its removal.
+    fn remove_chunk(&self, index: &mut Index, id: &ChunkId) -> bool {
         index.held.remove(id);
         index.verified.remove(id);
+        let mut removed = false;
+        match self.catalog.place(id) {
+            Ok(Some(at)) => match self.catalog.apply(Op::Unplace { id: *id, at }) {
+                Ok(changed) => removed = changed.is_some(),
+                Err(e) => tracing::warn!(chunk = %id, error = %e, "could not remove a chunk"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(chunk = %id, error = %e, "could not read a chunk's place"),
+        }
         match self.chunk_path(id).map(fs::remove_file) {
             Ok(Ok(())) => true,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => removed,
             Ok(Err(e)) => {
                 tracing::warn!(chunk = %id, error = %e, "could not remove a chunk");
-                false
+                removed
             }
-            Err(_) => false,
+            Err(_) => removed,
         }
     }
 
@@ -579,14 +777,13 @@ impl Store {
     /// node tells peers that ask, so a rotten copy never counts toward replication. Reads
     /// the file when it changed since it was last found good.
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.chunk_path(id)
-            .is_ok_and(|p| p.is_file() && self.verified(id, &p))
+        self.verified(id)
     }
 
-    /// Whether a file for chunk `id` is here, good or not: a cheap first look before a read
+    /// Whether a copy of chunk `id` is here, good or not: a cheap first look before a read
     /// that checks it anyway.
     pub fn may_hold_chunk(&self, id: &ChunkId) -> bool {
-        self.chunk_path(id).is_ok_and(|p| p.is_file())
+        self.find(id).is_some()
     }
 
     /// Commits a manifest that came from elsewhere (a peer, or this node's own cluster
@@ -629,7 +826,7 @@ impl Store {
         let mut index = self.lock_index();
         for id in ids {
             if !self.referenced(&index, id) {
-                self.remove_chunk_file(&mut index, id);
+                self.remove_chunk(&mut index, id);
             }
         }
     }
@@ -719,21 +916,125 @@ impl Store {
     /// Reads a chunk and checks it against its id. A chunk that fails is moved to quarantine
     /// (never served again) and reported as an integrity error.
     pub fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let path = self.chunk_path(id)?;
-        let why = match fsutil::read_bounded(&path, MAX_CHUNK_FILE) {
-            Ok(b) if ChunkId::of(&b) == *id => return Ok(b),
-            Ok(_) => format!("chunk {id} does not match its hash"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Integrity(format!("chunk {id} is missing")))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => format!("chunk {id}: {e}"),
-            Err(e) => return Err(e).context(|| format!("reading chunk {id}")),
-        };
+        // Twice: compaction may move a packed chunk between finding its place and reading it.
+        for _ in 0..2 {
+            let Some(found) = self.find(id) else {
+                break;
+            };
+            let (why, bytes) = match self.read_found(&found) {
+                Ok(b) if ChunkId::of(&b) == *id => return Ok(b),
+                Ok(b) => (format!("chunk {id} does not match its hash"), Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    (format!("chunk {id}: {e}"), None)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    (format!("chunk {id}: its segment is cut short"), None)
+                }
+                Err(e) => return Err(e).context(|| format!("reading chunk {id}")),
+            };
+            tracing::warn!(chunk = %id, why, "corrupt chunk; set aside");
+            self.set_aside_chunk(id, &found, bytes.as_deref());
+            return Err(Error::Integrity(why));
+        }
         let mut index = self.lock_index();
-        self.set_aside(&path);
         index.held.remove(id);
         index.verified.remove(id);
-        Err(Error::Integrity(why))
+        Err(Error::Integrity(format!("chunk {id} is missing")))
+    }
+
+    /// Rewrites the segments that are mostly garbage (deleted or replaced chunks, torn
+    /// appends; at least `COMPACT_MIN_DEAD` bytes of it): their live records are appended to the active segment, their places moved
+    /// in the catalog (only where a chunk is still at its old place: a concurrent delete or
+    /// rewrite wins), and once no place points into a segment, it is removed. Crash-safe at
+    /// every step: a record is durable in its new segment before its place moves, and a
+    /// segment goes only after every move out of it is committed. Returns the bytes given
+    /// back to the file system.
+    pub fn compact_segments(&self) -> Result<u64> {
+        let ctx = || "compacting segments".to_string();
+        let live = self.catalog.segment_live()?;
+        let mut freed = 0;
+        for (segment, size) in self.segments.list().context(ctx)? {
+            let alive = live.get(&segment).copied().unwrap_or(0);
+            let dead = size.saturating_sub(alive);
+            if dead < COMPACT_MIN_DEAD || alive as f64 >= COMPACT_LIVE * size as f64 {
+                continue;
+            }
+            // The segment appended to is closed first: its live records go to a new one.
+            self.segments.close(segment);
+            let started = std::time::Instant::now();
+            let places = self.catalog.places_in(segment)?;
+            let mut moved = 0usize;
+            let mut batch: Vec<(ChunkId, Place, Vec<u8>)> = Vec::new();
+            let mut batch_bytes = 0;
+            for (i, (id, place)) in places.iter().enumerate() {
+                match self.segments.read(place) {
+                    Ok(bytes) if ChunkId::of(&bytes) == *id => {
+                        batch_bytes += bytes.len() as u64;
+                        batch.push((*id, *place, bytes));
+                    }
+                    Ok(bytes) => {
+                        tracing::warn!(chunk = %id, "corrupt chunk found by compaction; set aside");
+                        self.set_aside_chunk(id, &Found::Placed(*place), Some(&bytes));
+                    }
+                    Err(e) => {
+                        tracing::warn!(chunk = %id, error = %e, "unreadable chunk found by compaction; set aside");
+                        self.set_aside_chunk(id, &Found::Placed(*place), None);
+                    }
+                }
+                if batch_bytes >= COMPACT_BATCH || (i + 1 == places.len() && !batch.is_empty()) {
+                    moved += self.move_records(std::mem::take(&mut batch))?;
+                    batch_bytes = 0;
+                }
+            }
+            if self.catalog.segment_live()?.contains_key(&segment) {
+                tracing::warn!(
+                    segment,
+                    "a segment still holds live chunks after compaction; kept"
+                );
+                continue;
+            }
+            self.segments.remove(segment).context(ctx)?;
+            freed += size;
+            tracing::info!(
+                segment,
+                size,
+                moved,
+                ms = started.elapsed().as_millis() as u64,
+                "compacted a segment"
+            );
+        }
+        Ok(freed)
+    }
+
+    /// Appends `records` to the active segment (one fsync) and moves their places there,
+    /// each only if its chunk is still at its old place. Returns how many moved.
+    fn move_records(&self, records: Vec<(ChunkId, Place, Vec<u8>)>) -> Result<usize> {
+        let chunks: Vec<(&[u8; 32], &[u8])> = records
+            .iter()
+            .map(|(id, _, b)| (&id.0, b.as_slice()))
+            .collect();
+        let placed = self
+            .segments
+            .append(&chunks)
+            .context(|| "compacting segments".to_string())?;
+        let ops = records
+            .iter()
+            .zip(placed)
+            .map(|((id, from, _), to)| Op::Place {
+                id: *id,
+                place: Place {
+                    written: from.written,
+                    ..to
+                },
+                expect: Some(*from),
+            })
+            .collect();
+        let mut moved = 0;
+        for outcome in self.catalog.apply_all(ops) {
+            moved += usize::from(outcome?.is_some());
+        }
+        Ok(moved)
     }
 
     /// Sets a manifest file aside. While any is in `quarantine/`, opening the root removes no

@@ -9,6 +9,8 @@
 //!   listing page is one range read, and nothing of the keys is kept in memory;
 //! - `chunk_refs`: chunk id → how many manifests here name it, kept in the same transaction
 //!   as the manifests, so opening a root counts nothing;
+//! - `places`: chunk id → where a chunk packed into a segment is (see `segments.rs`), and
+//!   `segment_live`: segment → the bytes of it that places point at (for compaction);
 //! - `meta`: the number of live keys, the newest version time held (the clock starts
 //!   after it), and the bytes of keys and values in the tables (for compaction).
 //!
@@ -23,10 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::engine::segments::Place;
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 use crate::manifest::Manifest;
@@ -37,12 +40,32 @@ const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests"
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const REFS: TableDefinition<&[u8; 32], u32> = TableDefinition::new("chunk_refs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// A place: segment, offset, length, time written.
+type PlaceRow = (u32, u64, u32, u64);
+const PLACES: TableDefinition<&[u8; 32], PlaceRow> = TableDefinition::new("places");
+const SEGMENT_LIVE: TableDefinition<u32, u64> = TableDefinition::new("segment_live");
 const LIVE: &str = "live keys";
 const NEWEST: &str = "newest version time";
 /// Bytes of keys and values in the tables: what a packed file would hold (see compaction).
 const DATA: &str = "data bytes";
 /// A row of `chunk_refs`: the id and the count.
 const REF_ROW: u64 = 32 + 4;
+/// A row of `places`.
+const PLACE_ROW: u64 = 32 + 24;
+
+fn place_of(row: PlaceRow) -> Place {
+    let (segment, offset, len, written) = row;
+    Place {
+        segment,
+        offset,
+        len,
+        written,
+    }
+}
+
+fn row_of(p: &Place) -> PlaceRow {
+    (p.segment, p.offset, p.len, p.written)
+}
 
 /// Memory the database may use for pages read and written; the rest comes from the file
 /// system's cache. Bounds the node's memory whatever the number of keys.
@@ -113,6 +136,15 @@ pub(crate) enum Op {
         key: String,
         version: Option<Version>,
     },
+    /// Records that chunk `id`'s bytes are at `place`, if they are at `expect` now (the same
+    /// bytes, whatever the time; `None`: wherever they are, or nowhere).
+    Place {
+        id: ChunkId,
+        place: Place,
+        expect: Option<Place>,
+    },
+    /// Forgets where chunk `id`'s bytes are, if they are at `at`.
+    Unplace { id: ChunkId, at: Place },
 }
 
 /// What an operation did: `Ok(None)` if it changed nothing (an equal or newer version is
@@ -216,6 +248,8 @@ fn open_db(path: &Path) -> Result<Database> {
         txn.open_table(ENTRIES)?;
         txn.open_table(REFS)?;
         txn.open_table(META)?;
+        txn.open_table(PLACES)?;
+        txn.open_table(SEGMENT_LIVE)?;
         Ok(txn.commit()?)
     };
     create().map_err(|e| db_error("creating tables", e))?;
@@ -381,6 +415,8 @@ fn rewrite(db: &Database, path: &Path) -> Result<()> {
         copy(&txn.open_table(ENTRIES)?, &new, ENTRIES)?;
         copy(&txn.open_table(REFS)?, &new, REFS)?;
         copy(&txn.open_table(META)?, &new, META)?;
+        copy(&txn.open_table(PLACES)?, &new, PLACES)?;
+        copy(&txn.open_table(SEGMENT_LIVE)?, &new, SEGMENT_LIVE)?;
         let last = new.begin_write()?; // an empty commit, durable: makes the others durable
         Ok(last.commit()?)
     })();
@@ -414,8 +450,9 @@ fn measure<T: ReadableTable<&'static str, &'static [u8]>>(
     manifests: &T,
     entries: &T,
     refs: &impl ReadableTable<&'static [u8; 32], u32>,
+    places: &impl ReadableTable<&'static [u8; 32], PlaceRow>,
 ) -> std::result::Result<u64, redb::Error> {
-    let mut data = REF_ROW * refs.len()?;
+    let mut data = REF_ROW * refs.len()? + PLACE_ROW * places.len()?;
     for table in [manifests, entries] {
         for row in table.iter()? {
             let (k, v) = row?;
@@ -437,19 +474,50 @@ fn commit_batch(
         let mut entries = txn.open_table(ENTRIES)?;
         let mut refs = txn.open_table(REFS)?;
         let mut meta = txn.open_table(META)?;
+        let mut places = txn.open_table(PLACES)?;
+        let mut segment_live = txn.open_table(SEGMENT_LIVE)?;
         let mut live = meta.get(LIVE)?.map_or(0, |v| v.value());
         let mut newest = meta.get(NEWEST)?.map_or(0, |v| v.value());
         let mut data = match meta.get(DATA)?.map(|v| v.value()) {
             Some(n) => n,
-            None => measure(&manifests, &entries, &refs)?,
+            None => measure(&manifests, &entries, &refs, &places)?,
         };
         let row = |key: &str, value: Option<redb::AccessGuard<&[u8]>>| {
             value.map_or(0, |v| (key.len() + v.value().len()) as u64)
         };
         for op in ops {
-            let (key, version) = match &op {
-                Op::Put { manifest, .. } => (manifest.body.key.clone(), None),
-                Op::Remove { key, version } => (key.clone(), *version),
+            let (key, version) = match op {
+                Op::Put { ref manifest, .. } => (manifest.body.key.clone(), None),
+                Op::Remove { ref key, version } => (key.clone(), version),
+                Op::Place { id, place, expect } => {
+                    let held = places.get(&id.0)?.map(|v| place_of(v.value()));
+                    let changed = match (expect, held) {
+                        (Some(e), Some(h)) => e.same_bytes(&h),
+                        (Some(_), None) => false,
+                        (None, _) => true,
+                    };
+                    if changed {
+                        places.insert(&id.0, row_of(&place))?;
+                        match held {
+                            Some(h) => shift_live(&mut segment_live, &h, false)?,
+                            None => data += PLACE_ROW,
+                        }
+                        shift_live(&mut segment_live, &place, true)?;
+                    }
+                    outcomes.push(Ok(changed.then(Vec::new)));
+                    continue;
+                }
+                Op::Unplace { id, at } => {
+                    let held = places.get(&id.0)?.map(|v| place_of(v.value()));
+                    let changed = held.is_some_and(|h| h.same_bytes(&at));
+                    if changed {
+                        places.remove(&id.0)?;
+                        shift_live(&mut segment_live, &at, false)?;
+                        data = data.saturating_sub(PLACE_ROW);
+                    }
+                    outcomes.push(Ok(changed.then(Vec::new)));
+                    continue;
+                }
             };
             let held = match entries.get(key.as_str())? {
                 None => None,
@@ -499,6 +567,7 @@ fn commit_batch(
                     let old = held.map(|e| e.chunks).unwrap_or_default();
                     Ok(Some(release(&mut refs, &old, &mut data)?))
                 }
+                Op::Place { .. } | Op::Unplace { .. } => unreachable!("applied above"),
                 Op::Remove { .. } => match held {
                     Some(e) if version.is_none_or(|v| v == e.version) => {
                         let old = row(&key, manifests.remove(key.as_str())?)
@@ -608,6 +677,55 @@ impl Catalog {
         })
     }
 
+    /// Where chunk `id`'s bytes are, if packed into a segment.
+    pub fn place(&self, id: &ChunkId) -> Result<Option<Place>> {
+        self.read("reading a place", |txn| {
+            let t = txn.open_table(PLACES)?;
+            Ok(t.get(&id.0)?.map(|v| place_of(v.value())))
+        })
+    }
+
+    /// Every chunk packed into a segment.
+    pub fn placed(&self) -> Result<Vec<ChunkId>> {
+        self.read("reading places", |txn| {
+            let t = txn.open_table(PLACES)?;
+            let mut out = Vec::with_capacity(t.len()? as usize);
+            for row in t.iter()? {
+                out.push(ChunkId(*row?.0.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The chunks whose places are in `segment` (a walk of every place: compaction only).
+    pub fn places_in(&self, segment: u32) -> Result<Vec<(ChunkId, Place)>> {
+        self.read("reading places", |txn| {
+            let t = txn.open_table(PLACES)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let place = place_of(v.value());
+                if place.segment == segment {
+                    out.push((ChunkId(*k.value()), place));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Each segment that places point into, with the bytes they point at.
+    pub fn segment_live(&self) -> Result<std::collections::HashMap<u32, u64>> {
+        self.read("reading segment counts", |txn| {
+            let t = txn.open_table(SEGMENT_LIVE)?;
+            let mut out = std::collections::HashMap::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.insert(k.value(), v.value());
+            }
+            Ok(out)
+        })
+    }
+
     /// Live keys held (tombstones not counted), as of the last commit.
     pub fn live(&self) -> u64 {
         self.live.load(Ordering::Relaxed)
@@ -672,6 +790,28 @@ impl Catalog {
             Ok(out)
         })
     }
+}
+
+/// Adds a place's bytes to its segment's live bytes, or takes them away; a segment with none
+/// left has no row.
+fn shift_live(
+    table: &mut redb::Table<u32, u64>,
+    place: &Place,
+    add: bool,
+) -> std::result::Result<(), redb::Error> {
+    let now = table.get(place.segment)?.map_or(0, |v| v.value());
+    let len = u64::from(place.len);
+    let next = if add {
+        now.saturating_add(len)
+    } else {
+        now.saturating_sub(len)
+    };
+    if next == 0 {
+        table.remove(place.segment)?;
+    } else {
+        table.insert(place.segment, next)?;
+    }
+    Ok(())
 }
 
 /// Takes one reference from each of `chunks`; returns those no manifest names any more.
