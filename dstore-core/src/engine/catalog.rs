@@ -143,8 +143,9 @@ pub(crate) enum Op {
         place: Place,
         expect: Option<Place>,
     },
-    /// Forgets where chunk `id`'s bytes are, if they are at `at`.
-    Unplace { id: ChunkId, at: Place },
+    /// Forgets where chunk `id`'s bytes are: if they are at `at` (a bad record set aside:
+    /// not another copy written since), or wherever they are (`None`: a delete).
+    Unplace { id: ChunkId, at: Option<Place> },
 }
 
 /// What an operation did: `Ok(None)` if it changed nothing (an equal or newer version is
@@ -497,6 +498,15 @@ fn commit_batch(
                         (None, _) => true,
                     };
                     if changed {
+                        // A move keeps the newer time (a renew may have come in since the
+                        // mover read the place).
+                        let place = match (expect, held) {
+                            (Some(_), Some(h)) => Place {
+                                written: place.written.max(h.written),
+                                ..place
+                            },
+                            _ => place,
+                        };
                         places.insert(&id.0, row_of(&place))?;
                         match held {
                             Some(h) => shift_live(&mut segment_live, &h, false)?,
@@ -509,13 +519,13 @@ fn commit_batch(
                 }
                 Op::Unplace { id, at } => {
                     let held = places.get(&id.0)?.map(|v| place_of(v.value()));
-                    let changed = held.is_some_and(|h| h.same_bytes(&at));
-                    if changed {
+                    let gone = held.filter(|h| at.is_none_or(|at| h.same_bytes(&at)));
+                    if let Some(h) = gone {
                         places.remove(&id.0)?;
-                        shift_live(&mut segment_live, &at, false)?;
+                        shift_live(&mut segment_live, &h, false)?;
                         data = data.saturating_sub(PLACE_ROW);
                     }
-                    outcomes.push(Ok(changed.then(Vec::new)));
+                    outcomes.push(Ok(gone.map(|_| Vec::new())));
                     continue;
                 }
             };
@@ -685,11 +695,19 @@ impl Catalog {
         })
     }
 
+    /// Whether any chunk is packed into a segment.
+    pub fn has_places(&self) -> Result<bool> {
+        self.read("reading places", |txn| {
+            Ok(txn.open_table(PLACES)?.first()?.is_some())
+        })
+    }
+
     /// Every chunk packed into a segment.
     pub fn placed(&self) -> Result<Vec<ChunkId>> {
         self.read("reading places", |txn| {
             let t = txn.open_table(PLACES)?;
-            let mut out = Vec::with_capacity(t.len()? as usize);
+            // The stored length is not checksummed: a rotten one must not be an allocation.
+            let mut out = Vec::with_capacity((t.len()? as usize).min(1 << 20));
             for row in t.iter()? {
                 out.push(ChunkId(*row?.0.value()));
             }
@@ -710,6 +728,15 @@ impl Catalog {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// Forgets a removed segment's live count (a guide that drifted: nothing points into it).
+    pub fn forget_segment(&self, segment: u32) -> Result<()> {
+        self.with_db("writing", |db| {
+            let txn = db.begin_write()?;
+            txn.open_table(SEGMENT_LIVE)?.remove(segment)?;
+            Ok(txn.commit()?)
         })
     }
 
@@ -792,15 +819,16 @@ impl Catalog {
     }
 }
 
-/// Adds a place's bytes to its segment's live bytes, or takes them away; a segment with none
-/// left has no row.
+/// Adds a place's record to its segment's live bytes, or takes it away; a segment with none
+/// left has no row. A guide for compaction, not a proof: it removes a segment only once no
+/// place points into it.
 fn shift_live(
     table: &mut redb::Table<u32, u64>,
     place: &Place,
     add: bool,
 ) -> std::result::Result<(), redb::Error> {
     let now = table.get(place.segment)?.map_or(0, |v| v.value());
-    let len = u64::from(place.len);
+    let len = crate::engine::segments::record_bytes(place);
     let next = if add {
         now.saturating_add(len)
     } else {

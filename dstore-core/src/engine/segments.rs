@@ -67,9 +67,18 @@ impl Place {
     }
 }
 
-/// Where the record holding `place` ends.
+/// Where the record holding `place` ends (saturating: a place read from a rotten catalog
+/// may say anything).
 pub fn record_end(place: &Place) -> u64 {
-    place.offset + u64::from(place.len) + CHECKSUM as u64
+    place
+        .offset
+        .saturating_add(u64::from(place.len) + CHECKSUM as u64)
+}
+
+/// The bytes of the record holding `place`, header and checksum included: what a segment
+/// gives back when the record goes.
+pub fn record_bytes(place: &Place) -> u64 {
+    u64::from(place.len) + (HEADER + CHECKSUM) as u64
 }
 
 pub fn now_secs() -> u64 {
@@ -109,6 +118,33 @@ struct State {
     next: u32,
     /// A segment to close (see `close`) while the leader had it out to write.
     closing: Option<u32>,
+    /// Records queued in `queue`.
+    queued: usize,
+    /// Per segment, records written whose writers have not yet committed (or given up on)
+    /// their places: compaction waits for them (`settle`), or it could remove a segment a
+    /// place is about to point into.
+    pending: std::collections::HashMap<u32, usize>,
+}
+
+/// Records appended, with where they landed. Until it is dropped (after the caller commits
+/// the places) the records count as pending in their segment.
+pub struct Appended<'a> {
+    pub places: Vec<Place>,
+    segments: &'a Segments,
+    segment: u32,
+}
+
+impl Drop for Appended<'_> {
+    fn drop(&mut self) {
+        let mut state = self.segments.lock();
+        if let Some(n) = state.pending.get_mut(&self.segment) {
+            *n = n.saturating_sub(self.places.len());
+            if *n == 0 {
+                state.pending.remove(&self.segment);
+            }
+        }
+        self.segments.done.notify_all();
+    }
 }
 
 /// The outcome of each batch whose writers have not all heard of it: where it was written,
@@ -336,13 +372,14 @@ impl Segments {
 
     /// Appends chunk records durably (one fsync shared with every writer queued meanwhile);
     /// where each payload landed, in order. The caller records the places in the catalog.
-    pub fn append(&self, chunks: &[(&[u8; 32], &[u8])]) -> std::io::Result<Vec<Place>> {
+    pub fn append(&self, chunks: &[(&[u8; 32], &[u8])]) -> std::io::Result<Appended<'_>> {
         let mut state = self.lock();
         let mut offsets = Vec::with_capacity(chunks.len());
         for (id, payload) in chunks {
             offsets.push(state.queue.len() as u64 + HEADER as u64);
             encode_into(&mut state.queue, Kind::Chunk, id, payload);
         }
+        state.queued += chunks.len();
         let mine = state.filling;
         state.outcomes.wait_for(mine);
         while state.durable <= mine {
@@ -353,6 +390,7 @@ impl Segments {
             // Lead: write the whole queue, ours included, while others queue behind.
             state.busy = true;
             let batch = std::mem::take(&mut state.queue);
+            let records = std::mem::take(&mut state.queued);
             let number = state.filling;
             state.filling += 1;
             let active = state.active.take();
@@ -363,7 +401,10 @@ impl Segments {
             state.active = active.filter(|a| state.closing != Some(a.number));
             state.closing = None;
             if made {
-                state.next = next + 1;
+                state.next = next.saturating_add(1);
+            }
+            if let Ok((segment, _)) = written {
+                *state.pending.entry(segment).or_insert(0) += records;
             }
             state.busy = false;
             state.durable = number + 1;
@@ -371,8 +412,9 @@ impl Segments {
             self.done.notify_all();
         }
         let (segment, at) = state.outcomes.heard(mine)?;
+        drop(state);
         let written = now_secs();
-        Ok(chunks
+        let places = chunks
             .iter()
             .zip(offsets)
             .map(|((_, payload), offset)| Place {
@@ -381,7 +423,24 @@ impl Segments {
                 len: payload.len() as u32,
                 written,
             })
-            .collect())
+            .collect();
+        Ok(Appended {
+            places,
+            segments: self,
+            segment,
+        })
+    }
+
+    /// Closes `segment` (see `close`) and waits until every record written into it has its
+    /// place committed or given up: then the catalog's places in it are all there will be.
+    pub fn settle(&self, segment: u32) {
+        self.close(segment);
+        let mut state = self.lock();
+        // Batches before this one may still be landing in `segment`; later ones cannot.
+        let until = state.filling;
+        while state.durable < until || state.pending.contains_key(&segment) {
+            state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Writes `batch` at the end of the active segment (or of a new one, numbered `next`,
@@ -446,7 +505,18 @@ impl Segments {
                 format!("a place of {} bytes is past any record", place.len),
             ));
         }
-        let file = File::open(self.path(place.segment))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never blocks on a FIFO planted in place of a segment, nor follows a link.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(self.path(place.segment))?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("segment {} is not a regular file", place.segment),
+            ));
+        }
         let mut bytes = vec![0u8; place.len as usize];
         file.read_exact_at(&mut bytes, place.offset)?;
         Ok(bytes)
@@ -466,14 +536,21 @@ fn list(dir: &Path) -> std::io::Result<Vec<(u32, u64)>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
+        // Only names this code makes, of regular files: `1.seg`, `+1.seg` or a directory
+        // would alias or break a segment.
         let Some(number) = name
             .to_str()
             .and_then(|n| n.strip_suffix(".seg"))
             .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| name.to_str() == Some(segment_name(*n).as_str()) && *n < u32::MAX)
         else {
             continue;
         };
-        out.push((number, entry.metadata()?.len()));
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        out.push((number, meta.len()));
     }
     out.sort_unstable();
     Ok(out)
@@ -525,7 +602,7 @@ mod tests {
                         (0..50u8)
                             .map(|i| {
                                 let p = segments.append(&[(&[t; 32], &[i; 100])]).unwrap();
-                                (t, i, p[0])
+                                (t, i, p.places[0])
                             })
                             .collect()
                     })
@@ -568,7 +645,7 @@ mod tests {
         assert_eq!(segments.newest().unwrap(), Some(number));
         assert_eq!(segments.cut(number, last).unwrap(), 60);
         assert_eq!(segments.list().unwrap(), vec![(number, size)]);
-        let p = segments.append(&[(&[9; 32], b"after")]).unwrap()[0];
+        let p = segments.append(&[(&[9; 32], b"after")]).unwrap().places[0];
         assert_eq!((p.segment, p.offset), (number, size + HEADER as u64));
         assert_eq!(segments.read(&p).unwrap(), b"after");
         // A flipped byte in a record ends a scan there.
@@ -585,13 +662,40 @@ mod tests {
         let big = vec![7u8; MAX_RECORD];
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..(SEGMENT_BYTES as usize / MAX_RECORD + 2) {
-            let p = segments.append(&[(&[i as u8; 32], &big)]).unwrap()[0];
+            let p = segments.append(&[(&[i as u8; 32], &big)]).unwrap().places[0];
             seen.insert(p.segment);
         }
         let list = segments.list().unwrap();
         assert_eq!(list.len(), 2, "{list:?}");
         assert!(list.iter().all(|(_, size)| *size <= SEGMENT_BYTES));
         assert_eq!(seen.len(), 2);
+    }
+
+    /// Compaction settles a segment before it reads the places in it: `settle` returns only
+    /// once every record written into the segment has had its place committed (its
+    /// `Appended` dropped), and later appends go to another segment.
+    #[test]
+    fn settling_waits_for_places_still_being_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Segments::open(dir.path()).unwrap();
+        let pending = segments.append(&[(&[1; 32], b"one")]).unwrap();
+        let s = pending.places[0].segment;
+        let settled = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let settler = scope.spawn(|| {
+                segments.settle(s);
+                settled.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(!settled.load(std::sync::atomic::Ordering::SeqCst));
+            // Appends meanwhile go to a new segment, and are not waited for.
+            let later = segments.append(&[(&[2; 32], b"two")]).unwrap();
+            assert_ne!(later.places[0].segment, s);
+            drop(pending);
+            settler.join().unwrap();
+            assert!(settled.load(std::sync::atomic::Ordering::SeqCst));
+            drop(later);
+        });
     }
 
     proptest::proptest! {

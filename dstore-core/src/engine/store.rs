@@ -116,6 +116,33 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some(Stamp::File(meta.len(), meta.modified().ok()?))
 }
 
+/// A chunk being appended (see `Store::start_appending`); dropped, even by a panic, it lets
+/// the writers waiting for it go on.
+struct AppendingGuard<'a> {
+    store: &'a Store,
+    id: ChunkId,
+}
+
+impl Drop for AppendingGuard<'_> {
+    fn drop(&mut self) {
+        self.store
+            .appending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        self.store.appended.notify_all();
+    }
+}
+
+/// Whether a failed read of a chunk's copy means the copy is bad (set aside), not that the
+/// read failed for a passing reason (no descriptor left, an I/O error): such a copy stays.
+fn copy_is_bad(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+    )
+}
+
 /// Where a chunk's bytes are.
 enum Found {
     Placed(Place),
@@ -212,6 +239,13 @@ impl Store {
         let segments_dir = root.join("segments");
         let segments = Segments::open(&segments_dir)
             .context(|| format!("opening {}", segments_dir.display()))?;
+        // Segments but no places: a catalog moved aside (or lost) with the segments kept.
+        // Without this every record would look dead, the newest segment would be cut to
+        // nothing and the others compacted away.
+        let listed = segments.list().context(|| "listing segments".to_string())?;
+        if !listed.is_empty() && !catalog.has_places()? {
+            rebuild_places(&catalog, &segments, &listed)?;
+        }
         // The newest segment's tail past the last record with a place was never
         // acknowledged: cut off before anything is appended after it.
         if let Some(newest) = segments
@@ -295,12 +329,14 @@ impl Store {
             return Ok(());
         }
         let held: Vec<ChunkId> = index.held.iter().copied().collect();
+        let mut unnamed = Vec::new();
         for id in held {
             if self.catalog.refs(&id)? == 0 {
                 tracing::debug!(chunk = %id, "removing unreferenced chunk");
-                self.remove_chunk(&mut index, &id);
+                unnamed.push(id);
             }
         }
+        self.remove_chunks(&mut index, &unnamed);
         Ok(())
     }
 
@@ -511,28 +547,11 @@ impl Store {
             return Ok(());
         }
         let found = if stored.len() <= self.segment_max {
-            {
-                let mut appending = self.appending.lock().unwrap_or_else(|e| e.into_inner());
-                if appending.contains(&id) {
-                    while appending.contains(&id) {
-                        appending = self
-                            .appended
-                            .wait(appending)
-                            .unwrap_or_else(|e| e.into_inner());
-                    }
-                    drop(appending);
-                    // The other writer's copy, unless its append failed.
-                    return self.hold_chunk(id, stored);
-                }
-                appending.insert(id);
-            }
-            let placed = self.append_chunk(id, stored);
-            self.appending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-            self.appended.notify_all();
-            Found::Placed(placed?)
+            let Some(_appending) = self.start_appending(id) else {
+                // The other writer's copy, unless its append failed.
+                return self.hold_chunk(id, stored);
+            };
+            Found::Placed(self.append_chunk(id, stored)?)
         } else {
             let path = self.chunk_path(&id)?;
             write_atomic(&self.tmp_dir, &path, stored).context(|| format!("writing chunk {id}"))?;
@@ -546,18 +565,37 @@ impl Store {
         Ok(())
     }
 
+    /// Marks chunk `id` as being appended, until the guard is dropped; `None` (after
+    /// waiting for it) if another writer was appending it.
+    fn start_appending(&self, id: ChunkId) -> Option<AppendingGuard<'_>> {
+        let mut appending = self.appending.lock().unwrap_or_else(|e| e.into_inner());
+        if !appending.contains(&id) {
+            appending.insert(id);
+            return Some(AppendingGuard { store: self, id });
+        }
+        while appending.contains(&id) {
+            appending = self
+                .appended
+                .wait(appending)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        None
+    }
+
     /// Appends a chunk to the active segment and commits its place.
     fn append_chunk(&self, id: ChunkId, stored: &[u8]) -> Result<Place> {
-        let place = self
+        let appended = self
             .segments
             .append(&[(&id.0, stored)])
-            .context(|| format!("writing chunk {id}"))?[0];
+            .context(|| format!("writing chunk {id}"))?;
+        let place = appended.places[0];
         let op = Op::Place {
             id,
             place,
             expect: None,
         };
         self.catalog.apply(op)?;
+        drop(appended); // committed: no longer pending in its segment
         Ok(place)
     }
 
@@ -626,8 +664,11 @@ impl Store {
             return true;
         }
         if let Err(e) = &bytes {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return false; // moved or removed meanwhile
+            if !copy_is_bad(e) {
+                // Moved or removed meanwhile, or a passing failure: not held for now (a
+                // writer writes it again), but not set aside.
+                tracing::debug!(chunk = %id, error = %e, "could not read a chunk");
+                return false;
             }
         }
         tracing::warn!(chunk = %id, "chunk does not match its id; set aside");
@@ -656,7 +697,11 @@ impl Store {
                         tracing::warn!(chunk = %id, error = %e, "could not keep a corrupt chunk in quarantine/");
                     }
                 }
-                if let Err(e) = self.catalog.apply(Op::Unplace { id: *id, at: *p }) {
+                let op = Op::Unplace {
+                    id: *id,
+                    at: Some(*p),
+                };
+                if let Err(e) = self.catalog.apply(op) {
                     tracing::warn!(chunk = %id, error = %e, "could not forget a corrupt chunk's place");
                 }
             }
@@ -718,26 +763,35 @@ impl Store {
     /// file. Under the index lock (the caller's), so no writer finds it between the check
     /// that nothing names it and its removal.
     fn remove_chunk(&self, index: &mut Index, id: &ChunkId) -> bool {
-        index.held.remove(id);
-        index.verified.remove(id);
-        let mut removed = false;
-        match self.catalog.place(id) {
-            Ok(Some(at)) => match self.catalog.apply(Op::Unplace { id: *id, at }) {
-                Ok(changed) => removed = changed.is_some(),
-                Err(e) => tracing::warn!(chunk = %id, error = %e, "could not remove a chunk"),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(chunk = %id, error = %e, "could not read a chunk's place"),
+        self.remove_chunks(index, &[*id]) > 0
+    }
+
+    /// `remove_chunk` for many, with one catalog commit for all their places; how many were
+    /// here.
+    fn remove_chunks(&self, index: &mut Index, ids: &[ChunkId]) -> usize {
+        let mut ops = Vec::new();
+        for id in ids {
+            index.held.remove(id);
+            index.verified.remove(id);
+            // Wherever it is: a compaction may be moving it.
+            ops.push(Op::Unplace { id: *id, at: None });
         }
-        match self.chunk_path(id).map(fs::remove_file) {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => removed,
-            Ok(Err(e)) => {
-                tracing::warn!(chunk = %id, error = %e, "could not remove a chunk");
-                removed
+        let mut removed = 0;
+        for outcome in self.catalog.apply_all(ops) {
+            match outcome {
+                Ok(changed) => removed += usize::from(changed.is_some()),
+                Err(e) => tracing::warn!(error = %e, "could not remove a chunk"),
             }
-            Err(_) => removed,
         }
+        for id in ids {
+            match self.chunk_path(id).map(fs::remove_file) {
+                Ok(Ok(())) => removed += 1,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(Err(e)) => tracing::warn!(chunk = %id, error = %e, "could not remove a chunk"),
+                Err(_) => {}
+            }
+        }
+        removed
     }
 
     /// Removes this node's manifest of `key` if it is still at `version`: hand-off of a
@@ -824,11 +878,12 @@ impl Store {
             return;
         }
         let mut index = self.lock_index();
-        for id in ids {
-            if !self.referenced(&index, id) {
-                self.remove_chunk(&mut index, id);
-            }
-        }
+        let unnamed: Vec<ChunkId> = ids
+            .iter()
+            .filter(|id| !self.referenced(&index, id))
+            .copied()
+            .collect();
+        self.remove_chunks(&mut index, &unnamed);
     }
 
     /// Makes `manifest` the key's current version if it is newer than what is held, durably
@@ -916,8 +971,9 @@ impl Store {
     /// Reads a chunk and checks it against its id. A chunk that fails is moved to quarantine
     /// (never served again) and reported as an integrity error.
     pub fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        // Twice: compaction may move a packed chunk between finding its place and reading it.
-        for _ in 0..2 {
+        // Again if a packed chunk's segment went (compaction moved it) between finding its
+        // place and reading it.
+        for _ in 0..8 {
             let Some(found) = self.find(id) else {
                 break;
             };
@@ -925,12 +981,10 @@ impl Store {
                 Ok(b) if ChunkId::of(&b) == *id => return Ok(b),
                 Ok(b) => (format!("chunk {id} does not match its hash"), Some(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    (format!("chunk {id}: {e}"), None)
-                }
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     (format!("chunk {id}: its segment is cut short"), None)
                 }
+                Err(e) if copy_is_bad(&e) => (format!("chunk {id}: {e}"), None),
                 Err(e) => return Err(e).context(|| format!("reading chunk {id}")),
             };
             tracing::warn!(chunk = %id, why, "corrupt chunk; set aside");
@@ -960,8 +1014,10 @@ impl Store {
             if dead < COMPACT_MIN_DEAD || alive as f64 >= COMPACT_LIVE * size as f64 {
                 continue;
             }
-            // The segment appended to is closed first: its live records go to a new one.
-            self.segments.close(segment);
+            // The segment appended to is closed first (its live records go to a new one), and
+            // writes still committing places into it are waited for: after that, the places
+            // in it are all there will be.
+            self.segments.settle(segment);
             let started = std::time::Instant::now();
             let places = self.catalog.places_in(segment)?;
             let mut moved = 0usize;
@@ -977,9 +1033,14 @@ impl Store {
                         tracing::warn!(chunk = %id, "corrupt chunk found by compaction; set aside");
                         self.set_aside_chunk(id, &Found::Placed(*place), Some(&bytes));
                     }
-                    Err(e) => {
+                    Err(e) if copy_is_bad(&e) => {
                         tracing::warn!(chunk = %id, error = %e, "unreadable chunk found by compaction; set aside");
                         self.set_aside_chunk(id, &Found::Placed(*place), None);
+                    }
+                    // A passing failure: the record stays where it is, and so does its
+                    // segment (below).
+                    Err(e) => {
+                        tracing::warn!(chunk = %id, error = %e, "could not read a chunk to compact")
                     }
                 }
                 if batch_bytes >= COMPACT_BATCH || (i + 1 == places.len() && !batch.is_empty()) {
@@ -987,7 +1048,8 @@ impl Store {
                     batch_bytes = 0;
                 }
             }
-            if self.catalog.segment_live()?.contains_key(&segment) {
+            // Only the places themselves prove it empty: every move above was conditional.
+            if !self.catalog.places_in(segment)?.is_empty() {
                 tracing::warn!(
                     segment,
                     "a segment still holds live chunks after compaction; kept"
@@ -995,6 +1057,7 @@ impl Store {
                 continue;
             }
             self.segments.remove(segment).context(ctx)?;
+            self.catalog.forget_segment(segment)?;
             freed += size;
             tracing::info!(
                 segment,
@@ -1014,13 +1077,13 @@ impl Store {
             .iter()
             .map(|(id, _, b)| (&id.0, b.as_slice()))
             .collect();
-        let placed = self
+        let appended = self
             .segments
             .append(&chunks)
             .context(|| "compacting segments".to_string())?;
         let ops = records
             .iter()
-            .zip(placed)
+            .zip(appended.places.iter().copied())
             .map(|((id, from, _), to)| Op::Place {
                 id: *id,
                 place: Place {
@@ -1137,6 +1200,61 @@ impl Store {
     }
 }
 
+/// Finds every intact chunk record in `listed` segments and records its place: for a root
+/// whose catalog lost its places (moved aside, lost) but kept its segments. Chunks nothing
+/// names then are collected as usual (at once on a standalone node, by the cluster's
+/// collection on a member, whose manifests repair brings back).
+fn rebuild_places(catalog: &Catalog, segments: &Segments, listed: &[(u32, u64)]) -> Result<()> {
+    tracing::warn!(
+        segments = listed.len(),
+        "the catalog has no places for the segments here; finding them in the segments"
+    );
+    let written = segments::now_secs();
+    let mut found = 0u64;
+    for &(segment, size) in listed {
+        let path = segments.path(segment);
+        let file = File::open(&path).context(|| format!("opening {}", path.display()))?;
+        let mut ops = Vec::new();
+        let commit = |ops: &mut Vec<Op>| -> Result<()> {
+            for outcome in catalog.apply_all(std::mem::take(ops)) {
+                outcome?;
+            }
+            Ok(())
+        };
+        let end = segments::scan(&file, |record, offset| {
+            if record.kind == Kind::Chunk && ChunkId::of(&record.payload).0 == record.id {
+                let place = Place {
+                    segment,
+                    offset,
+                    len: record.payload.len() as u32,
+                    written,
+                };
+                ops.push(Op::Place {
+                    id: ChunkId(record.id),
+                    place,
+                    expect: None,
+                });
+                found += 1;
+            }
+            if ops.len() >= 4096 {
+                commit(&mut ops).map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .context(|| format!("reading {}", path.display()))?;
+        commit(&mut ops)?;
+        if end < size {
+            tracing::warn!(
+                segment,
+                bytes = size - end,
+                "a segment ends in a damaged record"
+            );
+        }
+    }
+    tracing::info!(chunks = found, "places found in the segments");
+    Ok(())
+}
+
 /// Reads `root/name`, or creates it with `make()` (durably, owner-only) if absent: the node id
 /// and generated keys, made once and kept for the life of the root.
 fn persistent_file(
@@ -1163,4 +1281,107 @@ fn persistent_file(
             .context(|| format!("restricting {}", path.display()))?;
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::path::Sharded;
+
+    /// Compaction while writers append and deleters remove (as on a member, where it runs
+    /// between scrub passes): every chunk written and not removed reads back, also after
+    /// reopening, and compaction removed segments meanwhile. (The race it guards against, a
+    /// place committed into a segment just removed, is too narrow to hit here: `settle`,
+    /// which closes it, has its own test in `segments.rs`.)
+    #[test]
+    fn compaction_alongside_writes_and_deletes_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false, 256 << 10).unwrap();
+        let chunk = |i: u32| -> Vec<u8> {
+            let mut v = vec![(i % 251) as u8; 8 << 10];
+            v[..4].copy_from_slice(&i.to_le_bytes());
+            v
+        };
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut freed = 0;
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..4u32)
+                .map(|t| {
+                    let (store, chunk) = (&store, &chunk);
+                    s.spawn(move || {
+                        for i in (t..4000).step_by(4) {
+                            let bytes = chunk(i);
+                            store.hold_chunk(ChunkId::of(&bytes), &bytes).unwrap();
+                            // Two in three are removed again soon after.
+                            if i % 3 != 0 && i >= 8 {
+                                store.drop_chunk(&ChunkId::of(&chunk(i - 8)));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let compactor = s.spawn(|| {
+                let mut freed = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    freed += store.compact_segments().unwrap();
+                }
+                freed
+            });
+            for w in writers {
+                w.join().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            freed = compactor.join().unwrap();
+        });
+        freed += store.compact_segments().unwrap();
+        assert!(freed > 0, "compaction ran and removed segments");
+        // Chunk i is dropped by the same writer at i + 8 (one writer per residue mod 4).
+        let kept = |i: u32| i + 8 >= 4000 || (i + 8).is_multiple_of(3);
+        for i in 0..4000 {
+            let bytes = chunk(i);
+            let id = ChunkId::of(&bytes);
+            if kept(i) {
+                assert_eq!(store.chunk(&id).unwrap(), bytes, "chunk {i}");
+            } else {
+                assert!(!store.has_chunk(&id), "chunk {i} was removed");
+            }
+        }
+        drop(store);
+        let store =
+            Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false, 256 << 10).unwrap();
+        for i in (0..4000).filter(|i| kept(*i)) {
+            let bytes = chunk(i);
+            assert_eq!(
+                store.chunk(&ChunkId::of(&bytes)).unwrap(),
+                bytes,
+                "chunk {i} after reopening"
+            );
+        }
+    }
+
+    /// A member opened with its catalog moved aside (what the error for an unreadable
+    /// catalog advises) keeps its packed chunks: their places are found again in the
+    /// segments, instead of every record looking dead (cut off, compacted away).
+    #[test]
+    fn a_catalog_moved_aside_keeps_the_chunks_in_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let open =
+            || Store::open(dir.path(), Arc::new(Sharded), Some(b"s"), false, 256 << 10).unwrap();
+        let store = open();
+        let chunks: Vec<Vec<u8>> = (0..600u32)
+            .map(|i| [i.to_le_bytes().as_slice(), &[7; 16 << 10]].concat())
+            .collect();
+        for c in &chunks {
+            store.hold_chunk(ChunkId::of(c), c).unwrap();
+        }
+        drop(store);
+        let catalog = dir.path().join("catalog.redb");
+        std::fs::rename(&catalog, dir.path().join("catalog.redb.aside")).unwrap();
+        let store = open();
+        assert_eq!(store.stats().chunks, 600);
+        for c in &chunks {
+            assert_eq!(&store.chunk(&ChunkId::of(c)).unwrap(), c);
+        }
+    }
 }
