@@ -206,7 +206,7 @@ fn encode_into(out: &mut Vec<u8>, kind: Kind, id: &[u8; 32], payload: &[u8]) {
 }
 
 #[cfg(test)]
-fn encode(kind: Kind, id: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(kind: Kind, id: &[u8; 32], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_into(&mut out, kind, id, payload);
     out
@@ -335,11 +335,6 @@ impl Segments {
     /// The segment appended to now.
     pub fn active(&self) -> Option<u32> {
         self.lock().active.as_ref().map(|a| a.number)
-    }
-
-    /// The newest segment, if any.
-    pub fn newest(&self) -> std::io::Result<Option<u32>> {
-        Ok(self.list()?.last().map(|(n, _)| *n))
     }
 
     /// Cuts `segment` back to `end` bytes, durably, if it is longer: at open, to the end of
@@ -642,7 +637,6 @@ mod tests {
         std::io::Write::write_all(&mut &f, &encode(Kind::Chunk, &[9; 32], &[1; 100])[..60])
             .unwrap();
         let segments = Segments::open(dir.path()).unwrap();
-        assert_eq!(segments.newest().unwrap(), Some(number));
         assert_eq!(segments.cut(number, last).unwrap(), 60);
         assert_eq!(segments.list().unwrap(), vec![(number, size)]);
         let p = segments.append(&[(&[9; 32], b"after")]).unwrap().places[0];
