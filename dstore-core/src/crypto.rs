@@ -12,6 +12,9 @@
 //!   (two names sharing a directory path) because the file content is still checked by its
 //!   BLAKE3 id.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::{LazyLock, Mutex};
+
 use aes::Aes256;
 use aes_gcm::aead::{Aead, AeadInOut, Payload};
 use aes_gcm::Aes256Gcm;
@@ -147,7 +150,9 @@ impl DataKey {
     /// The signature of a manifest's body under this data key.
     pub fn sign_manifest(&self, body: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer;
-        self.signer.sign(body).to_bytes()
+        let signature = self.signer.sign(body).to_bytes();
+        SEALS_CHECKED.remember(&self.seal_public(), body, &signature);
+        signature
     }
 
     fn keystream(&self, iv: &[u8], buf: &mut [u8]) {
@@ -160,14 +165,69 @@ impl DataKey {
 /// Whether `signature` is the signature of `body` by the data key whose seal key is `public`
 /// (`DataKey::sign_manifest`); any node can check it.
 pub fn verify_manifest_seal(public: &[u8; 32], body: &[u8], signature: &[u8]) -> bool {
-    let (Ok(key), Ok(sig)) = (
-        ed25519_dalek::VerifyingKey::from_bytes(public),
-        <[u8; 64]>::try_from(signature),
-    ) else {
+    let Ok(sig) = <[u8; 64]>::try_from(signature) else {
         return false;
     };
-    key.verify_strict(body, &ed25519_dalek::Signature::from_bytes(&sig))
-        .is_ok()
+    if SEALS_CHECKED.holds(public, body, &sig) {
+        return true;
+    }
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
+        return false;
+    };
+    let good = key
+        .verify_strict(body, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok();
+    if good {
+        SEALS_CHECKED.remember(public, body, &sig);
+    }
+    good
+}
+
+/// Seals this process made or checked lately, so that reading a hot key (or a value this
+/// process wrote) does not check the same signature again: a check costs tens of
+/// microseconds, more than the rest of a small read. Each is remembered by a BLAKE3 hash of
+/// the seal key, the signed body and the signature together, so only those exact bytes
+/// match; the oldest are forgotten first.
+#[derive(Default)]
+struct SealsChecked {
+    seen: Mutex<Remembered>,
+}
+
+/// The digests remembered, and the order they came in.
+#[derive(Default)]
+struct Remembered {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+/// Seals remembered (about 64 bytes of memory each).
+const SEALS_REMEMBERED: usize = 16_384;
+
+static SEALS_CHECKED: LazyLock<SealsChecked> = LazyLock::new(SealsChecked::default);
+
+impl SealsChecked {
+    fn digest(public: &[u8; 32], body: &[u8], signature: &[u8; 64]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("dstore/v1/seal checked");
+        h.update(public).update(signature).update(body);
+        *h.finalize().as_bytes()
+    }
+
+    fn holds(&self, public: &[u8; 32], body: &[u8], signature: &[u8; 64]) -> bool {
+        let d = Self::digest(public, body, signature);
+        self.seen.lock().expect("seals lock").set.contains(&d)
+    }
+
+    fn remember(&self, public: &[u8; 32], body: &[u8], signature: &[u8; 64]) {
+        let d = Self::digest(public, body, signature);
+        let mut seen = self.seen.lock().expect("seals lock");
+        if seen.set.insert(d) {
+            seen.order.push_back(d);
+            if seen.order.len() > SEALS_REMEMBERED {
+                let oldest = seen.order.pop_front().expect("not empty");
+                seen.set.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// What a client credential starts with (`ClusterKey::client_credential`).
@@ -445,6 +505,37 @@ mod tests {
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s.replace([' ', '\n'], "")).unwrap()
+    }
+
+    /// A seal this process made or checked is remembered by its exact bytes: the same bytes
+    /// pass without a second check; any other body, signature or key is checked in full.
+    #[test]
+    fn remembered_seals_match_only_their_exact_bytes() {
+        let key = DataKey::new(&[5; 32]);
+        let public = key.seal_public();
+        let body = b"a manifest body".to_vec();
+        let sig = key.sign_manifest(&body);
+        assert!(SEALS_CHECKED.holds(&public, &body, &sig));
+        assert!(verify_manifest_seal(&public, &body, &sig));
+        let mut other_body = body.clone();
+        other_body[0] ^= 1;
+        assert!(!verify_manifest_seal(&public, &other_body, &sig));
+        let mut other_sig = sig;
+        other_sig[10] ^= 1;
+        assert!(!verify_manifest_seal(&public, &body, &other_sig));
+        let stranger = DataKey::new(&[6; 32]).seal_public();
+        assert!(!verify_manifest_seal(&stranger, &body, &sig));
+        assert!(!verify_manifest_seal(&public, &body, &sig[..63]));
+        // A seal checked by someone else's signature is remembered once it passes.
+        let theirs = DataKey::new(&[7; 32]);
+        let body2 = b"another body".to_vec();
+        let sig2 = {
+            use ed25519_dalek::Signer;
+            theirs.signer.sign(&body2).to_bytes()
+        };
+        assert!(!SEALS_CHECKED.holds(&theirs.seal_public(), &body2, &sig2));
+        assert!(verify_manifest_seal(&theirs.seal_public(), &body2, &sig2));
+        assert!(SEALS_CHECKED.holds(&theirs.seal_public(), &body2, &sig2));
     }
 
     /// NIST SP 800-38A, F.5.5 CTR-AES256.Encrypt: the cipher and counter layout we use.

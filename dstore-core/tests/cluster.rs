@@ -728,3 +728,95 @@ async fn a_hundred_thousand_keys_list_in_pages_in_key_order() {
         let _ = n.close().await;
     }
 }
+
+/// An owner that says it holds a newer version than each write it is sent, `ahead_ms` ahead
+/// of the wall clock, `times` times per key (then it stores, keeping nothing), recording the
+/// key and version of every manifest it is sent.
+#[derive(Default)]
+struct Ahead {
+    mode: std::sync::Mutex<(usize, u64)>,
+    sent: std::sync::Mutex<Vec<(String, dstore_core::version::Version)>>,
+}
+
+fn hlc_now() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    dstore_core::version::hlc_of_ms(ms as u64)
+}
+
+impl Handler for Ahead {
+    fn handle(&self, _: &Hello, request: Request) -> BoxFuture<Response> {
+        let answer = match request {
+            Request::PutManifest { manifest } => {
+                let cluster = ClusterKey::new(SECRET);
+                let m = dstore_core::manifest::Manifest::from_bytes(&manifest, &cluster).unwrap();
+                let (times, ahead_ms) = *self.mode.lock().unwrap();
+                let mut sent = self.sent.lock().unwrap();
+                let before = sent.iter().filter(|(k, _)| *k == m.body.key).count();
+                sent.push((m.body.key.clone(), m.body.version));
+                if before < times {
+                    Response::Newer(dstore_core::version::Version {
+                        time: hlc_now() + dstore_core::version::hlc_of_ms(ahead_ms),
+                        node: dstore_core::NodeId([9; 32]),
+                    })
+                } else {
+                    Response::Stored
+                }
+            }
+            Request::GetManifest { .. } => Response::Manifest(None),
+            Request::List { .. } => Response::Keys(vec![]),
+            _ => Response::Stored,
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// Writes no longer read the key's version from its owners before they stamp theirs: an
+/// owner that holds a newer version answers the write with it, and the writer stamps the
+/// write again after it and sends it once more. Seen here from an embedded member whose
+/// co-owner claims a version 20 s ahead: the write is sent twice, the second stamped after
+/// that version, and it is stored; an owner that claims a newer version again (a concurrent
+/// writer) does not make the writer loop; and one that claims a version beyond the drift
+/// allowed is a failed owner, not a reason to move the writer's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_behind_a_newer_version_on_an_owner_is_stamped_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir.path().join("member"), &[]);
+    c.replicas = 2;
+    let member = Node::open(c).await.unwrap();
+    let ahead = Arc::new(Ahead::default());
+    let fake = fake_member(ahead.clone(), &member).await;
+    eventually("the fake owner is a member", || member.peers().len() == 1).await;
+    let sent_for = |key: &str| -> Vec<u64> {
+        let sent = ahead.sent.lock().unwrap();
+        sent.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.time)
+            .collect()
+    };
+    for (times, ahead_ms) in [(1, 20_000), (usize::MAX, 30_000)] {
+        *ahead.mode.lock().unwrap() = (times, ahead_ms);
+        let key = format!("behind-{ahead_ms}");
+        let before = hlc_now();
+        member.store(&key, b"the value", ENC).await.unwrap();
+        let sent = sent_for(&key);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        // The first stamp is behind the version the owner claims (for the second key, this
+        // member's clock already follows the version it was told of for the first).
+        assert!(sent[0] < before + dstore_core::version::hlc_of_ms(ahead_ms));
+        assert!(
+            sent[1] > before + dstore_core::version::hlc_of_ms(ahead_ms),
+            "the second stamp follows the owner's version: {sent:?}"
+        );
+        assert_eq!(member.get(&key).await.unwrap(), b"the value");
+    }
+    // Two hours ahead is beyond the hour of drift allowed: that owner has failed the write.
+    *ahead.mode.lock().unwrap() = (usize::MAX, 2 * 3_600_000);
+    let r = member.store("too-far", b"v", ENC).await;
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    assert_eq!(sent_for("too-far").len(), 1);
+    fake.shutdown().await;
+    let _ = member.close().await;
+}

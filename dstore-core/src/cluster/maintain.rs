@@ -117,7 +117,8 @@ impl Context {
     /// leaving is not (the node is going away).
     async fn push(&self, owner: NodeId, request: Request, len: usize, pass: Pass) -> Pushed {
         let pushed = match self.remote.cluster.call(owner, request).await {
-            Ok(Response::Stored) => Pushed::Stored,
+            // An owner that holds a newer version has the key: as good as stored.
+            Ok(Response::Stored | Response::Newer(_)) => Pushed::Stored,
             Ok(Response::Failed {
                 kind: FailureKind::Integrity,
                 message,

@@ -50,6 +50,14 @@ fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
+/// How a manifest write went (`Remote::put_manifest`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stamped {
+    Stored,
+    /// Owners hold this version instead, newer than the one sent.
+    Newer(Version),
+}
+
 fn refused(r: Response) -> String {
     match r {
         Response::Failed { message, .. } => message,
@@ -108,50 +116,70 @@ impl Remote {
     ) -> Result<()> {
         let local = {
             let (store, data) = (store.clone(), data.clone());
-            move || store.hold_chunk(id, &data)
+            move || store.hold_chunk(id, &data).map(|()| None)
         };
         let request = move || Request::PutChunk {
             id,
             data: data.to_vec(),
         };
-        self.store_on_owners(format!("chunk {id}"), &id.0, local, request)
+        let need = |n| self.write_need(n);
+        self.store_on_owners(format!("chunk {id}"), &id.0, need, local, request)
             .await
+            .map(|_| ())
     }
 
-    /// Stores a manifest (or tombstone) on W of its key's owners.
-    pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<()> {
+    /// Stores a manifest (or tombstone) on the owners of its key, in one round: done once
+    /// W owners have it, and at least R have answered, or `Newer` with the newest version
+    /// an owner that answered holds instead (newer than this one).
+    ///
+    /// Why R: the writer learns here, not in a read before, whether its clock was behind a
+    /// version already acknowledged (such a version is on W owners, and any R of them meet
+    /// those W, as R + W > n). Its caller then stamps the write again after that version and
+    /// sends it once more; what an owner answers newer to that second stamp was written
+    /// concurrently, and last-writer-wins may order it after this write.
+    pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<Stamped> {
         let what = format!("manifest of {:?}", manifest.body.key);
         let key_id = KeyId::of(&manifest.body.key);
+        let need = |n| self.write_need(n).max(self.read_need(n));
+        let ours = manifest.body.version;
         let bytes = manifest.to_bytes();
         let local = {
             let store = store.clone();
-            move || store.adopt(&manifest).map(|_| ())
+            move || store.adopt_unless_newer(&manifest)
         };
         let request = move || Request::PutManifest {
             manifest: bytes.clone(),
         };
-        self.store_on_owners(what, &key_id.0, local, request).await
+        let newest = self
+            .store_on_owners(what, &key_id.0, need, local, request)
+            .await?;
+        Ok(match newest {
+            Some(held) if held > ours => Stamped::Newer(held),
+            _ => Stamped::Stored,
+        })
     }
 
-    /// Stores an object on W of the owners of `id`: with `local` on this node (on the
+    /// Stores an object on `need(n)` of the n owners of `id`: with `local` on this node (on the
     /// blocking pool), with the request `request` makes on the others. Each owner that fails
-    /// is replaced by the next stand-in. Returns once W succeeded; the other copies carry on
-    /// in the background, tracked so that `close` waits for them.
+    /// is replaced by the next stand-in. Returns once that many succeeded, with the newest
+    /// version any of them holds instead (a manifest's `Newer`); the other copies carry on in
+    /// the background, tracked so that `close` waits for them.
     async fn store_on_owners(
         &self,
         what: String,
         id: &[u8; 32],
-        local: impl Fn() -> Result<()> + Send + Sync + 'static,
+        need: impl FnOnce(usize) -> usize,
+        local: impl Fn() -> Result<Option<Version>> + Send + Sync + 'static,
         request: impl Fn() -> Request + Send + Sync + 'static,
-    ) -> Result<()> {
+    ) -> Result<Option<Version>> {
         let (order, n) = self.preference(id);
         if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
-        let need = self.write_need(n);
+        let need = need(n);
         let me = self.cluster.id();
         let (cluster, local, request) = (self.cluster.clone(), Arc::new(local), Arc::new(request));
-        let send = move |target: Candidate| -> Task<()> {
+        let send = move |target: Candidate| -> Task<Option<Version>> {
             let (cluster, local, request) = (cluster.clone(), local.clone(), request.clone());
             Box::pin(async move {
                 let outcome = if target.id == me {
@@ -161,7 +189,9 @@ impl Remote {
                     }
                 } else {
                     match cluster.call(target.id, request()).await {
-                        Ok(Response::Stored) => Ok(()),
+                        Ok(Response::Stored) => Ok(None),
+                        // A version beyond the drift allowed is not one to stamp after.
+                        Ok(Response::Newer(v)) if cluster.clock().plausible(v.time) => Ok(Some(v)),
                         Ok(other) => Err(refused(other)),
                         Err(e) => Err(e.to_string()),
                     }
@@ -174,10 +204,13 @@ impl Remote {
         for owner in waiting.by_ref().take(n) {
             sends.spawn(send(owner));
         }
-        let (mut ok, mut failures) = (0, Vec::new());
+        let (mut ok, mut failures, mut newest) = (0, Vec::new(), None);
         while let Some(joined) = sends.join_next().await {
             match joined {
-                Ok((_, Ok(()))) => ok += 1,
+                Ok((_, Ok(held))) => {
+                    ok += 1;
+                    newest = newest.max(held);
+                }
                 Ok((who, Err(e))) => {
                     failures.push(format!("{who}: {e}"));
                     if let Some(stand_in) = waiting.next() {
@@ -199,7 +232,7 @@ impl Remote {
                     }
                 }
             });
-            return Ok(());
+            return Ok(newest);
         }
         Err(Error::Unavailable(format!(
             "{what}: {} of the {need} copies needed were stored ({})",

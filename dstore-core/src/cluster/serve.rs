@@ -150,8 +150,9 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
                     m.body.key
                 ),
             ),
-            Ok(m) => match store.adopt(&m) {
-                Ok(_) => Response::Stored, // an older version than held is not an error
+            Ok(m) => match store.adopt_unless_newer(&m) {
+                Ok(None) => Response::Stored,
+                Ok(Some(held)) => Response::Newer(held),
                 Err(e) => from_error(e),
             },
             Err(e) => from_error(e),

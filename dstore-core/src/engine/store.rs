@@ -852,6 +852,18 @@ impl Store {
         committed
     }
 
+    /// `adopt`, answering with the version held instead when that is newer than `manifest`'s
+    /// (an equal one is the same write, stored): what a writer needs to know to stamp its
+    /// write again after it (see `Remote::put_manifest`).
+    pub fn adopt_unless_newer(&self, manifest: &Manifest) -> Result<Option<Version>> {
+        if self.adopt(manifest)? {
+            return Ok(None);
+        }
+        Ok(self
+            .version_of(&manifest.body.key)
+            .filter(|held| *held > manifest.body.version))
+    }
+
     /// Releases pins, deleting chunks nobody names any more.
     pub fn unpin(&self, ids: &[ChunkId]) {
         let mut doomed = Vec::new();

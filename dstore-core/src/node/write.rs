@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
 use super::{blocking, join, Node, Pins, StoreOptions};
-use crate::cluster::remote::Remote;
+use crate::cluster::remote::{Remote, Stamped};
 use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::ids::ChunkId;
@@ -82,14 +82,6 @@ impl Node {
             store: store.clone(),
             ids: Vec::new(),
         };
-        // The key's current version among R of its owners, read while the chunks go out: the
-        // new version is stamped after it, so a write that follows an acknowledged one wins
-        // even if this node's clock is behind and has heard nothing newer (see
-        // `version::Clock`).
-        let prior = self.inner.remote.as_ref().map(|remote| {
-            let (remote, store, key) = (remote.clone(), store.clone(), key.to_owned());
-            tokio::spawn(async move { remote.get_manifest(&store, &key, &Remote::any).await })
-        });
         let mut inflight: VecDeque<JoinHandle<Result<ChunkId>>> = VecDeque::new();
         let mut size = 0u64;
         let chunk_size = self.inner.chunk_size;
@@ -134,28 +126,9 @@ impl Node {
             return Err(e);
         }
 
-        let (s, k) = (store.clone(), key.to_owned());
-        if let Some(held) = blocking(move || Ok(s.version_of(&k))).await? {
-            // Never let a clock that went backwards lose this write to an older one.
-            self.inner.clock.observe(held.time);
-        }
-        if let Some(read) = prior {
-            match join(read).await {
-                Ok(Some(m)) => {
-                    self.inner.clock.observe(m.body.version.time);
-                }
-                Ok(None) => {}
-                // Owners that cannot answer a read will not take the write either; let the
-                // write say so.
-                Err(e) => tracing::debug!(key, error = %e, "could not read the current version"),
-            }
-        }
         let body = ManifestBody {
             key: key.to_owned(),
-            version: Version {
-                time: self.inner.clock.now(),
-                node: self.inner.id,
-            },
+            version: self.stamp(),
             size,
             chunk_size: chunk_size as u32,
             encrypted: opts.encrypt,
@@ -164,24 +137,35 @@ impl Node {
             deleted: false,
         };
         let data_key = self.inner.data_key.as_ref();
-        let manifest = match inline {
-            Some(plain) => {
-                let stored = match data_key {
-                    Some(k) if opts.encrypt => k.seal(&plain),
-                    _ => plain,
-                };
-                Manifest::with_inline(body, stored, data_key, &self.inner.cluster)
+        let inline = inline.map(|plain| match data_key {
+            Some(k) if opts.encrypt => k.seal(&plain),
+            _ => plain,
+        });
+        let make = |version| {
+            let body = ManifestBody {
+                version,
+                ..body.clone()
+            };
+            match &inline {
+                Some(stored) => {
+                    Manifest::with_inline(body, stored.clone(), data_key, &self.inner.cluster)
+                }
+                None => Manifest::new(body, data_key, &self.inner.cluster),
             }
-            None => Manifest::new(body, data_key, &self.inner.cluster),
         };
         match &self.inner.remote {
             None => {
-                let s = store.clone();
+                let (s, k) = (store.clone(), key.to_owned());
+                if let Some(held) = blocking(move || Ok(s.version_of(&k))).await? {
+                    // Never let a clock that went backwards lose this write to an older one.
+                    self.inner.clock.observe(held.time);
+                }
+                let (s, manifest) = (store.clone(), make(self.stamp()));
                 if blocking(move || s.commit(&manifest)).await? {
                     pins.ids.clear(); // the manifest holds them now
                 }
             }
-            Some(remote) => remote.put_manifest(store, manifest).await?,
+            Some(remote) => self.put_manifest(remote, store, make).await?,
         }
         self.inner
             .counters
@@ -247,22 +231,49 @@ impl Node {
             Err(Error::Integrity(_)) if op.store.set_aside_since_open(key) => {}
             Err(e) => return Err(e),
         }
-        let version = Version {
-            time: self.inner.clock.now(),
-            node: self.inner.id,
+        let tombstone = |version| {
+            Manifest::tombstone(
+                key,
+                version,
+                self.inner.data_key.as_ref(),
+                &self.inner.cluster,
+            )
         };
-        let tombstone = Manifest::tombstone(
-            key,
-            version,
-            self.inner.data_key.as_ref(),
-            &self.inner.cluster,
-        );
         match &self.inner.remote {
             None => {
-                let store = op.store.clone();
+                let (store, tombstone) = (op.store.clone(), tombstone(self.stamp()));
                 blocking(move || store.commit(&tombstone)).await?;
             }
-            Some(remote) => remote.put_manifest(&op.store, tombstone).await?,
+            Some(remote) => self.put_manifest(remote, &op.store, tombstone).await?,
+        }
+        Ok(())
+    }
+
+    /// A version for a write made now.
+    fn stamp(&self) -> Version {
+        Version {
+            time: self.inner.clock.now(),
+            node: self.inner.id,
+        }
+    }
+
+    /// Puts the manifest `make` builds for a version stamped now on the key's owners. If an
+    /// owner holds a newer version (this node's clock was behind, or a write raced this one),
+    /// the write is stamped after it and sent once more: so a write that follows an
+    /// acknowledged one always wins, without a read before every write (see
+    /// `Remote::put_manifest`).
+    async fn put_manifest(
+        &self,
+        remote: &Remote,
+        store: &Arc<Store>,
+        make: impl Fn(Version) -> Manifest,
+    ) -> Result<()> {
+        let first = remote.put_manifest(store, make(self.stamp())).await?;
+        if let Stamped::Newer(held) = first {
+            tracing::debug!(?held, "an owner holds a newer version; stamping again");
+            self.inner.clock.observe(held.time);
+            // Whatever owners hold newer than this second stamp was written concurrently.
+            remote.put_manifest(store, make(self.stamp())).await?;
         }
         Ok(())
     }
