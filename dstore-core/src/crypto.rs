@@ -151,7 +151,7 @@ impl DataKey {
     pub fn sign_manifest(&self, body: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer;
         let signature = self.signer.sign(body).to_bytes();
-        SEALS_CHECKED.remember(&self.seal_public(), body, &signature);
+        SEALS_CHECKED.remember(SealsChecked::digest(&self.seal_public(), body, &signature));
         signature
     }
 
@@ -168,7 +168,8 @@ pub fn verify_manifest_seal(public: &[u8; 32], body: &[u8], signature: &[u8]) ->
     let Ok(sig) = <[u8; 64]>::try_from(signature) else {
         return false;
     };
-    if SEALS_CHECKED.holds(public, body, &sig) {
+    let digest = SealsChecked::digest(public, body, &sig);
+    if SEALS_CHECKED.holds(&digest) {
         return true;
     }
     let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
@@ -178,7 +179,7 @@ pub fn verify_manifest_seal(public: &[u8; 32], body: &[u8], signature: &[u8]) ->
         .verify_strict(body, &ed25519_dalek::Signature::from_bytes(&sig))
         .is_ok();
     if good {
-        SEALS_CHECKED.remember(public, body, &sig);
+        SEALS_CHECKED.remember(digest);
     }
     good
 }
@@ -186,8 +187,8 @@ pub fn verify_manifest_seal(public: &[u8; 32], body: &[u8], signature: &[u8]) ->
 /// Seals this process made or checked lately, so that reading a hot key (or a value this
 /// process wrote) does not check the same signature again: a check costs tens of
 /// microseconds, more than the rest of a small read. Each is remembered by a BLAKE3 hash of
-/// the seal key, the signed body and the signature together, so only those exact bytes
-/// match; the oldest are forgotten first.
+/// the seal key, the signature and the signed body together (the first two of fixed length),
+/// so only those exact bytes match; the oldest are forgotten first. Under 2 MiB.
 #[derive(Default)]
 struct SealsChecked {
     seen: Mutex<Remembered>,
@@ -200,7 +201,7 @@ struct Remembered {
     order: VecDeque<[u8; 32]>,
 }
 
-/// Seals remembered (about 64 bytes of memory each).
+/// Seals remembered.
 const SEALS_REMEMBERED: usize = 16_384;
 
 static SEALS_CHECKED: LazyLock<SealsChecked> = LazyLock::new(SealsChecked::default);
@@ -212,21 +213,29 @@ impl SealsChecked {
         *h.finalize().as_bytes()
     }
 
-    fn holds(&self, public: &[u8; 32], body: &[u8], signature: &[u8; 64]) -> bool {
-        let d = Self::digest(public, body, signature);
-        self.seen.lock().expect("seals lock").set.contains(&d)
+    /// The set, even if a thread panicked holding it (it is only ever a set of digests).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remember(&self, public: &[u8; 32], body: &[u8], signature: &[u8; 64]) {
-        let d = Self::digest(public, body, signature);
-        let mut seen = self.seen.lock().expect("seals lock");
-        if seen.set.insert(d) {
-            seen.order.push_back(d);
-            if seen.order.len() > SEALS_REMEMBERED {
-                let oldest = seen.order.pop_front().expect("not empty");
-                seen.set.remove(&oldest);
-            }
+    fn holds(&self, digest: &[u8; 32]) -> bool {
+        self.lock().set.contains(digest)
+    }
+
+    fn remember(&self, digest: [u8; 32]) {
+        let mut seen = self.lock();
+        if seen.set.contains(&digest) {
+            return;
         }
+        if seen.order.len() >= SEALS_REMEMBERED {
+            let oldest = seen.order.pop_front().expect("not empty");
+            seen.set.remove(&oldest);
+        } else if seen.order.is_empty() {
+            seen.order.reserve_exact(SEALS_REMEMBERED);
+            seen.set.reserve(SEALS_REMEMBERED);
+        }
+        seen.set.insert(digest);
+        seen.order.push_back(digest);
     }
 }
 
@@ -515,7 +524,7 @@ mod tests {
         let public = key.seal_public();
         let body = b"a manifest body".to_vec();
         let sig = key.sign_manifest(&body);
-        assert!(SEALS_CHECKED.holds(&public, &body, &sig));
+        assert!(SEALS_CHECKED.holds(&SealsChecked::digest(&public, &body, &sig)));
         assert!(verify_manifest_seal(&public, &body, &sig));
         let mut other_body = body.clone();
         other_body[0] ^= 1;
@@ -533,9 +542,10 @@ mod tests {
             use ed25519_dalek::Signer;
             theirs.signer.sign(&body2).to_bytes()
         };
-        assert!(!SEALS_CHECKED.holds(&theirs.seal_public(), &body2, &sig2));
+        let digest = SealsChecked::digest(&theirs.seal_public(), &body2, &sig2);
+        assert!(!SEALS_CHECKED.holds(&digest));
         assert!(verify_manifest_seal(&theirs.seal_public(), &body2, &sig2));
-        assert!(SEALS_CHECKED.holds(&theirs.seal_public(), &body2, &sig2));
+        assert!(SEALS_CHECKED.holds(&digest));
     }
 
     /// NIST SP 800-38A, F.5.5 CTR-AES256.Encrypt: the cipher and counter layout we use.

@@ -757,12 +757,12 @@ impl Handler for Ahead {
                 let before = sent.iter().filter(|(k, _)| *k == m.body.key).count();
                 sent.push((m.body.key.clone(), m.body.version));
                 if before < times {
-                    Response::Newer(dstore_core::version::Version {
+                    Response::Held(Some(dstore_core::version::Version {
                         time: hlc_now() + dstore_core::version::hlc_of_ms(ahead_ms),
                         node: dstore_core::NodeId([9; 32]),
-                    })
+                    }))
                 } else {
-                    Response::Stored
+                    Response::Held(None)
                 }
             }
             Request::GetManifest { .. } => Response::Manifest(None),
@@ -818,5 +818,124 @@ async fn a_write_behind_a_newer_version_on_an_owner_is_stamped_again_after_it() 
     assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
     assert_eq!(sent_for("too-far").len(), 1);
     fake.shutdown().await;
+    let _ = member.close().await;
+}
+
+/// A member that keeps nothing: it takes manifest writes (saying it held nothing) or, while
+/// `failing`, refuses them; it answers reads of keys under `held/` with a tombstone stamped
+/// at `held`, as a holder of a write that others may not have would.
+struct Holder {
+    failing: std::sync::atomic::AtomicBool,
+    held: dstore_core::version::Version,
+    sent: std::sync::Mutex<Vec<(String, u64)>>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+impl Handler for Holder {
+    fn handle(&self, _: &Hello, request: Request) -> BoxFuture<Response> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let cluster = ClusterKey::new(SECRET);
+        let answer = match request {
+            Request::PutManifest { manifest } => {
+                let m = dstore_core::manifest::Manifest::from_bytes(&manifest, &cluster).unwrap();
+                let mut sent = self.sent.lock().unwrap();
+                sent.push((m.body.key.clone(), m.body.version.time));
+                if self.failing.load(SeqCst) {
+                    Response::Failed {
+                        kind: dstore_core::net::message::FailureKind::Refused,
+                        message: "disk full".into(),
+                    }
+                } else {
+                    Response::Held(None)
+                }
+            }
+            Request::GetManifest { key } => {
+                self.reads.fetch_add(1, SeqCst);
+                Response::Manifest(key.starts_with("held/").then(|| {
+                    dstore_core::manifest::Manifest::tombstone(&key, self.held, None, &cluster)
+                        .to_bytes()
+                }))
+            }
+            Request::List { .. } => Response::Keys(vec![]),
+            _ => Response::Stored,
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// A manifest write is acknowledged without a read only when the places that answered it
+/// meet every place an acknowledged write may rest on (with 4 members and 3 replicas: 3 of
+/// the 4). An embedded member writes among three fakes. All taking the write: no read.
+/// Two refusing it ("disk full"): the write still has W = 2 copies (the member's and one
+/// fake's), but those two answers cannot meet a write that rests on the two refusing
+/// members, so the writer reads the key from all four, finds their newer version (a
+/// tombstone 20 s ahead), and stamps its write again after it; it then reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_cannot_meet_every_holder_reads_before_it_is_acknowledged() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let member = Node::open(config(&dir.path().join("member"), &[]))
+        .await
+        .unwrap();
+    let held = dstore_core::version::Version {
+        time: hlc_now() + dstore_core::version::hlc_of_ms(20_000),
+        node: dstore_core::NodeId([8; 32]),
+    };
+    let mut fakes = Vec::new();
+    for _ in 0..3 {
+        let holder = Arc::new(Holder {
+            failing: false.into(),
+            held,
+            sent: Default::default(),
+            reads: 0.into(),
+        });
+        fakes.push((holder.clone(), fake_member(holder, &member).await));
+    }
+    eventually("the fakes are members", || member.peers().len() == 3).await;
+    let reads = || {
+        fakes
+            .iter()
+            .map(|(h, _)| h.reads.load(SeqCst))
+            .sum::<usize>()
+    };
+    let sent_for = |key: &str| -> Vec<u64> {
+        let mut all = Vec::new();
+        for (h, _) in &fakes {
+            let sent = h.sent.lock().unwrap();
+            all.extend(sent.iter().filter(|(k, _)| k == key).map(|(_, t)| *t));
+        }
+        all
+    };
+
+    member.store("met", b"v", ENC).await.unwrap();
+    assert_eq!(reads(), 0, "a write that met every holder read first");
+    assert!(sent_for("met").len() >= 2);
+
+    fakes[0].0.failing.store(true, SeqCst);
+    fakes[1].0.failing.store(true, SeqCst);
+    let before = hlc_now();
+    member.store("held/unmet", b"the value", ENC).await.unwrap();
+    assert!(
+        reads() > 0,
+        "a write that could not meet every holder did not read"
+    );
+    let taken: Vec<u64> = fakes[2]
+        .0
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k == "held/unmet")
+        .map(|(_, t)| *t)
+        .collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    assert!(taken[0] < held.time && before < held.time);
+    assert!(
+        taken[1] > held.time,
+        "the second stamp follows the newer version"
+    );
+    assert_eq!(member.get("held/unmet").await.unwrap(), b"the value");
+    for (_, fake) in fakes {
+        fake.shutdown().await;
+    }
     let _ = member.close().await;
 }

@@ -117,8 +117,9 @@ impl Context {
     /// leaving is not (the node is going away).
     async fn push(&self, owner: NodeId, request: Request, len: usize, pass: Pass) -> Pushed {
         let pushed = match self.remote.cluster.call(owner, request).await {
-            // An owner that holds a newer version has the key: as good as stored.
-            Ok(Response::Stored | Response::Newer(_)) => Pushed::Stored,
+            // A manifest's owner answers with the version it held: it now has this one, or a
+            // newer one, which is as good.
+            Ok(Response::Stored | Response::Held(_)) => Pushed::Stored,
             Ok(Response::Failed {
                 kind: FailureKind::Integrity,
                 message,

@@ -6,7 +6,8 @@
 //!   done when W of the owners have it durably (default a majority; the rest continue in the
 //!   background). An owner that fails is replaced by the next member in rendezvous order (a
 //!   stand-in, as in hinted handoff): the stand-in's repair pass hands the copy to the owner
-//!   when it is back.
+//!   when it is back. Owners answer a manifest with the version they held, so a writer whose
+//!   clock is behind learns it from its write, not from a read before it (`put_manifest`).
 //! - A manifest read asks R of the key's owners (default a majority), then others in
 //!   rendezvous order for each that fails, takes the newest version, and sends it to the
 //!   owners that answered with an older one (read repair).
@@ -54,8 +55,18 @@ fn majority(n: usize) -> usize {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Stamped {
     Stored,
-    /// Owners hold this version instead, newer than the one sent.
+    /// A place the write went to, or one an acknowledged write may rest on, holds this
+    /// version, newer than the one sent.
     Newer(Version),
+}
+
+/// What the places that took a write held before it (`Remote::store_on_owners`).
+struct Heard {
+    /// The newest version any of them held.
+    newest: Option<Version>,
+    /// Whether enough of the places an acknowledged write may rest on answered to meet
+    /// every such write.
+    met: bool,
 }
 
 fn refused(r: Response) -> String {
@@ -122,61 +133,90 @@ impl Remote {
             id,
             data: data.to_vec(),
         };
-        let need = |n| self.write_need(n);
-        self.store_on_owners(format!("chunk {id}"), &id.0, need, local, request)
+        self.store_on_owners(format!("chunk {id}"), &id.0, false, local, request)
             .await
             .map(|_| ())
     }
 
-    /// Stores a manifest (or tombstone) on the owners of its key, in one round: done once
-    /// W owners have it, and at least R have answered, or `Newer` with the newest version
-    /// an owner that answered holds instead (newer than this one).
+    /// Stores a manifest (or tombstone) on W of its key's owners, and says whether a version
+    /// newer than it was held where it went.
     ///
-    /// Why R: the writer learns here, not in a read before, whether its clock was behind a
-    /// version already acknowledged (such a version is on W owners, and any R of them meet
-    /// those W, as R + W > n). Its caller then stamps the write again after that version and
-    /// sends it once more; what an owner answers newer to that second stamp was written
-    /// concurrently, and last-writer-wins may order it after this write.
+    /// This is how a writer whose clock is behind learns that it is, without reading the
+    /// key's version before every write. Every owner answers with the version it held
+    /// before. An acknowledged write rests on W of the first `wide` places of the key's
+    /// rendezvous order (see `get_manifest`), so answers from `wide` - W + 1 of those places
+    /// meet every such write. The write waits for that many answers when the owners can give
+    /// them: in a 3-member cluster, W of them. When they cannot (owners failed, or members
+    /// joined lately in a larger cluster), it reads the key from all `wide` places, as a read
+    /// does while members change. If a newer version turns up either way, the caller stamps
+    /// the write again after it and sends it once more. Whatever an owner holds newer than
+    /// that second stamp was written concurrently, and last-writer-wins may order it after
+    /// this write.
     pub async fn put_manifest(&self, store: &Arc<Store>, manifest: Manifest) -> Result<Stamped> {
         let what = format!("manifest of {:?}", manifest.body.key);
-        let key_id = KeyId::of(&manifest.body.key);
-        let need = |n| self.write_need(n).max(self.read_need(n));
+        let key = manifest.body.key.clone();
         let ours = manifest.body.version;
         let bytes = manifest.to_bytes();
         let local = {
             let store = store.clone();
-            move || store.adopt_unless_newer(&manifest)
+            move || store.adopt_reporting(&manifest)
         };
         let request = move || Request::PutManifest {
             manifest: bytes.clone(),
         };
-        let newest = self
-            .store_on_owners(what, &key_id.0, need, local, request)
+        let heard = self
+            .store_on_owners(what.clone(), &KeyId::of(&key).0, true, local, request)
             .await?;
-        Ok(match newest {
-            Some(held) if held > ours => Stamped::Newer(held),
-            _ => Stamped::Stored,
-        })
+        let mut newest = heard.newest;
+        if !heard.met {
+            let found = self.read_manifest(store, &key, &Self::any, true).await?;
+            newest = newest.max(found.map(|m| m.body.version));
+        }
+        match newest {
+            Some(v) if !self.cluster.clock().plausible(v.time) => Err(Error::Unavailable(format!(
+                "{what}: an owner holds a version stamped further ahead than the clock drift \
+                 allowed; the write is not acknowledged"
+            ))),
+            Some(v) if v > ours => Ok(Stamped::Newer(v)),
+            _ => Ok(Stamped::Stored),
+        }
     }
 
-    /// Stores an object on `need(n)` of the n owners of `id`: with `local` on this node (on the
+    /// How many of the first places of a key's rendezvous order an acknowledged write may
+    /// rest on, among `places` members (see `get_manifest`).
+    fn wide(&self, n: usize, joins: usize, places: usize) -> usize {
+        (n + (n - self.write_need(n)) + joins).min(places)
+    }
+
+    /// Stores an object on W of the owners of `id`: with `local` on this node (on the
     /// blocking pool), with the request `request` makes on the others. Each owner that fails
-    /// is replaced by the next stand-in. Returns once that many succeeded, with the newest
-    /// version any of them holds instead (a manifest's `Newer`); the other copies carry on in
-    /// the background, tracked so that `close` waits for them.
+    /// is replaced by the next stand-in. Returns once W succeeded, and for a manifest
+    /// (`versions`) once `wide` - W + 1 of the `wide` places answered too if the owners can
+    /// give that many, with what they held before (see `put_manifest`); the other copies
+    /// carry on in the background, tracked so that `close` waits for them.
     async fn store_on_owners(
         &self,
         what: String,
         id: &[u8; 32],
-        need: impl FnOnce(usize) -> usize,
+        versions: bool,
         local: impl Fn() -> Result<Option<Version>> + Send + Sync + 'static,
         request: impl Fn() -> Request + Send + Sync + 'static,
-    ) -> Result<Option<Version>> {
+    ) -> Result<Heard> {
         let (order, n) = self.preference(id);
         if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
-        let need = need(n);
+        let need = self.write_need(n);
+        // The places an acknowledged write may rest on, and how many must answer to meet it.
+        let (places, meet): (Vec<NodeId>, usize) = if versions {
+            let wide = self.wide(n, self.cluster.recent_change().1, order.len());
+            (
+                order[..wide].iter().map(|c| c.id).collect(),
+                wide + 1 - need,
+            )
+        } else {
+            (Vec::new(), 0)
+        };
         let me = self.cluster.id();
         let (cluster, local, request) = (self.cluster.clone(), Arc::new(local), Arc::new(request));
         let send = move |target: Candidate| -> Task<Option<Version>> {
@@ -190,8 +230,7 @@ impl Remote {
                 } else {
                     match cluster.call(target.id, request()).await {
                         Ok(Response::Stored) => Ok(None),
-                        // A version beyond the drift allowed is not one to stamp after.
-                        Ok(Response::Newer(v)) if cluster.clock().plausible(v.time) => Ok(Some(v)),
+                        Ok(Response::Held(held)) if versions => Ok(held),
                         Ok(other) => Err(refused(other)),
                         Err(e) => Err(e.to_string()),
                     }
@@ -204,11 +243,12 @@ impl Remote {
         for owner in waiting.by_ref().take(n) {
             sends.spawn(send(owner));
         }
-        let (mut ok, mut failures, mut newest) = (0, Vec::new(), None);
+        let (mut ok, mut met, mut failures, mut newest) = (0, 0, Vec::new(), None);
         while let Some(joined) = sends.join_next().await {
             match joined {
-                Ok((_, Ok(held))) => {
+                Ok((who, Ok(held))) => {
                     ok += 1;
+                    met += usize::from(places.contains(&who));
                     newest = newest.max(held);
                 }
                 Ok((who, Err(e))) => {
@@ -219,7 +259,7 @@ impl Remote {
                 }
                 Err(e) => failures.push(e.to_string()),
             }
-            if ok < need {
+            if ok < need || (met < meet && !sends.is_empty()) {
                 continue;
             }
             // The remaining copies, with stand-ins for owners that fail, in the background.
@@ -232,7 +272,10 @@ impl Remote {
                     }
                 }
             });
-            return Ok(newest);
+            return Ok(Heard {
+                newest,
+                met: met >= meet,
+            });
         }
         Err(Error::Unavailable(format!(
             "{what}: {} of the {need} copies needed were stored ({})",
@@ -264,13 +307,26 @@ impl Remote {
         key: &str,
         trusted: &(dyn Fn(&Manifest) -> Result<()> + Sync),
     ) -> Result<Option<Manifest>> {
+        self.read_manifest(store, key, trusted, false).await
+    }
+
+    /// `get_manifest`; `everywhere` asks all the `wide` places at once, as within the change
+    /// window (a write that could not meet them otherwise: see `put_manifest`).
+    async fn read_manifest(
+        &self,
+        store: &Arc<Store>,
+        key: &str,
+        trusted: &(dyn Fn(&Manifest) -> Result<()> + Sync),
+        everywhere: bool,
+    ) -> Result<Option<Manifest>> {
         let (mut order, n) = self.preference(&KeyId::of(key).0);
         if n == 0 {
             return Err(Error::Unavailable("no storage node is reachable".into()));
         }
         let need = self.read_need(n);
         let (changing, joins) = self.cluster.recent_change();
-        let wide = (n + (n - self.write_need(n)) + joins).min(order.len());
+        let changing = changing || everywhere;
+        let wide = self.wide(n, joins, order.len());
         // This node first, when it is an owner: the cheapest answer; owners slow lately last.
         order[..n].sort_by_key(|o| (!self.is_me(&o.id), self.cluster.is_slow(&o.id)));
         let owners: Vec<NodeId> = order[..n].iter().map(|o| o.id).collect();
@@ -433,10 +489,14 @@ impl Remote {
                         .await
                         .is_ok_and(|r| r.is_ok())
                 } else {
-                    let request = Request::PutManifest {
-                        manifest: manifest.to_bytes(),
-                    };
-                    matches!(cluster.call(who, request).await, Ok(Response::Stored))
+                    let (sent, request) = (
+                        manifest.body.version,
+                        Request::PutManifest {
+                            manifest: manifest.to_bytes(),
+                        },
+                    );
+                    matches!(cluster.call(who, request).await,
+                             Ok(Response::Held(held)) if held.is_none_or(|h| h < sent))
                 };
                 if done {
                     add(&counters.read_repairs, 1);

@@ -150,9 +150,8 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
                     m.body.key
                 ),
             ),
-            Ok(m) => match store.adopt_unless_newer(&m) {
-                Ok(None) => Response::Stored,
-                Ok(Some(held)) => Response::Newer(held),
+            Ok(m) => match store.adopt_reporting(&m) {
+                Ok(held) => Response::Held(held),
                 Err(e) => from_error(e),
             },
             Err(e) => from_error(e),

@@ -852,16 +852,13 @@ impl Store {
         committed
     }
 
-    /// `adopt`, answering with the version held instead when that is newer than `manifest`'s
-    /// (an equal one is the same write, stored): what a writer needs to know to stamp its
-    /// write again after it (see `Remote::put_manifest`).
-    pub fn adopt_unless_newer(&self, manifest: &Manifest) -> Result<Option<Version>> {
-        if self.adopt(manifest)? {
-            return Ok(None);
-        }
-        Ok(self
-            .version_of(&manifest.body.key)
-            .filter(|held| *held > manifest.body.version))
+    /// `adopt`, answering with the version of the key held before (the newer of the two is
+    /// held after): what a writer needs to know to stamp its write again after a newer one
+    /// (see `Remote::put_manifest`).
+    pub fn adopt_reporting(&self, manifest: &Manifest) -> Result<Option<Version>> {
+        let before = self.version_of(&manifest.body.key);
+        self.adopt(manifest)?;
+        Ok(before)
     }
 
     /// Releases pins, deleting chunks nobody names any more.

@@ -37,7 +37,7 @@ pub enum Request {
         id: ChunkId,
     },
     /// Store an encoded manifest if it is newer than what the receiver holds. The receiver
-    /// checks its cluster MAC first, and answers `Newer` if it holds a newer version.
+    /// checks its cluster MAC first, and answers `Held` with the version it held before.
     PutManifest {
         #[serde(with = "serde_bytes")]
         manifest: Vec<u8>,
@@ -102,10 +102,10 @@ pub enum Response {
         departed: Vec<Departure>,
     },
     Stored,
-    /// To `PutManifest`: the receiver holds this version, newer than the one sent, and keeps
-    /// it. A writer whose clock was behind stamps its write again after it (see
-    /// `Remote::put_manifest`).
-    Newer(Version),
+    /// To `PutManifest`: the version of the key the receiver held before (none: `None`); it
+    /// now holds the newer of that and the one sent. A writer told of a newer one stamps its
+    /// write again after it (see `Remote::put_manifest`).
+    Held(Option<Version>),
     Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
     Manifest(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Keys(#[serde(deserialize_with = "codec::bounded::<MAX_PAGE, _, _>")] Vec<KeyState>),

@@ -128,7 +128,11 @@ impl Node {
 
         let body = ManifestBody {
             key: key.to_owned(),
-            version: self.stamp(),
+            // Stamped by `make`, as late as possible.
+            version: Version {
+                time: 0,
+                node: self.inner.id,
+            },
             size,
             chunk_size: chunk_size as u32,
             encrypted: opts.encrypt,
@@ -257,22 +261,27 @@ impl Node {
         }
     }
 
-    /// Puts the manifest `make` builds for a version stamped now on the key's owners. If an
-    /// owner holds a newer version (this node's clock was behind, or a write raced this one),
-    /// the write is stamped after it and sent once more: so a write that follows an
-    /// acknowledged one always wins, without a read before every write (see
-    /// `Remote::put_manifest`).
+    /// Puts the manifest `make` builds for a version stamped now on the key's owners. If a
+    /// newer version is held (this node's clock was behind, or a write raced this one), the
+    /// write is stamped after it and sent once more: so a write that follows an acknowledged
+    /// one always wins, without a read before every write (see `Remote::put_manifest`). What
+    /// is newer than the second stamp was written concurrently; last-writer-wins may order
+    /// it either way, so a write (or a delete) may then be acknowledged and already replaced.
     async fn put_manifest(
         &self,
         remote: &Remote,
         store: &Arc<Store>,
         make: impl Fn(Version) -> Manifest,
     ) -> Result<()> {
-        let first = remote.put_manifest(store, make(self.stamp())).await?;
-        if let Stamped::Newer(held) = first {
-            tracing::debug!(?held, "an owner holds a newer version; stamping again");
+        let first = make(self.stamp());
+        let key = first.body.key.clone();
+        if let Stamped::Newer(held) = remote.put_manifest(store, first).await? {
+            tracing::debug!(
+                key,
+                ?held,
+                "a newer version is held; stamping again after it"
+            );
             self.inner.clock.observe(held.time);
-            // Whatever owners hold newer than this second stamp was written concurrently.
             remote.put_manifest(store, make(self.stamp())).await?;
         }
         Ok(())
