@@ -365,7 +365,7 @@ async fn a_version_the_owners_refuse_neither_holds_up_a_close_nor_stays() {
         manifest: forged.to_bytes(),
     };
     let answer = conn.call(put, Duration::from_secs(5)).await;
-    assert!(matches!(answer, Ok(Response::Stored)), "{answer:?}");
+    assert!(matches!(answer, Ok(Response::Held(None))), "{answer:?}");
     assert_eq!(held(&members[x]), 1, "the member that owns nothing took it");
     drop(conn);
 

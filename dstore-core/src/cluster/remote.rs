@@ -230,7 +230,15 @@ impl Remote {
                 } else {
                     match cluster.call(target.id, request()).await {
                         Ok(Response::Stored) => Ok(None),
-                        Ok(Response::Held(held)) if versions => Ok(held),
+                        // A version beyond the drift allowed is skipped by readers too: that
+                        // owner failed this write (one member with a clock a day ahead must
+                        // not block every later write of the keys it planted versions of).
+                        Ok(Response::Held(held))
+                            if versions
+                                && held.is_none_or(|v| cluster.clock().plausible(v.time)) =>
+                        {
+                            Ok(held)
+                        }
                         Ok(other) => Err(refused(other)),
                         Err(e) => Err(e.to_string()),
                     }
