@@ -918,15 +918,18 @@ async fn a_write_that_cannot_meet_every_holder_reads_before_it_is_acknowledged()
         reads() > 0,
         "a write that could not meet every holder did not read"
     );
-    let taken: Vec<u64> = fakes[2]
+    let mut taken: Vec<u64> = fakes[2]
         .0
         .sent
         .lock()
         .unwrap()
         .iter()
-        .filter(|(k, _)| k == "held/unmet")
+        .filter(|(k, t)| k == "held/unmet" && *t != held.time)
         .map(|(_, t)| *t)
         .collect();
+    // Read repair may send the newest version found (the fakes' tombstone, or the second
+    // write) once more.
+    taken.dedup();
     assert_eq!(taken.len(), 2, "{taken:?}");
     assert!(taken[0] < held.time && before < held.time);
     assert!(
