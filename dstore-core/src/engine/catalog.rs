@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -165,7 +165,6 @@ pub(crate) struct Catalog {
     /// never waits) does not wait behind a compaction.
     live: AtomicU64,
     queue: Mutex<Queue>,
-    done: Condvar,
 }
 
 const REOPEN_PAUSE: Duration = Duration::from_secs(1);
@@ -191,6 +190,11 @@ struct Queue {
     /// Whether a leader is committing now.
     committing: bool,
     finished: std::collections::HashMap<u64, Outcome>,
+    /// Writers waiting while a leader commits, by the id of their first op. The leader wakes
+    /// exactly those whose ops it finished, and one other to lead the next batch: waking
+    /// them all (a condition variable's `notify_all`) woke every writer queued behind the
+    /// batch too, only to sleep again, on every commit.
+    sleeping: Vec<(u64, std::thread::Thread)>,
 }
 
 fn closed() -> Error {
@@ -274,7 +278,6 @@ impl Catalog {
             failed_at: Mutex::new(None),
             live: AtomicU64::new(0),
             queue: Mutex::new(Queue::default()),
-            done: Condvar::new(),
         };
         // A reopening after an I/O error goes back to the last commit, whose count this is.
         catalog.live.store(catalog.meta(LIVE)?, Ordering::Relaxed);
@@ -367,7 +370,13 @@ impl Catalog {
                     .collect();
             }
             if q.committing {
-                q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.sleeping.push((first, std::thread::current()));
+                drop(q);
+                // Woken by the leader (an unpark before this park is not lost); a spurious
+                // wake-up just looks again.
+                std::thread::park();
+                q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.sleeping.retain(|(id, _)| *id != first);
                 continue;
             }
             // Lead: commit everything queued, ours included, while others queue behind.
@@ -393,7 +402,15 @@ impl Catalog {
             q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.finished.extend(ids.into_iter().zip(outcomes));
             q.committing = false;
-            self.done.notify_all();
+            // A call's ops are queued together, so they are in one batch: its first op tells.
+            let mut leader = q.waiting.is_empty();
+            for (id, writer) in &q.sleeping {
+                let done = q.finished.contains_key(id);
+                if done || !leader {
+                    leader |= !done;
+                    writer.unpark();
+                }
+            }
         }
     }
 
