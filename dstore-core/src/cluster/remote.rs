@@ -159,7 +159,7 @@ impl Remote {
         let bytes = manifest.to_bytes();
         let local = {
             let store = store.clone();
-            move || store.adopt_reporting(&manifest)
+            move || store.adopt_reporting(&manifest).map(|(_, held)| held)
         };
         let request = move || Request::PutManifest {
             manifest: bytes.clone(),

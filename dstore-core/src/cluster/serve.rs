@@ -151,7 +151,7 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
                 ),
             ),
             Ok(m) => match store.adopt_reporting(&m) {
-                Ok(held) => Response::Held(held),
+                Ok((_, held)) => Response::Held(held),
                 Err(e) => from_error(e),
             },
             Err(e) => from_error(e),

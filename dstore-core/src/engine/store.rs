@@ -844,21 +844,19 @@ impl Store {
     /// Commits a manifest that came from elsewhere (a peer, or this node's own cluster
     /// write): its chunks need not be here. Returns whether it was newer than what was held.
     pub fn adopt(&self, manifest: &Manifest) -> Result<bool> {
+        self.adopt_reporting(manifest).map(|(newer, _)| newer)
+    }
+
+    /// `adopt`, also answering with the version of the key held before (the newer of the two
+    /// is held after): what a writer needs to know to stamp its write again after a newer
+    /// one (see `Remote::put_manifest`).
+    pub fn adopt_reporting(&self, manifest: &Manifest) -> Result<(bool, Option<Version>)> {
         self.pin(&manifest.body.chunks);
-        let committed = self.commit(manifest);
-        if !matches!(committed, Ok(true)) {
+        let committed = self.commit_reporting(manifest);
+        if !matches!(committed, Ok((true, _))) {
             self.unpin(&manifest.body.chunks);
         }
         committed
-    }
-
-    /// `adopt`, answering with the version of the key held before (the newer of the two is
-    /// held after): what a writer needs to know to stamp its write again after a newer one
-    /// (see `Remote::put_manifest`).
-    pub fn adopt_reporting(&self, manifest: &Manifest) -> Result<Option<Version>> {
-        let before = self.version_of(&manifest.body.key);
-        self.adopt(manifest)?;
-        Ok(before)
     }
 
     /// Releases pins, deleting chunks nobody names any more.
@@ -902,6 +900,12 @@ impl Store {
     /// here) the caller keeps them. A newer version that may not replace a sealed one
     /// (`Manifest::may_replace`) is an `Integrity` error.
     pub fn commit(&self, manifest: &Manifest) -> Result<bool> {
+        self.commit_reporting(manifest).map(|(newer, _)| newer)
+    }
+
+    /// `commit`, also answering with the version of the key held before (read once, for the
+    /// seal check too).
+    fn commit_reporting(&self, manifest: &Manifest) -> Result<(bool, Option<Version>)> {
         let key = &manifest.body.key;
         // The seal is checked (a signature, tens of microseconds) before the commit, for the
         // sealing key of the version held now; the commit checks it again only if another
@@ -910,6 +914,7 @@ impl Store {
             tracing::warn!(key, error = %e, "catalog entry is unreadable");
             None
         });
+        let before = held.as_ref().map(|e| e.version);
         let mut verified_for = None;
         if let Some(Entry {
             version,
@@ -927,7 +932,7 @@ impl Store {
             verified_for,
         };
         let Some(released) = self.catalog.apply(op)? else {
-            return Ok(false);
+            return Ok((false, before));
         };
         self.lock_index().set_aside_keys.remove(key);
         // The catalog's references took over the pins. Released through `unpin`, which
@@ -935,7 +940,7 @@ impl Store {
         // and released these chunks while the pins still held them.
         self.unpin(&manifest.body.chunks);
         self.delete_unreferenced(&released);
-        Ok(true)
+        Ok((true, before))
     }
 
     /// Loads the current manifest of `key` from the catalog and checks its cluster MAC.
