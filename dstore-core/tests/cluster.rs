@@ -779,7 +779,8 @@ impl Handler for Ahead {
 /// co-owner claims a version 20 s ahead: the write is sent twice, the second stamped after
 /// that version, and it is stored; an owner that claims a newer version again (a concurrent
 /// writer) does not make the writer loop; and one that claims a version beyond the drift
-/// allowed is a failed owner, not a reason to move the writer's clock.
+/// allowed is a failed owner, not a reason to move the writer's clock. A client of the
+/// member, with no copy of its own, is stamped again the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_behind_a_newer_version_on_an_owner_is_stamped_again_after_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -812,6 +813,26 @@ async fn a_write_behind_a_newer_version_on_an_owner_is_stamped_again_after_it() 
         );
         assert_eq!(member.get(&key).await.unwrap(), b"the value");
     }
+    // The same through a client of the member, which holds no copy of its own.
+    let mut c = client_config(&dir.path().join("client"), &member);
+    c.replicas = 2;
+    let client = Node::open(c).await.unwrap();
+    eventually("the client sees both members", || client.peers().len() == 2).await;
+    *ahead.mode.lock().unwrap() = (1, 40_000);
+    let before = hlc_now();
+    client
+        .store("behind-client", b"through a client", ENC)
+        .await
+        .unwrap();
+    let sent = sent_for("behind-client");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0] < before + dstore_core::version::hlc_of_ms(40_000));
+    assert!(sent[1] > before + dstore_core::version::hlc_of_ms(40_000));
+    assert_eq!(
+        client.get("behind-client").await.unwrap(),
+        b"through a client"
+    );
+    let _ = client.close().await;
     // Two hours ahead is beyond the hour of drift allowed: that owner has failed the write.
     *ahead.mode.lock().unwrap() = (usize::MAX, 2 * 3_600_000);
     let r = member.store("too-far", b"v", ENC).await;
@@ -826,7 +847,7 @@ async fn a_write_behind_a_newer_version_on_an_owner_is_stamped_again_after_it() 
 /// at `held`, as a holder of a write that others may not have would.
 struct Holder {
     failing: std::sync::atomic::AtomicBool,
-    held: dstore_core::version::Version,
+    held: std::sync::Mutex<dstore_core::version::Version>,
     sent: std::sync::Mutex<Vec<(String, u64)>>,
     reads: std::sync::atomic::AtomicUsize,
 }
@@ -851,7 +872,8 @@ impl Handler for Holder {
             Request::GetManifest { key } => {
                 self.reads.fetch_add(1, SeqCst);
                 Response::Manifest(key.starts_with("held/").then(|| {
-                    dstore_core::manifest::Manifest::tombstone(&key, self.held, None, &cluster)
+                    let held = *self.held.lock().unwrap();
+                    dstore_core::manifest::Manifest::tombstone(&key, held, None, &cluster)
                         .to_bytes()
                 }))
             }
@@ -868,7 +890,8 @@ impl Handler for Holder {
 /// Two refusing it ("disk full"): the write still has W = 2 copies (the member's and one
 /// fake's), but those two answers cannot meet a write that rests on the two refusing
 /// members, so the writer reads the key from all four, finds their newer version (a
-/// tombstone 20 s ahead), and stamps its write again after it; it then reads back.
+/// tombstone 20 s ahead), and stamps its write again after it; it then reads back. The same
+/// through a client (the fakes then holding a version 60 s ahead).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_cannot_meet_every_holder_reads_before_it_is_acknowledged() {
     use std::sync::atomic::Ordering::SeqCst;
@@ -884,7 +907,7 @@ async fn a_write_that_cannot_meet_every_holder_reads_before_it_is_acknowledged()
     for _ in 0..3 {
         let holder = Arc::new(Holder {
             failing: false.into(),
-            held,
+            held: held.into(),
             sent: Default::default(),
             reads: 0.into(),
         });
@@ -912,31 +935,62 @@ async fn a_write_that_cannot_meet_every_holder_reads_before_it_is_acknowledged()
 
     fakes[0].0.failing.store(true, SeqCst);
     fakes[1].0.failing.store(true, SeqCst);
+    // The versions of `key` fake 2 took from the writer (not the fakes' tombstone at `held`,
+    // which read repair may send it), each once (read repair may send the second again).
+    let taken = |key: &str, held: u64| -> Vec<u64> {
+        let mut t: Vec<u64> = fakes[2]
+            .0
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, t)| k == key && *t != held)
+            .map(|(_, t)| *t)
+            .collect();
+        t.dedup();
+        t
+    };
     let before = hlc_now();
     member.store("held/unmet", b"the value", ENC).await.unwrap();
     assert!(
         reads() > 0,
         "a write that could not meet every holder did not read"
     );
-    let mut taken: Vec<u64> = fakes[2]
-        .0
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(k, t)| k == "held/unmet" && *t != held.time)
-        .map(|(_, t)| *t)
-        .collect();
-    // Read repair may send the newest version found (the fakes' tombstone, or the second
-    // write) once more.
-    taken.dedup();
-    assert_eq!(taken.len(), 2, "{taken:?}");
-    assert!(taken[0] < held.time && before < held.time);
+    let mine = taken("held/unmet", held.time);
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(mine[0] < held.time && before < held.time);
     assert!(
-        taken[1] > held.time,
+        mine[1] > held.time,
         "the second stamp follows the newer version"
     );
     assert_eq!(member.get("held/unmet").await.unwrap(), b"the value");
+
+    // The same through a client, the fakes now holding a version 60 s ahead.
+    let held = dstore_core::version::Version {
+        time: hlc_now() + dstore_core::version::hlc_of_ms(60_000),
+        node: dstore_core::NodeId([8; 32]),
+    };
+    for (h, _) in &fakes {
+        *h.held.lock().unwrap() = held;
+    }
+    let client = Node::open(client_config(&dir.path().join("client"), &member))
+        .await
+        .unwrap();
+    eventually("the client sees the members", || client.peers().len() == 4).await;
+    let reads_before = reads();
+    client
+        .store("held/client", b"through a client", ENC)
+        .await
+        .unwrap();
+    assert!(reads() > reads_before, "the client's write did not read");
+    let mine = taken("held/client", held.time);
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(mine[0] < held.time && mine[1] > held.time, "{mine:?}");
+    assert_eq!(
+        client.get("held/client").await.unwrap(),
+        b"through a client"
+    );
+    let _ = client.close().await;
     for (_, fake) in fakes {
         fake.shutdown().await;
     }
