@@ -232,6 +232,12 @@ typedef struct {
   uint64_t drain_pushed;
   uint64_t drain_bytes;
   uint64_t drain_unconfirmed;
+  /**
+   * Erasure-coded shards this node made again from their siblings (repair, scrubbing),
+   * and the bytes of siblings it read to make them.
+   */
+  uint64_t repair_shards_rebuilt;
+  uint64_t repair_rebuild_bytes_read;
 } dstore_stats;
 
 #ifdef __cplusplus
@@ -321,6 +327,14 @@ dstore_status dstore_options_add_peer(dstore_options *opts, const char *addr);
  * number of live members. A standalone node keeps one.
  */
 dstore_status dstore_options_set_replicas(dstore_options *opts, size_t n);
+
+/**
+ * Keeps every value erasure-coded by default, instead of as replicas: each chunk cut into
+ * `k` data shards and `m` parity shards on k + m members, any k of which give it back
+ * (k >= 2, m >= 1, k + m <= 64). Needs a cluster of at least k + m live members; values too
+ * small for shards of a few KiB stay replicated. Not set by default.
+ */
+dstore_status dstore_options_set_erasure(dstore_options *opts, size_t k, size_t m);
 
 /**
  * Sets this member's zone, a failure-domain label such as a rack or a region

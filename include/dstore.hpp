@@ -189,6 +189,12 @@ public:
         detail::check(dstore_options_set_replicas(opts_, n));
         return *this;
     }
+    // Keep values erasure-coded by default: k data + m parity shards per chunk on k + m
+    // members (needs that many live members), instead of replicas.
+    Options& erasure(std::size_t k, std::size_t m) {
+        detail::check(dstore_options_set_erasure(opts_, k, m));
+        return *this;
+    }
     // This member's failure domain (a rack, a region).
     Options& zone(const std::string& zone) {
         detail::check(dstore_options_set_zone(opts_, detail::c_str(zone, "zone")));

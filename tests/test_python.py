@@ -851,6 +851,8 @@ IDLE = {
         "bytes_pushed": 0,
         "handed_off": 0,
         "read_repairs": 0,
+        "shards_rebuilt": 0,
+        "rebuild_bytes_read": 0,
     },
     "scrub": {"passes": 0, "bytes": 0, "objects": 0, "bad": 0, "restored": 0},
     "gc": {"chunks_collected": 0, "tombstones_collected": 0},

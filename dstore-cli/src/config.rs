@@ -19,6 +19,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub peers: Vec<String>,
     pub replicas: Option<usize>,
+    /// The erasure-coding policy of values stored without one of their own, `"4+2"`.
+    pub erasure: Option<String>,
     pub zone: Option<String>,
     pub key_file: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
@@ -38,6 +40,10 @@ pub struct Tuning {
     /// Owners a read waits for [default: a majority].
     #[arg(long)]
     pub read_quorum: Option<usize>,
+    /// Shards of an erasure-coded chunk that must be durable before a write is acknowledged,
+    /// k to k+m [default: k+m-1].
+    #[arg(long)]
+    pub erasure_write_quorum: Option<usize>,
     /// A member silent this long is suspect [default: 3000].
     #[arg(long, value_name = "MS")]
     pub suspect_after_ms: Option<u64>,
@@ -85,6 +91,9 @@ impl Tuning {
         }
         if let Some(q) = self.read_quorum.or(file.read_quorum) {
             c.read_quorum = Some(q);
+        }
+        if let Some(q) = self.erasure_write_quorum.or(file.erasure_write_quorum) {
+            c.erasure_write_quorum = Some(q);
         }
         let t = &mut c.timeouts;
         let m = &mut c.maintenance;
@@ -192,4 +201,25 @@ pub fn data_key(args: &SecretArgs, file: &FileConfig) -> AnyResult<Option<[u8; 3
 pub fn secret(args: &SecretArgs, file: &FileConfig) -> AnyResult<Option<Vec<u8>>> {
     let path = args.secret_file.as_deref().or(file.secret_file.as_deref());
     Ok(from_file_or_env(path, "DSTORE_SECRET")?.map(String::into_bytes))
+}
+
+/// A redundancy policy as written on the command line or in a config file: `K+M` (erasure
+/// coding, as `4+2`) or `replicas`.
+pub fn redundancy(s: &str) -> AnyResult<dstore_core::Redundancy> {
+    if s.trim() == "replicas" {
+        return Ok(dstore_core::Redundancy::Replicas);
+    }
+    Ok(dstore_core::Redundancy::Erasure(s.parse()?))
+}
+
+/// The node-wide erasure policy of a flag, else a config file's: `None` for replicas.
+pub fn erasure(flag: Option<&str>, file: &FileConfig) -> AnyResult<Option<dstore_core::Erasure>> {
+    match flag
+        .or(file.erasure.as_deref())
+        .map(redundancy)
+        .transpose()?
+    {
+        Some(dstore_core::Redundancy::Erasure(e)) => Ok(Some(e)),
+        _ => Ok(None),
+    }
 }

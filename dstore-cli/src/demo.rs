@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dstore_core::{Config, Error, Node, StoreOptions};
+use dstore_core::{Config, Error, Node, Redundancy, StoreOptions};
 
 use crate::procs::{fast, spawn_node, Processes, FAST};
 use crate::AnyResult;
@@ -95,11 +95,21 @@ pub async fn run() -> AnyResult {
     node.store(
         "photos/moms-best-picture.jpg",
         &photo,
-        StoreOptions { encrypt: true },
+        StoreOptions {
+            encrypt: true,
+            redundancy: Redundancy::Default,
+        },
     )
     .await?;
-    node.store("notes/todo.txt", &notes, StoreOptions { encrypt: false })
-        .await?;
+    node.store(
+        "notes/todo.txt",
+        &notes,
+        StoreOptions {
+            encrypt: false,
+            redundancy: Redundancy::Default,
+        },
+    )
+    .await?;
     println!(
         "2. Stored photos/moms-best-picture.jpg (3 MiB, encrypted) and notes/todo.txt (plain)"
     );

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dstore_core::{Config, Ended, Node, StoreOptions};
+use dstore_core::{Config, Ended, Node, Redundancy, StoreOptions};
 
 use config::{FileConfig, SecretArgs, Tuning};
 use progress::Progress;
@@ -49,14 +49,18 @@ struct NodeArgs {
     /// Copies of every chunk and manifest [default: 3].
     #[arg(long)]
     replicas: Option<usize>,
+    /// Keep values erasure-coded, K+M (as 4+2): K data and M parity shards per chunk on K+M
+    /// members, instead of replicas [default: replicas].
+    #[arg(long, value_name = "K+M")]
+    erasure: Option<String>,
     /// Failure-domain label; owners are spread over zones.
     #[arg(long)]
     zone: Option<String>,
     /// The address peers should dial, if not the listen address.
     #[arg(long)]
     advertise: Option<String>,
-    /// A TOML file with any of: root, listen, advertise, peers, replicas, zone, key_file,
-    /// secret_file, and a [tuning] table. Flags override it.
+    /// A TOML file with any of: root, listen, advertise, peers, replicas, erasure, zone,
+    /// key_file, secret_file, and a [tuning] table. Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -105,6 +109,10 @@ enum Command {
         /// Store without encryption (still authenticated and hash-checked).
         #[arg(long)]
         plain: bool,
+        /// Keep it erasure-coded, K+M (as 4+2), or `replicas` [default: the config file's
+        /// erasure, else replicas].
+        #[arg(long, value_name = "K+M")]
+        erasure: Option<String>,
     },
     /// Read KEY to FILE (or to standard output).
     Get {
@@ -241,6 +249,7 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
     c.client = true;
     c.clock_offset_ms = target.clock_offset_ms;
     c.replicas = target.replicas.or(file.replicas).unwrap_or(3);
+    c.erasure = config::erasure(None, &file)?;
     c.peers = peers;
     c.secret = Some(secret);
     c.data_key = data_key;
@@ -258,7 +267,12 @@ async fn run(command: Command) -> AnyResult {
             key,
             file,
             plain,
+            erasure,
         } => {
+            let redundancy = match erasure.as_deref() {
+                Some(policy) => config::redundancy(policy)?,
+                None => Redundancy::Default,
+            };
             let (node, _scratch) = open(&target, !plain).await?;
             let input = tokio::fs::File::open(&file)
                 .await
@@ -269,7 +283,10 @@ async fn run(command: Command) -> AnyResult {
                 .store_reader(
                     &key,
                     progress.reader(input),
-                    StoreOptions { encrypt: !plain },
+                    StoreOptions {
+                        encrypt: !plain,
+                        redundancy,
+                    },
                 )
                 .await;
             progress.finish();
@@ -418,6 +435,7 @@ async fn run_node(args: NodeArgs) -> AnyResult {
         args.peers
     };
     c.replicas = args.replicas.or(file.replicas).unwrap_or(3);
+    c.erasure = config::erasure(args.erasure.as_deref(), &file)?;
     c.zone = args.zone.or(file.zone.clone());
     args.tuning.apply(&file.tuning, &mut c);
     c.clock_offset_ms = args.clock_offset_ms;

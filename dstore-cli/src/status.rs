@@ -87,7 +87,7 @@ impl Status {
                     let r = &s.repair;
                     println!(
                         "    repair  {} passes{}, last {} ms; sent {} chunks, {} manifests, {} bytes; \
-                         handed off {}; read repairs {}",
+                         handed off {}; read repairs {}; shards rebuilt {} ({} bytes read)",
                         r.passes,
                         if r.running { " (running)" } else { "" },
                         r.last_pass_ms,
@@ -95,7 +95,9 @@ impl Status {
                         r.manifests_pushed,
                         r.bytes_pushed,
                         r.handed_off,
-                        r.read_repairs
+                        r.read_repairs,
+                        r.shards_rebuilt,
+                        r.rebuild_bytes_read
                     );
                     let c = &s.scrub;
                     println!(

@@ -42,10 +42,21 @@ pub fn validate_key(key: &str) -> Result<()> {
 /// longer dwarf, and a manifest stays cheap to copy between owners (repair, hand-off).
 pub const INLINE_MAX: usize = 16 << 10;
 
-/// How a value is kept across the cluster. Erasure coding joins this enum later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a value is kept across the cluster. A new variant keeps the encoding of the older
+/// ones (bincode numbers variants in order), so manifests written before it read as they were.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Policy {
+    /// n full copies of every chunk.
     Replicas(u8),
+    /// Every chunk cut into `data` + `parity` shards (`crate::erasure`), any `data` of which
+    /// give it back. `shards` lists the ids of each chunk's shards, chunk by chunk, data
+    /// shards first; the shards are what nodes keep, and `chunks` names the chunks they make
+    /// (where each chunk's shards are placed, and the check once one is put back together).
+    Erasure {
+        data: u8,
+        parity: u8,
+        shards: Vec<ChunkId>,
+    },
 }
 
 /// What the MACs cover.
@@ -240,6 +251,23 @@ impl Manifest {
         if b.deleted && !b.chunks.is_empty() {
             return bad("tombstone names chunks");
         }
+        if let Policy::Erasure {
+            data,
+            parity,
+            shards,
+        } = &b.policy
+        {
+            let (data, parity) = (usize::from(*data), usize::from(*parity));
+            if crate::erasure::validate(data, parity).is_err() {
+                return bad("erasure policy out of bounds");
+            }
+            if self.inline.is_some() || b.deleted {
+                return bad("an inline value or a tombstone is not erasure-coded");
+            }
+            if Some(shards.len()) != b.chunks.len().checked_mul(data + parity) {
+                return bad("shard count does not match the chunks");
+            }
+        }
         if b.encrypted && self.seal.is_none() {
             return bad("encrypted but not sealed");
         }
@@ -321,6 +349,30 @@ impl Manifest {
     pub fn chunk_len(&self, index: usize) -> u64 {
         let cs = u64::from(self.body.chunk_size);
         (self.body.size - index as u64 * cs).min(cs)
+    }
+
+    /// The objects nodes keep for this value: its chunks, or under erasure coding their
+    /// shards. What references, pins and garbage collection count.
+    pub fn stored(&self) -> &[ChunkId] {
+        match &self.body.policy {
+            Policy::Replicas(_) => &self.body.chunks,
+            Policy::Erasure { shards, .. } => shards,
+        }
+    }
+
+    /// The ids of chunk `index`'s shards, data shards first, under erasure coding.
+    pub fn shards_of(&self, index: usize) -> Option<&[ChunkId]> {
+        match &self.body.policy {
+            Policy::Replicas(_) => None,
+            Policy::Erasure {
+                data,
+                parity,
+                shards,
+            } => {
+                let n = usize::from(*data) + usize::from(*parity);
+                shards.get(index * n..(index + 1) * n)
+            }
+        }
     }
 }
 
@@ -549,5 +601,55 @@ mod tests {
                 prop_assert!(check(&other).is_err());
             }
         }
+    }
+
+    /// An erasure-coded manifest lists k + m shard ids per chunk, and what nodes keep (and
+    /// count references of) is its shards; one whose shards do not match its chunks, whose
+    /// policy is out of bounds, or that is inline or a tombstone is refused as corrupt. A
+    /// replicated manifest keeps its chunks.
+    #[test]
+    fn erasure_manifests_name_their_shards_and_are_checked() {
+        let cluster = ClusterKey::new(b"secret");
+        let dk = DataKey::new(&[9; 32]);
+        let shards: Vec<ChunkId> = (0..18u8).map(|i| ChunkId([100 + i; 32])).collect();
+        let mut b = body(true);
+        b.policy = Policy::Erasure {
+            data: 4,
+            parity: 2,
+            shards: shards.clone(),
+        };
+        let m = Manifest::new(b.clone(), Some(&dk), &cluster);
+        let back = Manifest::from_bytes(&m.to_bytes(), &cluster).unwrap();
+        back.check_seal(Some(&dk), false).unwrap();
+        assert_eq!(back.stored(), &shards[..]);
+        assert_eq!(back.shards_of(1).unwrap(), &shards[6..12]);
+        assert!(back.shards_of(3).is_none());
+        let plain = Manifest::new(body(true), Some(&dk), &cluster);
+        assert_eq!(plain.stored(), &plain.body.chunks[..]);
+        assert!(plain.shards_of(0).is_none());
+
+        let refused = |policy: Policy| {
+            let mut b = b.clone();
+            b.policy = policy;
+            let m = Manifest::new(b, Some(&dk), &cluster);
+            Manifest::from_bytes(&m.to_bytes(), &cluster)
+        };
+        for (data, parity, n) in [(4, 2, 17), (4, 2, 19), (1, 2, 9), (4, 0, 12), (60, 10, 210)] {
+            let policy = Policy::Erasure {
+                data,
+                parity,
+                shards: shards.iter().cycle().take(n).copied().collect(),
+            };
+            assert!(
+                matches!(refused(policy), Err(Error::Integrity(_))),
+                "{data}+{parity} with {n} shards"
+            );
+        }
+        let mut tomb = b.clone();
+        tomb.deleted = true;
+        tomb.chunks.clear();
+        tomb.size = 0;
+        let t = Manifest::new(tomb, Some(&dk), &cluster);
+        assert!(Manifest::from_bytes(&t.to_bytes(), &cluster).is_err());
     }
 }

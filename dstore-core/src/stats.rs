@@ -40,6 +40,10 @@ pub struct RepairStats {
     pub handed_off: u64,
     /// Stale owners brought up to date during reads.
     pub read_repairs: u64,
+    /// Erasure-coded shards made again from their siblings and sent to their holders (by
+    /// repair and the scrubber), and the bytes of siblings read to make them.
+    pub shards_rebuilt: u64,
+    pub rebuild_bytes_read: u64,
 }
 
 /// The scrubber: rehashing stored objects in the background.
@@ -92,6 +96,8 @@ pub(crate) struct Counters {
     pub bytes_pushed: AtomicU64,
     pub handed_off: AtomicU64,
     pub read_repairs: AtomicU64,
+    pub shards_rebuilt: AtomicU64,
+    pub rebuild_bytes_read: AtomicU64,
     pub scrub_passes: AtomicU64,
     pub scrub_bytes: AtomicU64,
     pub scrub_objects: AtomicU64,
@@ -130,6 +136,8 @@ impl Counters {
                 bytes_pushed: get(&self.bytes_pushed),
                 handed_off: get(&self.handed_off),
                 read_repairs: get(&self.read_repairs),
+                shards_rebuilt: get(&self.shards_rebuilt),
+                rebuild_bytes_read: get(&self.rebuild_bytes_read),
             },
             scrub: ScrubStats {
                 passes: get(&self.scrub_passes),

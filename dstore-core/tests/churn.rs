@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, pattern};
-use dstore_core::{Config, Error, Node, StoreOptions};
+use dstore_core::{Config, Error, Node, Redundancy, StoreOptions};
 
 const CHUNK: usize = 16 << 10;
 const SECRET: &[u8] = b"churn test secret";
 const KEY: [u8; 32] = [9; 32];
-const ENC: StoreOptions = StoreOptions { encrypt: true };
+const ENC: StoreOptions = StoreOptions {
+    encrypt: true,
+    redundancy: Redundancy::Default,
+};
 /// Sizes that cover a tiny value, one small chunk, several chunks and a partial last chunk.
 const SIZES: [usize; 4] = [100, 4096, 70_000, 110_000];
 

@@ -12,12 +12,15 @@ use dstore_core::crypto::ClusterKey;
 use dstore_core::net::conn::{BoxFuture, Handler};
 use dstore_core::net::handshake::Hello;
 use dstore_core::net::message::{Request, Response};
-use dstore_core::{Config, Error, Node, StoreOptions};
+use dstore_core::{Config, Error, Node, Redundancy, StoreOptions};
 
 const CHUNK: usize = 4096;
 const SECRET: &[u8] = b"test cluster secret";
 const KEY: [u8; 32] = [42; 32];
-const ENC: StoreOptions = StoreOptions { encrypt: true };
+const ENC: StoreOptions = StoreOptions {
+    encrypt: true,
+    redundancy: Redundancy::Default,
+};
 
 fn config(root: &std::path::Path, peers: &[String]) -> Config {
     let mut c = Config::new(root);
@@ -83,7 +86,14 @@ async fn a_value_stored_through_one_node_is_read_listed_and_deleted_through_othe
     let data = pattern(1, 5 * CHUNK + 7);
     nodes[0].store("photos/a.jpg", &data, ENC).await.unwrap();
     nodes[0]
-        .store("notes/plain.txt", b"plain", StoreOptions { encrypt: false })
+        .store(
+            "notes/plain.txt",
+            b"plain",
+            StoreOptions {
+                encrypt: false,
+                redundancy: Redundancy::Default,
+            },
+        )
         .await
         .unwrap();
     for n in &nodes {
@@ -317,7 +327,10 @@ async fn a_capture_of_the_traffic_holds_no_key_name_and_no_plaintext() {
     b.store(
         "plain-key-that-must-not-leak",
         &plain_value,
-        StoreOptions { encrypt: false },
+        StoreOptions {
+            encrypt: false,
+            redundancy: Redundancy::Default,
+        },
     )
     .await
     .unwrap();

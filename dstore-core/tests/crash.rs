@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 use common::{chunk_copies, copy_tree, files_under, live_copies, open, pattern};
 use dstore_core::ChunkId;
-use dstore_core::{Error, StoreOptions};
+use dstore_core::{Error, Redundancy, StoreOptions};
 
 const CHUNK: usize = 4096;
 
@@ -52,6 +52,7 @@ async fn crash_writer_child() {
                 &value_for(g % 40, g),
                 StoreOptions {
                     encrypt: g % 2 == 0,
+                    redundancy: Redundancy::Default,
                 },
             )
             .await
@@ -211,7 +212,10 @@ async fn kill_9_during_compaction_loses_nothing() {
                 for i in (first..N).step_by(64) {
                     let key = format!("k{i:05}");
                     if pass == 0 {
-                        let opts = StoreOptions { encrypt: true };
+                        let opts = StoreOptions {
+                            encrypt: true,
+                            redundancy: Redundancy::Default,
+                        };
                         node.store(&key, &value(i), opts).await.unwrap();
                     } else if i % 10 != 0 {
                         node.delete(&key).await.unwrap();
@@ -294,6 +298,7 @@ async fn kill_9_during_segment_compaction_loses_nothing() {
                     if pass == 0 {
                         let opts = StoreOptions {
                             encrypt: i % 2 == 0,
+                            redundancy: Redundancy::Default,
                         };
                         node.store(&key, &value(i), opts).await.unwrap();
                     } else if !kept(i) {

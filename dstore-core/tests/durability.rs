@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use common::{chunk_copies, eventually, files_under, flip_in_catalog, pattern};
 use dstore_core::cluster::placement::{self, Candidate};
-use dstore_core::{Config, Error, KeyId, Node, StoreOptions};
+use dstore_core::{Config, Error, KeyId, Node, Redundancy, StoreOptions};
 
 const CHUNK: usize = 4096;
 const SECRET: &[u8] = b"durability test secret";
 const KEY: [u8; 32] = [7; 32];
-const ENC: StoreOptions = StoreOptions { encrypt: true };
+const ENC: StoreOptions = StoreOptions {
+    encrypt: true,
+    redundancy: Redundancy::Default,
+};
 
 /// A member with failure detection and background work sped up for tests.
 fn config(root: &Path, peers: &[String]) -> Config {

@@ -12,14 +12,20 @@ use dstore_core::crypto::{ClusterKey, Identity};
 use dstore_core::net::conn::{BoxFuture, Conn, Handler, WRITE_TIMEOUT};
 use dstore_core::net::handshake::{handshake, Hello, Role, Session};
 use dstore_core::net::message::{Body, Envelope, FailureKind, Request, Response};
-use dstore_core::{Clock, Config, Node, StoreOptions};
+use dstore_core::{Clock, Config, Node, Redundancy, StoreOptions};
 use tokio::io::BufWriter;
 use tokio::net::TcpStream;
 
 const SECRET: &[u8] = b"hostile test secret";
 const KEY: [u8; 32] = [3; 32];
-const ENC: StoreOptions = StoreOptions { encrypt: true };
-const PLAIN: StoreOptions = StoreOptions { encrypt: false };
+const ENC: StoreOptions = StoreOptions {
+    encrypt: true,
+    redundancy: Redundancy::Default,
+};
+const PLAIN: StoreOptions = StoreOptions {
+    encrypt: false,
+    redundancy: Redundancy::Default,
+};
 
 fn member_config(root: &Path, peers: &[String]) -> Config {
     common::fast_member(root, peers, SECRET, KEY, 4096)

@@ -7,11 +7,17 @@ use common::{
     chunk_copies, copy_tree, files_under, flip_in_catalog, interesting_sizes, live_copies, open,
     pattern,
 };
-use dstore_core::{ChunkId, Config, Error, Node, StoreOptions};
+use dstore_core::{ChunkId, Config, Error, Node, Redundancy, StoreOptions};
 
 const CHUNK: usize = 4096;
-const ENC: StoreOptions = StoreOptions { encrypt: true };
-const PLAIN: StoreOptions = StoreOptions { encrypt: false };
+const ENC: StoreOptions = StoreOptions {
+    encrypt: true,
+    redundancy: Redundancy::Default,
+};
+const PLAIN: StoreOptions = StoreOptions {
+    encrypt: false,
+    redundancy: Redundancy::Default,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_at_interesting_sizes() {

@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use dstore_core::{Node, StoreOptions};
+use dstore_core::{Node, Redundancy, StoreOptions};
 
 use crate::args::{self, free_handle, handle, into_handle, output};
 use crate::boundary::boundary;
@@ -190,7 +190,14 @@ pub unsafe extern "C" fn dstore_store(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let data = unsafe { args::bytes(data, len, "data") }?;
-        node.run(node.node.store(key, data, StoreOptions { encrypt }))
+        node.run(node.node.store(
+            key,
+            data,
+            StoreOptions {
+                encrypt,
+                redundancy: Redundancy::Default,
+            },
+        ))
     })
 }
 
@@ -319,8 +326,15 @@ pub unsafe extern "C" fn dstore_store_file(
         let node = unsafe { handle(node, "node") }?;
         let key = unsafe { args::string(key, "key") }?;
         let path = unsafe { args::string(path, "path") }?;
-        node.run(node.node.store_file(key, path, StoreOptions { encrypt }))
-            .map(|_size| ())
+        node.run(node.node.store_file(
+            key,
+            path,
+            StoreOptions {
+                encrypt,
+                redundancy: Redundancy::Default,
+            },
+        ))
+        .map(|_size| ())
     })
 }
 

@@ -40,6 +40,8 @@ pub struct dstore_options {
     peers: Vec<String>,
     /// `None`: the core's default (3).
     replicas: Option<usize>,
+    /// `None`: replicas (the core's default).
+    erasure: Option<dstore_core::Erasure>,
     /// A failure-domain label.
     zone: Option<String>,
     /// Join as a client (no listening, no data owned).
@@ -69,6 +71,7 @@ impl dstore_options {
         config.listen = self.listen.clone();
         config.advertise = self.advertise.clone();
         config.peers = self.peers.clone();
+        config.erasure = self.erasure;
         if let Some(replicas) = self.replicas {
             config.replicas = replicas;
         }
@@ -105,6 +108,7 @@ pub extern "C" fn dstore_options_new() -> *mut dstore_options {
             advertise: None,
             peers: Vec::new(),
             replicas: None,
+            erasure: None,
             zone: None,
             client: false,
             write_quorum: None,
@@ -264,6 +268,25 @@ pub unsafe extern "C" fn dstore_options_set_replicas(
             return Err(Failure::invalid(format!("`n` must be 1 to 255, not {n}")));
         }
         opts.replicas = Some(n);
+        Ok(())
+    })
+}
+
+/// Keeps every value erasure-coded by default, instead of as replicas: each chunk cut into
+/// `k` data shards and `m` parity shards on k + m members, any k of which give it back
+/// (k >= 2, m >= 1, k + m <= 64). Needs a cluster of at least k + m live members; values too
+/// small for shards of a few KiB stay replicated. Not set by default.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_options_set_erasure(
+    opts: *mut dstore_options,
+    k: usize,
+    m: usize,
+) -> dstore_status {
+    boundary("dstore_options_set_erasure", || -> Result {
+        let opts = unsafe { handle_mut(opts, "opts") }?;
+        let policy =
+            dstore_core::Erasure::new(k, m).map_err(|e| Failure::invalid(e.to_string()))?;
+        opts.erasure = Some(policy);
         Ok(())
     })
 }

@@ -65,12 +65,18 @@ pub struct dstore_stats {
     pub drain_pushed: u64,
     pub drain_bytes: u64,
     pub drain_unconfirmed: u64,
+    /// Erasure-coded shards this node made again from their siblings (repair, scrubbing),
+    /// and the bytes of siblings it read to make them.
+    pub repair_shards_rebuilt: u64,
+    pub repair_rebuild_bytes_read: u64,
 }
 
 /// The size of the first version of `dstore_stats` (up to `gc_tombstones_collected`): the
 /// smallest `stats_size` accepted. Each later version adds fields and is accepted at its own
 /// size; this one never changes.
 const FIRST_STATS_SIZE: usize = std::mem::offset_of!(dstore_stats, gc_tombstones_collected) + 8;
+/// The size of the second version (up to `drain_unconfirmed`).
+const DRAIN_STATS_SIZE: usize = std::mem::offset_of!(dstore_stats, drain_unconfirmed) + 8;
 
 impl From<Stats> for dstore_stats {
     fn from(s: Stats) -> Self {
@@ -101,6 +107,8 @@ impl From<Stats> for dstore_stats {
             drain_pushed: s.drain.pushed,
             drain_bytes: s.drain.bytes,
             drain_unconfirmed: s.drain.unconfirmed,
+            repair_shards_rebuilt: s.repair.shards_rebuilt,
+            repair_rebuild_bytes_read: s.repair.rebuild_bytes_read,
         }
     }
 }
@@ -120,7 +128,13 @@ pub unsafe extern "C" fn dstore_node_stats(
         // SAFETY: the header states the contract of each pointer; `args` checks the rest.
         let node = unsafe { handle(node, "node") }?;
         let out = unsafe { output(out, "out") }?;
-        if ![FIRST_STATS_SIZE, size_of::<dstore_stats>()].contains(&stats_size) {
+        if ![
+            FIRST_STATS_SIZE,
+            DRAIN_STATS_SIZE,
+            size_of::<dstore_stats>(),
+        ]
+        .contains(&stats_size)
+        {
             return Err(Failure::invalid(format!(
                 "`stats_size` is {stats_size}; pass sizeof(dstore_stats), which is {} for this \
                  library (is the header newer than the library?)",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dstore_core::StoreOptions;
+use dstore_core::{Erasure, Redundancy, StoreOptions};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
@@ -79,7 +79,8 @@ impl PyNode {
                         write_quorum=None, read_quorum=None, suspect_after=None, dead_after=None,
                         call_timeout=None, repair_interval=None, scrub_interval=None,
                         scrub_rate=None, gc_grace=None, tombstone_grace=None,
-                        drain_timeout=None, accept_unsealed=false))]
+                        drain_timeout=None, accept_unsealed=false, erasure=None,
+                        erasure_write_quorum=None))]
     #[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
     fn new(
         py: Python<'_>,
@@ -105,6 +106,8 @@ impl PyNode {
         tombstone_grace: Option<f64>,
         drain_timeout: Option<f64>,
         accept_unsealed: bool,
+        erasure: Option<&Bound<'_, PyAny>>,
+        erasure_write_quorum: Option<i64>,
     ) -> PyResult<Self> {
         let mut config = dstore_core::Config::new(root.clone());
         if let Some(key) = key {
@@ -133,6 +136,18 @@ impl PyNode {
         config.client = client;
         config.advertise = advertise;
         config.accept_unsealed = accept_unsealed;
+        config.erasure = match redundancy(py, erasure)? {
+            Redundancy::Erasure(e) => Some(e),
+            _ => None,
+        };
+        if let Some(q) = erasure_write_quorum {
+            config.erasure_write_quorum = Some(usize::try_from(q).map_err(|_| {
+                errors::invalid_argument(
+                    py,
+                    format!("erasure_write_quorum must be k to k + m, not {q}"),
+                )
+            })?);
+        }
         // Quorums of 0 or above `replicas` are refused by the core, with the same message.
         for (name, given, field) in [
             ("write_quorum", write_quorum, &mut config.write_quorum),
@@ -186,16 +201,23 @@ impl PyNode {
     }
 
     /// Stores `data` under `key`, replacing any older value; returns once it is durable.
-    #[pyo3(signature = (key, data, encrypt=true))]
+    /// `erasure=(k, m)` keeps it erasure-coded, `erasure=False` replicated; by default as
+    /// the node was opened.
+    #[pyo3(signature = (key, data, encrypt=true, *, erasure=None))]
     fn store(
         &self,
         py: Python<'_>,
         key: String,
         data: &Bound<'_, PyAny>,
         encrypt: bool,
+        erasure: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let data = bytes_like(data, "data")?;
-        block_on(py, self.node.store(&key, &data, StoreOptions { encrypt }))
+        let opts = StoreOptions {
+            encrypt,
+            redundancy: redundancy(py, erasure)?,
+        };
+        block_on(py, self.node.store(&key, &data, opts))
     }
 
     /// The address peers reach this node at (`"host:port"`), or None for a standalone node
@@ -283,18 +305,20 @@ impl PyNode {
 
     /// Stores the contents of the file at `path` under `key`, streaming (memory use is a few
     /// chunks whatever the size). Returns the number of bytes stored.
-    #[pyo3(signature = (key, path, encrypt=true))]
+    #[pyo3(signature = (key, path, encrypt=true, *, erasure=None))]
     fn store_file(
         &self,
         py: Python<'_>,
         key: String,
         path: PathBuf,
         encrypt: bool,
+        erasure: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        block_on(
-            py,
-            self.node.store_file(&key, &path, StoreOptions { encrypt }),
-        )
+        let opts = StoreOptions {
+            encrypt,
+            redundancy: redundancy(py, erasure)?,
+        };
+        block_on(py, self.node.store_file(&key, &path, opts))
     }
 
     /// Writes the value of `key` to the file at `path`, replacing it atomically: `path` never
@@ -325,6 +349,8 @@ impl PyNode {
         repair.set_item("bytes_pushed", r.bytes_pushed)?;
         repair.set_item("handed_off", r.handed_off)?;
         repair.set_item("read_repairs", r.read_repairs)?;
+        repair.set_item("shards_rebuilt", r.shards_rebuilt)?;
+        repair.set_item("rebuild_bytes_read", r.rebuild_bytes_read)?;
         dict.set_item("repair", repair)?;
         let scrub = PyDict::new(py);
         scrub.set_item("passes", s.scrub.passes)?;
@@ -456,4 +482,32 @@ pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>
     })?;
     let copy = view.call_method0("tobytes")?;
     Ok(copy.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
+/// The `erasure` keyword: `None` (the default), `False` (replicas), or `(k, m)`; the bounds
+/// are the core's.
+fn redundancy(py: Python<'_>, erasure: Option<&Bound<'_, PyAny>>) -> PyResult<Redundancy> {
+    let Some(given) = erasure.filter(|e| !e.is_none()) else {
+        return Ok(Redundancy::Default);
+    };
+    if given.is_instance_of::<pyo3::types::PyBool>() {
+        if given.is_truthy()? {
+            return Err(errors::invalid_argument(
+                py,
+                "erasure must be (k, m), False (replicas) or None (the node's default), not True"
+                    .into(),
+            ));
+        }
+        return Ok(Redundancy::Replicas);
+    }
+    let (k, m): (i64, i64) = given.extract().map_err(|_| {
+        errors::invalid_argument(
+            py,
+            "erasure must be (k, m), False (replicas) or None (the node's default)".into(),
+        )
+    })?;
+    let bounded = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(Redundancy::Erasure(
+        Erasure::new(bounded(k), bounded(m)).map_err(|e| errors::to_py(py, e))?,
+    ))
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use dstore_core::crypto::{self, DataKey};
-use dstore_core::{Config, Node, StoreOptions};
+use dstore_core::{Config, Node, Redundancy, StoreOptions};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::AnyResult;
@@ -374,8 +374,15 @@ pub(crate) async fn large(
             let key = format!("large/{mode}/{rep}");
             memory.reset();
             let t = Instant::now();
-            node.store_reader(&key, Source::new(len), StoreOptions { encrypt })
-                .await?;
+            node.store_reader(
+                &key,
+                Source::new(len),
+                StoreOptions {
+                    encrypt,
+                    redundancy: Redundancy::Default,
+                },
+            )
+            .await?;
             puts.push(len as f64 / MIB / t.elapsed().as_secs_f64());
             let t = Instant::now();
             let n = node.get_writer(&key, tokio::io::sink()).await?;
@@ -429,7 +436,17 @@ pub(crate) async fn small(node: &Node, args: &Args, reps: usize, limits: &Limits
                 let mut v = value.as_ref().clone();
                 let n = key.len().min(v.len());
                 v[..n].copy_from_slice(&key.as_bytes()[..n]);
-                async move { node.store(&key, &v, StoreOptions { encrypt }).await }
+                async move {
+                    node.store(
+                        &key,
+                        &v,
+                        StoreOptions {
+                            encrypt,
+                            redundancy: Redundancy::Default,
+                        },
+                    )
+                    .await
+                }
             })
             .await?;
             puts.push(keys.len() as f64 / t.elapsed().as_secs_f64());

@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, RwLock};
 
+use super::placement;
 use super::remote::Remote;
 use crate::engine::store::Store;
+use crate::erasure::ShardOf;
 use crate::error::Error;
 use crate::ids::{ChunkId, KeyId, NodeId};
 use crate::net::message::{FailureKind, Request, Response, MAX_BATCH};
@@ -72,7 +74,23 @@ pub(crate) struct Context {
     pub counters: Arc<Counters>,
     pub clock: Arc<Clock>,
     pub settings: Maintenance,
+    /// Shards found missing from their holders by the last repair pass, and by this one
+    /// so far (see `repair_shards`).
+    pub missing_shards: std::sync::Mutex<MissingShards>,
 }
+
+/// Shards that holders said they lack, by pass. A shard is rebuilt only once a second pass
+/// in a row finds it missing: a shard whose place moved to another member (members joined,
+/// or an earlier place of its chunk now takes its member) is still on its old holder, whose
+/// hand-off brings it over within a pass; rebuilding it would read k shards for nothing.
+#[derive(Default)]
+pub(crate) struct MissingShards {
+    last: HashSet<ChunkId>,
+    now: HashSet<ChunkId>,
+}
+
+/// Bound on the shards remembered as missing per pass; past it a shard waits a pass more.
+const MAX_MISSING_SHARDS: usize = 1 << 16;
 
 /// Starts repair and scrubbing; both end when `stop` turns true.
 pub(crate) fn start(
@@ -322,6 +340,10 @@ async fn repair_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
 
 /// One repair pass; false if the node is closing.
 async fn repair_pass(ctx: &Context, gc: &mut Collector, stop: &mut watch::Receiver<bool>) -> bool {
+    {
+        let mut missing = ctx.missing_shards.lock().unwrap_or_else(|e| e.into_inner());
+        missing.last = std::mem::take(&mut missing.now);
+    }
     let Some(keys) = held_keys(ctx).await else {
         return false;
     };
@@ -455,16 +477,43 @@ async fn repair_manifests(
     Some(unconfirmed)
 }
 
-/// Repairs (or hands off) a batch of chunks. Returns how many are not confirmed on every
-/// owner; `None` if the node is closing. Chunks that garbage collection has marked (no
-/// member names them) are left alone: sending one to an owner that has just collected it
-/// would bring it back, and the owners would pass it back and forth forever.
+/// Repairs (or hands off) a batch of chunks and shards. Returns how many are not confirmed
+/// on every owner; `None` if the node is closing. Chunks that garbage collection has marked
+/// (no member names them) are left alone: sending one to an owner that has just collected
+/// it would bring it back, and the owners would pass it back and forth forever.
 async fn repair_chunks(
     ctx: &Context,
     batch: &[ChunkId],
     condemned: &HashMap<ChunkId, Instant>,
     pass: Pass,
 ) -> Option<u64> {
+    let ids = batch.to_vec();
+    let kinds = match ctx.with_store(move |s| s.shards_of(&ids)).await? {
+        Ok(kinds) => kinds,
+        Err(e) => {
+            // Not knowing which are shards, none is moved (a shard taken for a chunk would
+            // be copied to the owners of its id).
+            tracing::warn!(error = %e, "cannot read which chunks are shards; repair waits");
+            return Some(batch.len() as u64);
+        }
+    };
+    let (mut copies, mut shards) = (Vec::new(), Vec::new());
+    for (id, kind) in batch.iter().zip(kinds) {
+        if condemned.contains_key(id) {
+            ctx.checked(pass);
+            continue;
+        }
+        match kind {
+            Some(of) => shards.push((*id, of)),
+            None => copies.push(*id),
+        }
+    }
+    let unconfirmed = repair_copies(ctx, &copies, pass).await?;
+    Some(unconfirmed + repair_shards(ctx, &shards, pass).await?)
+}
+
+/// `repair_chunks` for replicated chunks: every owner of the id gets a copy.
+async fn repair_copies(ctx: &Context, batch: &[ChunkId], pass: Pass) -> Option<u64> {
     let mut asks: HashMap<NodeId, Vec<usize>> = HashMap::new();
     let mut plans = Vec::with_capacity(batch.len());
     for (i, id) in batch.iter().enumerate() {
@@ -486,9 +535,6 @@ async fn repair_chunks(
     let mut unconfirmed = 0;
     for (i, id) in batch.iter().enumerate() {
         ctx.checked(pass);
-        if condemned.contains_key(id) {
-            continue;
-        }
         let (others, mine) = &plans[i];
         let (mut everyone_has, mut holders) = (true, has[i].values().filter(|h| **h).count());
         for owner in others {
@@ -530,6 +576,157 @@ async fn repair_chunks(
         let id = *id;
         if ctx.with_store(move |s| s.drop_chunk(&id)).await? {
             add(&ctx.counters.handed_off, 1);
+        }
+    }
+    Some(unconfirmed)
+}
+
+/// `repair_chunks` for erasure-coded shards. Each shard has one holder, the member of its
+/// place (`placement::shard_owners`); the holders of a chunk's shards are asked whether they
+/// have theirs (one batched request per member).
+///
+/// - A shard held here by a member that is not its holder (a stand-in, or the holder before
+///   members changed) is sent to its holder, and dropped here once the holder has it.
+/// - Repair only: the holder of a chunk's lowest place whose holder answered that it has its
+///   shard rebuilds the shards holders said they lack in this pass and the one before (see
+///   `MissingShards`), from any k (`Remote::rebuild_shards`), and sends each to its holder;
+///   holders that did not answer are left alone (they may be slow, not empty). So exactly
+///   the missing shards are made, by one member.
+/// - A member that closes keeps its shards (they are back when it opens again, and until
+///   then each chunk misses one of its m spare shards); one that leaves hands them on.
+async fn repair_shards(ctx: &Context, batch: &[(ChunkId, ShardOf)], pass: Pass) -> Option<u64> {
+    let me = ctx.me();
+    if pass == (Pass::HandOff { all: false }) {
+        batch.iter().for_each(|_| ctx.checked(pass));
+        return Some(0);
+    }
+    let mut candidates = ctx.remote.cluster.candidates();
+    if pass != Pass::Repair {
+        candidates.retain(|c| c.id != me);
+    }
+    let plans: Vec<Vec<NodeId>> = batch
+        .iter()
+        .map(|(_, of)| {
+            placement::shard_owners(&of.chunk.0, &candidates, of.n())
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        })
+        .collect();
+    // Each member is asked about the shard of each chunk it holds a place of (at most one
+    // per chunk, so at most `batch.len()` ids per member).
+    let mut asks: HashMap<NodeId, Vec<(usize, usize)>> = HashMap::new();
+    for (i, ((_, of), holders)) in batch.iter().zip(&plans).enumerate() {
+        if holders.len() < of.n() {
+            continue;
+        }
+        for (place, holder) in holders.iter().enumerate() {
+            if *holder != me && (pass == Pass::Repair || place == usize::from(of.index)) {
+                asks.entry(*holder).or_default().push((i, place));
+            }
+        }
+    }
+    let mut has: Vec<HashMap<usize, bool>> = vec![HashMap::new(); batch.len()];
+    for (peer, idx) in &asks {
+        let ids = idx.iter().map(|&(i, p)| batch[i].1.shards[p]).collect();
+        if let Some(Response::Flags(flags)) = ctx.call(*peer, Request::HasChunks { ids }).await {
+            for (&(i, p), f) in idx.iter().zip(flags) {
+                has[i].insert(p, f);
+            }
+        }
+    }
+    let mut unconfirmed = 0;
+    for (i, (id, of)) in batch.iter().enumerate() {
+        ctx.checked(pass);
+        let holders = &plans[i];
+        let index = usize::from(of.index);
+        if holders.len() < of.n() {
+            // Fewer members than shards: kept where it is until there are enough.
+            unconfirmed += 1;
+            continue;
+        }
+        if holders[index] != me {
+            let confirmed = match has[i].get(&index) {
+                Some(true) => true,
+                None => false,
+                Some(false) => {
+                    let id = *id;
+                    let bytes = match ctx.with_store(move |s| s.chunk(&id)).await? {
+                        Ok(b) => b,
+                        Err(_) => {
+                            unconfirmed += 1; // the scrubber's business
+                            continue;
+                        }
+                    };
+                    let len = bytes.len();
+                    let request = Request::PutShard {
+                        id,
+                        of: of.clone(),
+                        data: bytes,
+                    };
+                    let pushed = ctx.push(holders[index], request, len, pass).await;
+                    if pushed == Pushed::Stored && pass == Pass::Repair {
+                        add(&ctx.counters.chunks_pushed, 1);
+                    }
+                    pushed == Pushed::Stored
+                }
+            };
+            unconfirmed += u64::from(!confirmed);
+            if confirmed && pass == Pass::Repair {
+                let id = *id;
+                if ctx.with_store(move |s| s.drop_chunk(&id)).await? {
+                    add(&ctx.counters.handed_off, 1);
+                }
+            }
+            continue;
+        }
+        if pass != Pass::Repair {
+            continue;
+        }
+        let lower_has = (0..index).any(|p| has[i].get(&p) == Some(&true));
+        let lacking = (0..of.n()).filter(|p| *p != index && has[i].get(p) == Some(&false));
+        let missing: Vec<usize> = {
+            let mut seen = ctx.missing_shards.lock().unwrap_or_else(|e| e.into_inner());
+            lacking
+                .filter(|p| {
+                    let id = of.shards[*p];
+                    let again = seen.last.contains(&id);
+                    if !again && seen.now.len() < MAX_MISSING_SHARDS {
+                        seen.now.insert(id);
+                    }
+                    again
+                })
+                .collect()
+        };
+        if missing.is_empty() || lower_has {
+            continue;
+        }
+        let store = ctx.store().await?;
+        let rebuilt = match ctx.remote.rebuild_shards(&store, of, &missing).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(chunk = %of.chunk, error = %e, "cannot rebuild shards");
+                unconfirmed += 1;
+                continue;
+            }
+        };
+        drop(store);
+        for (place, bytes) in rebuilt {
+            let (to, id, len) = (
+                holders[usize::from(place.index)],
+                place.shards[usize::from(place.index)],
+                bytes.len(),
+            );
+            let request = Request::PutShard {
+                id,
+                of: place,
+                data: bytes,
+            };
+            if ctx.push(to, request, len, pass).await == Pushed::Stored {
+                add(&ctx.counters.shards_rebuilt, 1);
+            } else {
+                unconfirmed += 1;
+            }
         }
     }
     Some(unconfirmed)
@@ -702,14 +899,34 @@ async fn scrub_pass(
                     tracing::warn!(chunk = %id, why, "scrub found a bad chunk; fetching a good copy");
                 }
                 let mut held = false;
-                if let Ok(good) = ctx.remote.get_chunk(&store, id).await {
+                let shard = match ctx.with_store(move |s| s.shards_of(&[id])).await {
+                    Some(Ok(mut kinds)) => kinds.pop().flatten(),
+                    _ => None,
+                };
+                let is_shard = shard.is_some();
+                if let Some(of) = shard {
+                    // A shard has no copy elsewhere: it is made again from its siblings.
+                    let index = usize::from(of.index);
+                    if let Ok(mut made) = ctx.remote.rebuild_shards(&store, &of, &[index]).await {
+                        if let Some((of, good)) = made.pop() {
+                            let hold = ctx.with_store(move |s| s.hold_shard(id, &good, &of)).await;
+                            held = matches!(hold, Some(Ok(())));
+                            if held {
+                                add(&ctx.counters.shards_rebuilt, 1);
+                            }
+                        }
+                    }
+                } else if let Ok(good) = ctx.remote.get_chunk(&store, id).await {
                     let hold = ctx.with_store(move |s| s.hold_chunk(id, &good)).await;
                     held = matches!(hold, Some(Ok(())));
                 }
                 if held {
                     add(&ctx.counters.scrub_restored, 1);
                 } else if unrestored.chunks.len() < MAX_UNRESTORED
-                    && ctx.with_store(move |s| s.is_referenced(&id)).await == Some(true)
+                    // A shard is kept for a manifest this node may not hold itself (its
+                    // owners differ): it is tried again while its row says it is wanted.
+                    && (is_shard
+                        || ctx.with_store(move |s| s.is_referenced(&id)).await == Some(true))
                 {
                     unrestored.chunks.insert(id);
                 }

@@ -10,6 +10,7 @@ pub mod membership;
 pub mod placement;
 pub(crate) mod remote;
 pub(crate) mod serve;
+pub(crate) mod shards;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

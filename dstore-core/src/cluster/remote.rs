@@ -35,6 +35,8 @@ pub(crate) struct Remote {
     pub cluster: Arc<Cluster>,
     /// Copies of every chunk and manifest (capped by the number of live members).
     pub replicas: usize,
+    /// Shards of an erasure-coded chunk a write waits for; `None`: all but one.
+    pub erasure_write_quorum: Option<usize>,
     /// Owners that must have a write before it is acknowledged; `None`: a majority.
     pub write_quorum: Option<usize>,
     /// Owners whose answers a manifest read waits for; `None`: a majority.
@@ -69,7 +71,7 @@ struct Heard {
     met: bool,
 }
 
-fn refused(r: Response) -> String {
+pub(super) fn refused(r: Response) -> String {
     match r {
         Response::Failed { message, .. } => message,
         other => format!("unexpected answer {other:?}"),
@@ -536,7 +538,7 @@ impl Remote {
         Ok(bytes)
     }
 
-    async fn fetch_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
+    pub(super) async fn fetch_chunk(&self, store: &Arc<Store>, id: ChunkId) -> Result<Vec<u8>> {
         if store.may_hold_chunk(&id) {
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.chunk(&id)).await {

@@ -75,6 +75,7 @@ impl Handler for Serve {
         let departing = matches!(
             request,
             Request::PutChunk { .. }
+                | Request::PutShard { .. }
                 | Request::PutManifest { .. }
                 | Request::HasChunks { .. }
                 | Request::Versions { .. }
@@ -130,6 +131,17 @@ fn answer(store: &Store, request: Request, horizon: u64) -> Response {
             format!("received bytes do not match chunk {id}"),
         ),
         Request::PutChunk { id, data } => match store.hold_chunk(id, &data) {
+            Ok(()) => Response::Stored,
+            Err(e) => from_error(e),
+        },
+        Request::PutShard { id, data, .. } if ChunkId::of(&data) != id => failed(
+            FailureKind::Integrity,
+            format!("received bytes do not match shard {id}"),
+        ),
+        Request::PutShard { id, of, data } => match of
+            .check(&id, data.len())
+            .and_then(|()| store.hold_shard(id, &data, &of))
+        {
             Ok(()) => Response::Stored,
             Err(e) => from_error(e),
         },

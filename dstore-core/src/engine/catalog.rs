@@ -11,6 +11,8 @@
 //!   as the manifests, so opening a root counts nothing;
 //! - `places`: chunk id → where a chunk packed into a segment is (see `segments.rs`), and
 //!   `segment_live`: segment → the bytes of it that places point at (for compaction);
+//! - `shards`: chunk id → what a held erasure-coded shard belongs to (`erasure::ShardOf`):
+//!   written before its bytes, removed with them;
 //! - `meta`: the number of live keys, the newest version time held (the clock starts
 //!   after it), and the bytes of keys and values in the tables (for compaction).
 //!
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::engine::segments::Place;
+use crate::erasure::ShardOf;
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 use crate::manifest::Manifest;
@@ -44,6 +47,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 type PlaceRow = (u32, u64, u32, u64);
 const PLACES: TableDefinition<&[u8; 32], PlaceRow> = TableDefinition::new("places");
 const SEGMENT_LIVE: TableDefinition<u32, u64> = TableDefinition::new("segment_live");
+const SHARDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("shards");
 const LIVE: &str = "live keys";
 const NEWEST: &str = "newest version time";
 /// Bytes of keys and values in the tables: what a packed file would hold (see compaction).
@@ -95,7 +99,7 @@ impl Entry {
         Self {
             version: m.body.version,
             deleted: m.body.deleted,
-            chunks: m.body.chunks.clone(),
+            chunks: m.stored().to_vec(),
             sealed_by: m.sealed_by(),
         }
     }
@@ -146,6 +150,9 @@ pub(crate) enum Op {
     /// Forgets where chunk `id`'s bytes are: if they are at `at` (a bad record set aside:
     /// not another copy written since), or wherever they are (`None`: a delete).
     Unplace { id: ChunkId, at: Option<Place> },
+    /// Records what shard `id` belongs to, unless something is recorded already (the first
+    /// writer's account stands; a shard's bytes and so its id are the same for every writer).
+    Shard { id: ChunkId, of: ShardOf },
 }
 
 /// What an operation did: `Ok(None)` if it changed nothing (an equal or newer version is
@@ -255,6 +262,7 @@ fn open_db(path: &Path) -> Result<Database> {
         txn.open_table(META)?;
         txn.open_table(PLACES)?;
         txn.open_table(SEGMENT_LIVE)?;
+        txn.open_table(SHARDS)?;
         Ok(txn.commit()?)
     };
     create().map_err(|e| db_error("creating tables", e))?;
@@ -435,6 +443,7 @@ fn rewrite(db: &Database, path: &Path) -> Result<()> {
         copy(&txn.open_table(META)?, &new, META)?;
         copy(&txn.open_table(PLACES)?, &new, PLACES)?;
         copy(&txn.open_table(SEGMENT_LIVE)?, &new, SEGMENT_LIVE)?;
+        copy(&txn.open_table(SHARDS)?, &new, SHARDS)?;
         let last = new.begin_write()?; // an empty commit, durable: makes the others durable
         Ok(last.commit()?)
     })();
@@ -494,6 +503,7 @@ fn commit_batch(
         let mut meta = txn.open_table(META)?;
         let mut places = txn.open_table(PLACES)?;
         let mut segment_live = txn.open_table(SEGMENT_LIVE)?;
+        let mut shards = txn.open_table(SHARDS)?;
         let mut live = meta.get(LIVE)?.map_or(0, |v| v.value());
         let mut newest = meta.get(NEWEST)?.map_or(0, |v| v.value());
         let mut data = match meta.get(DATA)?.map(|v| v.value()) {
@@ -542,7 +552,20 @@ fn commit_batch(
                         shift_live(&mut segment_live, &h, false)?;
                         data = data.saturating_sub(PLACE_ROW);
                     }
+                    // A removal (not a bad record set aside, which is made again from the
+                    // shard's siblings: what it belongs to says how).
+                    if at.is_none() {
+                        shards.remove(&id.0)?;
+                    }
                     outcomes.push(Ok(gone.map(|_| Vec::new())));
+                    continue;
+                }
+                Op::Shard { id, of } => {
+                    let fresh = shards.get(&id.0)?.is_none();
+                    if fresh {
+                        shards.insert(&id.0, codec::encode_stored(&of).as_slice())?;
+                    }
+                    outcomes.push(Ok(fresh.then(Vec::new)));
                     continue;
                 }
             };
@@ -594,7 +617,9 @@ fn commit_batch(
                     let old = held.map(|e| e.chunks).unwrap_or_default();
                     Ok(Some(release(&mut refs, &old, &mut data)?))
                 }
-                Op::Place { .. } | Op::Unplace { .. } => unreachable!("applied above"),
+                Op::Place { .. } | Op::Unplace { .. } | Op::Shard { .. } => {
+                    unreachable!("applied above")
+                }
                 Op::Remove { .. } => match held {
                     Some(e) if version.is_none_or(|v| v == e.version) => {
                         let old = row(&key, manifests.remove(key.as_str())?)
@@ -709,6 +734,24 @@ impl Catalog {
         self.read("reading a place", |txn| {
             let t = txn.open_table(PLACES)?;
             Ok(t.get(&id.0)?.map(|v| place_of(v.value())))
+        })
+    }
+
+    /// What each of `ids` is a shard of, if it is one (`None` too for a record that does not
+    /// decode: such a shard is left where it is, as a chunk would be).
+    pub fn shards(&self, ids: &[ChunkId]) -> Result<Vec<Option<ShardOf>>> {
+        self.read("reading shards", |txn| {
+            let t = txn.open_table(SHARDS)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(t.get(&id.0)?.and_then(|v| {
+                    codec::decode_stored::<ShardOf>(v.value(), "a shard's record")
+                        .inspect_err(|e| tracing::warn!(shard = %id, error = %e, "unreadable"))
+                        .ok()
+                        .filter(|of| of.shards.get(usize::from(of.index)) == Some(id))
+                }));
+            }
+            Ok(out)
         })
     }
 

@@ -38,6 +38,7 @@ use crate::crypto::ClusterKey;
 use crate::engine::catalog::{Catalog, Entry, Op};
 use crate::engine::path::{self, PathTransform};
 use crate::engine::segments::{self, Kind, Place, Segments};
+use crate::erasure::ShardOf;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, write_atomic};
 use crate::ids::{ChunkId, KeyId};
@@ -523,6 +524,19 @@ impl Store {
             .inspect_err(|_| self.unpin(&[id]))
     }
 
+    /// `hold_chunk` for shard `id` of an erasure-coded chunk, recording first what it
+    /// belongs to (so repair never takes it for a replicated chunk). The caller vouches that
+    /// `stored` hashes to `id` and that `of` passed `ShardOf::check`.
+    pub fn hold_shard(&self, id: ChunkId, stored: &[u8], of: &ShardOf) -> Result<()> {
+        self.catalog.apply(Op::Shard { id, of: of.clone() })?;
+        self.hold_chunk(id, stored)
+    }
+
+    /// What each of `ids` is a shard of, if it is a shard held here.
+    pub fn shards_of(&self, ids: &[ChunkId]) -> Result<Vec<Option<ShardOf>>> {
+        self.catalog.shards(ids)
+    }
+
     /// Pins chunks for a write in flight that stores them elsewhere (a cluster write): while
     /// pinned they count as referenced when garbage collection asks. Released by `unpin`.
     pub fn pin(&self, ids: &[ChunkId]) {
@@ -851,10 +865,10 @@ impl Store {
     /// is held after): what a writer needs to know to stamp its write again after a newer
     /// one (see `Remote::put_manifest`).
     pub fn adopt_reporting(&self, manifest: &Manifest) -> Result<(bool, Option<Version>)> {
-        self.pin(&manifest.body.chunks);
+        self.pin(manifest.stored());
         let committed = self.commit_reporting(manifest);
         if !matches!(committed, Ok((true, _))) {
-            self.unpin(&manifest.body.chunks);
+            self.unpin(manifest.stored());
         }
         committed
     }
@@ -938,7 +952,7 @@ impl Store {
         // The catalog's references took over the pins. Released through `unpin`, which
         // deletes what nothing names: a newer version may already have replaced this one
         // and released these chunks while the pins still held them.
-        self.unpin(&manifest.body.chunks);
+        self.unpin(manifest.stored());
         self.delete_unreferenced(&released);
         Ok((true, before))
     }

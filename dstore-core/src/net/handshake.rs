@@ -42,7 +42,8 @@ pub const MAGIC: [u8; 8] = *b"dstore\0\0";
 ///    collections, a disk format byte on manifests.
 /// 4: manifests of disk format 2 (small values inline).
 /// 5: `PutManifest` is answered `Held` (the version held before), not `Stored`.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: erasure-coded manifests, `PutShard`, repair stats of rebuilt shards.
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The whole handshake must complete within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Hellos are small; a larger one is garbage.

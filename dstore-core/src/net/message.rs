@@ -36,6 +36,14 @@ pub enum Request {
     GetChunk {
         id: ChunkId,
     },
+    /// Store a shard of an erasure-coded chunk durably (read back with `GetChunk`), and what
+    /// it belongs to. The receiver checks `data` against `id` and `of` against both first.
+    PutShard {
+        id: ChunkId,
+        of: crate::erasure::ShardOf,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
     /// Store an encoded manifest if it is newer than what the receiver holds. The receiver
     /// checks its cluster MAC first, and answers `Held` with the version it held before.
     PutManifest {

@@ -61,6 +61,13 @@ pub struct Config {
     pub peers: Vec<String>,
     /// Copies kept of every chunk and manifest, capped by the number of live members.
     pub replicas: usize,
+    /// Erasure coding for values stored without a policy of their own (`StoreOptions`):
+    /// each chunk kept as k data + m parity shards on k + m members, instead of `replicas`
+    /// copies. `None`: replicas. Needs a cluster of at least k + m live members.
+    pub erasure: Option<Erasure>,
+    /// Shards of a chunk that must be durable before an erasure-coded write is
+    /// acknowledged: k to k + m (`None`: k + m - 1, see DESIGN.md §"Erasure coding").
+    pub erasure_write_quorum: Option<usize>,
     /// A failure-domain label (a rack, a region); owners are spread over zones.
     pub zone: Option<String>,
     /// Join as a client: read and write through the members, never listen, never own data.
@@ -107,6 +114,8 @@ impl Config {
             advertise: None,
             peers: Vec::new(),
             replicas: 3,
+            erasure: None,
+            erasure_write_quorum: None,
             zone: None,
             client: false,
             timeouts: Timeouts::default(),
@@ -164,6 +173,26 @@ impl Config {
                 )));
             }
         }
+        if let Some(e) = config.erasure {
+            e.validate()?;
+            if config.listen.is_none() && !config.client {
+                return bad(format!(
+                    "erasure coding ({e}) needs a cluster; a standalone node keeps one copy"
+                ));
+            }
+        }
+        if let Some(q) = config.erasure_write_quorum {
+            let e = config.erasure.ok_or_else(|| {
+                Error::InvalidArgument("an erasure write quorum needs an erasure policy".into())
+            })?;
+            if !(e.k()..=e.n()).contains(&q) {
+                return bad(format!(
+                    "the erasure write quorum must be k to k + m ({} to {}) for {e}, not {q}",
+                    e.k(),
+                    e.n()
+                ));
+            }
+        }
         config.timeouts.validate()?;
         if config.drain_timeout.is_zero() {
             return bad("drain_timeout must be longer than 0 seconds".into());
@@ -198,6 +227,8 @@ impl fmt::Debug for Config {
             .field("advertise", &self.advertise)
             .field("peers", &self.peers)
             .field("replicas", &self.replicas)
+            .field("erasure", &self.erasure)
+            .field("erasure_write_quorum", &self.erasure_write_quorum)
             .field("zone", &self.zone)
             .field("client", &self.client)
             .field("timeouts", &self.timeouts)
@@ -211,16 +242,93 @@ impl fmt::Debug for Config {
     }
 }
 
+/// An erasure-coding policy: every chunk cut into `data` shards plus `parity` shards, any
+/// `data` of which give it back (`erasure.rs`). Written `4+2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub data: u8,
+    pub parity: u8,
+}
+
+impl Erasure {
+    /// A checked policy.
+    pub fn new(data: usize, parity: usize) -> Result<Self> {
+        crate::erasure::validate(data, parity)?;
+        Ok(Self {
+            data: data as u8,
+            parity: parity as u8,
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        crate::erasure::validate(self.k(), usize::from(self.parity))
+    }
+
+    pub fn k(&self) -> usize {
+        usize::from(self.data)
+    }
+
+    pub fn n(&self) -> usize {
+        usize::from(self.data) + usize::from(self.parity)
+    }
+}
+
+impl fmt::Display for Erasure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{}", self.data, self.parity)
+    }
+}
+
+impl std::str::FromStr for Erasure {
+    type Err = Error;
+
+    /// `k+m`, as `4+2`.
+    fn from_str(s: &str) -> Result<Self> {
+        let parsed = s
+            .split_once('+')
+            .and_then(|(k, m)| Some((k.trim().parse().ok()?, m.trim().parse().ok()?)));
+        match parsed {
+            Some((k, m)) => Self::new(k, m),
+            None => Err(Error::InvalidArgument(format!(
+                "an erasure policy is written k+m (as 4+2), not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// How one value is kept across the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Redundancy {
+    /// The node's default (`Config::erasure`, else replicas).
+    #[default]
+    Default,
+    /// `Config::replicas` full copies of every chunk.
+    Replicas,
+    /// Erasure-coded (a value too small to be worth it is still replicated, see
+    /// `ERASURE_MIN_SHARD`).
+    Erasure(Erasure),
+}
+
+/// An erasure-coded value's shards are at least this long: a value smaller than k of them
+/// is replicated instead (its manifest says so), since each shard costs a request and a
+/// place on disk as a whole copy would.
+pub const ERASURE_MIN_SHARD: usize = 4 << 10;
+
 /// Options of one `store` call.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
     /// Encrypt the value under the data key (default). Plaintext values are still
     /// authenticated and checked by hash.
     pub encrypt: bool,
+    /// Replicas or erasure coding; default: the node's.
+    pub redundancy: Redundancy,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { encrypt: true }
+        Self {
+            encrypt: true,
+            redundancy: Redundancy::Default,
+        }
     }
 }

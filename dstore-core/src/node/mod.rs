@@ -75,6 +75,8 @@ struct Inner {
     settled: AtomicBool,
     /// Chunks of one value in flight at once (see `Node::parallelism`).
     parallelism: usize,
+    /// How values stored without a policy of their own are kept (`Config::erasure`).
+    erasure: Option<Erasure>,
 }
 
 /// How `Node::shut` stops a node.
@@ -196,6 +198,7 @@ impl Node {
             let remote = Arc::new(Remote {
                 cluster,
                 replicas: config.replicas,
+                erasure_write_quorum: config.erasure_write_quorum,
                 write_quorum: config.write_quorum,
                 read_quorum: config.read_quorum,
                 counters: counters.clone(),
@@ -208,6 +211,7 @@ impl Node {
                     counters: counters.clone(),
                     clock: clock.clone(),
                     settings: config.maintenance,
+                    missing_shards: Default::default(),
                 };
                 let ctx = Arc::new(ctx);
                 background = maintain::start(ctx.clone(), stop.subscribe());
@@ -241,6 +245,7 @@ impl Node {
                 settled: AtomicBool::new(false),
                 drain_timeout: config.drain_timeout,
                 parallelism,
+                erasure: config.erasure,
             }),
         };
         if config.leave_on_request {

@@ -15,7 +15,7 @@ use super::{blocking, join, Node, Op};
 use crate::crypto::{self, DataKey};
 use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{validate_key, Manifest};
+use crate::manifest::{validate_key, Manifest, Policy};
 
 /// The plaintext of a chunk's (or an inline value's) stored bytes, checked to be
 /// `expected_len` long: decrypted (and so authenticated) if `encrypted`.
@@ -183,13 +183,31 @@ impl Node {
                     let what = format!("chunk {id}");
                     open_stored(data_key.as_ref(), encrypted, stored, expected_len, &what)
                 };
+                // Under erasure coding: the chunk's shards, and its stored length.
+                let sharded = manifest.shards_of(next).map(|ids| {
+                    let sealed = if encrypted { crypto::IV_LEN as u64 } else { 0 };
+                    (ids.to_vec(), (expected_len + sealed) as usize)
+                });
+                let (data, parity) = match &manifest.body.policy {
+                    Policy::Erasure { data, parity, .. } => {
+                        (usize::from(*data), usize::from(*parity))
+                    }
+                    Policy::Replicas(_) => (0, 0),
+                };
                 inflight.push_back(match &self.inner.remote {
                     None => tokio::task::spawn_blocking(move || open(store.chunk(&id)?)),
                     Some(_) => {
                         let node = self.clone();
                         tokio::spawn(async move {
                             let remote = node.inner.remote.as_ref().expect("cluster node");
-                            let stored = remote.get_chunk(&store, id).await?;
+                            let stored = match sharded {
+                                Some((ids, len)) => {
+                                    remote
+                                        .get_sharded(&store, id, len, data, parity, &ids)
+                                        .await?
+                                }
+                                None => remote.get_chunk(&store, id).await?,
+                            };
                             blocking(move || open(stored)).await
                         })
                     }

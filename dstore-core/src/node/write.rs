@@ -11,9 +11,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
-use super::{blocking, join, Node, Pins, StoreOptions};
+use super::{blocking, join, Erasure, Node, Pins, Redundancy, StoreOptions, ERASURE_MIN_SHARD};
 use crate::cluster::remote::{Remote, Stamped};
 use crate::engine::store::Store;
+use crate::erasure::{self, ShardOf};
 use crate::error::{Error, IoContext, Result};
 use crate::ids::ChunkId;
 use crate::manifest::{validate_key, Manifest, ManifestBody, Policy, INLINE_MAX};
@@ -39,6 +40,24 @@ async fn read_up_to<R: AsyncRead + Unpin>(
         }
     }
     Ok(buf)
+}
+
+/// One chunk of a value, durable: its id, and under erasure coding the ids of its shards.
+struct Written {
+    chunk: ChunkId,
+    shards: Vec<ChunkId>,
+}
+
+impl Written {
+    /// Adds this chunk to a value's `chunks`, and to `pinned` what was pinned for it.
+    fn add_to(self, chunks: &mut Vec<ChunkId>, pinned: &mut Vec<ChunkId>) {
+        if self.shards.is_empty() {
+            pinned.push(self.chunk);
+        } else {
+            pinned.extend(self.shards);
+        }
+        chunks.push(self.chunk);
+    }
 }
 
 impl Node {
@@ -76,13 +95,28 @@ impl Node {
                     .into(),
             ));
         }
+        let mut erasure = match opts.redundancy {
+            Redundancy::Default => self.inner.erasure,
+            Redundancy::Replicas => None,
+            Redundancy::Erasure(e) => Some(e),
+        };
+        if let Some(e) = erasure {
+            e.validate()?;
+            if self.inner.remote.is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "erasure coding ({e}) needs a cluster; a standalone node keeps one copy"
+                )));
+            }
+        }
         let op = self.begin().await?;
         let store = &op.store;
+        // What this write pinned: its chunks, or under erasure coding their shards.
         let mut pins = Pins {
             store: store.clone(),
             ids: Vec::new(),
         };
-        let mut inflight: VecDeque<JoinHandle<Result<ChunkId>>> = VecDeque::new();
+        let mut chunks: Vec<ChunkId> = Vec::new();
+        let mut inflight: VecDeque<JoinHandle<Result<Written>>> = VecDeque::new();
         let mut size = 0u64;
         let chunk_size = self.inner.chunk_size;
         // A value that fits in one chunk and `INLINE_MAX` goes in its manifest.
@@ -101,11 +135,18 @@ impl Node {
                     inline = Some(chunk);
                     break;
                 }
+                // A value whose shards would be tiny is replicated: each costs a request.
+                if at_end
+                    && size == 0
+                    && erasure.is_some_and(|e| chunk.len() < e.k() * ERASURE_MIN_SHARD)
+                {
+                    erasure = None;
+                }
                 size += chunk.len() as u64;
-                inflight.push_back(self.write_chunk(store, chunk, opts.encrypt));
+                inflight.push_back(self.write_chunk(store, chunk, opts.encrypt, erasure));
                 if inflight.len() >= self.parallelism() {
                     let front = inflight.pop_front().expect("not empty");
-                    pins.ids.push(join(front).await?);
+                    join(front).await?.add_to(&mut chunks, &mut pins.ids);
                 }
                 if at_end {
                     break;
@@ -118,7 +159,7 @@ impl Node {
         let mut first_error = streamed.err();
         for handle in inflight {
             match join(handle).await {
-                Ok(id) => pins.ids.push(id),
+                Ok(written) => written.add_to(&mut chunks, &mut pins.ids),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
@@ -136,8 +177,15 @@ impl Node {
             size,
             chunk_size: chunk_size as u32,
             encrypted: opts.encrypt,
-            policy: Policy::Replicas(self.inner.remote.as_ref().map_or(1, |r| r.replicas as u8)),
-            chunks: pins.ids.clone(),
+            policy: match erasure {
+                Some(e) if inline.is_none() && !chunks.is_empty() => Policy::Erasure {
+                    data: e.data,
+                    parity: e.parity,
+                    shards: pins.ids.clone(),
+                },
+                _ => Policy::Replicas(self.inner.remote.as_ref().map_or(1, |r| r.replicas as u8)),
+            },
+            chunks,
             deleted: false,
         };
         let data_key = self.inner.data_key.as_ref();
@@ -179,13 +227,15 @@ impl Node {
     }
 
     /// Seals (if asked) and hashes one chunk on the blocking pool, then stores it: on the local
-    /// store (pinned, see `Pins`), or on a majority of its owners in a cluster.
+    /// store (pinned, see `Pins`), or on a majority of its owners in a cluster; under erasure
+    /// coding, cut into shards (also on the blocking pool) stored on their holders.
     fn write_chunk(
         &self,
         store: &Arc<Store>,
         chunk: Vec<u8>,
         encrypt: bool,
-    ) -> JoinHandle<Result<ChunkId>> {
+        erasure: Option<Erasure>,
+    ) -> JoinHandle<Result<Written>> {
         let (store, data_key) = (store.clone(), self.inner.data_key.clone());
         let seal = move || {
             let stored = if encrypt {
@@ -201,20 +251,61 @@ impl Node {
             return tokio::task::spawn_blocking(move || {
                 let (id, stored) = seal();
                 store.put_chunk(id, &stored)?;
-                Ok(id)
+                Ok(Written {
+                    chunk: id,
+                    shards: Vec::new(),
+                })
             });
         }
         let node = self.clone();
         tokio::spawn(async move {
-            let (id, stored) = blocking(move || Ok(seal())).await?;
-            // Pinned here while in flight, so garbage collection anywhere sees it named.
-            store.pin(&[id]);
             let remote = node.inner.remote.as_ref().expect("cluster node");
-            if let Err(e) = remote.put_chunk(&store, id, Arc::new(stored)).await {
-                store.unpin(&[id]);
+            let Some(e) = erasure else {
+                let (id, stored) = blocking(move || Ok(seal())).await?;
+                // Pinned here while in flight, so garbage collection anywhere sees it named.
+                store.pin(&[id]);
+                if let Err(e) = remote.put_chunk(&store, id, Arc::new(stored)).await {
+                    store.unpin(&[id]);
+                    return Err(e);
+                }
+                return Ok(Written {
+                    chunk: id,
+                    shards: Vec::new(),
+                });
+            };
+            let (chunk, shards) = blocking(move || {
+                let (id, stored) = seal();
+                let len = u32::try_from(stored.len()).expect("a chunk is under 4 GiB");
+                let shards = erasure::encode(&stored, e.k(), usize::from(e.parity))?;
+                let ids = erasure::ids(&shards);
+                let placed = shards
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, bytes)| {
+                        let of = ShardOf {
+                            chunk: id,
+                            len,
+                            data: e.data,
+                            parity: e.parity,
+                            index: i as u8,
+                            shards: ids.clone(),
+                        };
+                        (of, bytes)
+                    })
+                    .collect::<Vec<_>>();
+                Ok((id, placed))
+            })
+            .await?;
+            let ids = shards
+                .first()
+                .map(|(of, _)| of.shards.clone())
+                .unwrap_or_default();
+            store.pin(&ids);
+            if let Err(e) = remote.put_shards(&store, shards).await {
+                store.unpin(&ids);
                 return Err(e);
             }
-            Ok(id)
+            Ok(Written { chunk, shards: ids })
         })
     }
 

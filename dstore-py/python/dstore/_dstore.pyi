@@ -4,7 +4,19 @@ import os
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Iterator, List, Optional, Type, TypedDict, Union, final, type_check_only
+from typing import (
+    Final,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    Type,
+    TypedDict,
+    Union,
+    final,
+    type_check_only,
+)
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer
@@ -70,6 +82,8 @@ class RepairStats(TypedDict):
     handed_off: int
     """Objects dropped here because this node no longer owns them and their owners have them."""
     read_repairs: int
+    shards_rebuilt: int
+    rebuild_bytes_read: int
     """Stale owners brought up to date during reads."""
 
 @type_check_only
@@ -212,6 +226,8 @@ class Node:
         tombstone_grace: Optional[float] = None,
         drain_timeout: Optional[float] = None,
         accept_unsealed: bool = False,
+        erasure: Optional[Tuple[int, int]] = None,
+        erasure_write_quorum: Optional[int] = None,
     ) -> Self: ...
     @property
     def addr(self) -> Optional[str]:
@@ -221,8 +237,17 @@ class Node:
     def settle(self, timeout: float = 10.0) -> int:
         """Waits until this node knows the cluster's members; returns how many it sees.
         Raises UnavailableError if none answers, or at once if they refuse the secret."""
-    def store(self, key: str, data: Buffer, encrypt: bool = True) -> None:
-        """Stores `data` (any bytes-like object) under `key`, replacing any older value."""
+    def store(
+        self,
+        key: str,
+        data: Buffer,
+        encrypt: bool = True,
+        *,
+        erasure: Union[Tuple[int, int], Literal[False], None] = None,
+    ) -> None:
+        """Stores `data` (any bytes-like object) under `key`, replacing any older value.
+        `erasure=(k, m)` keeps it as k data + m parity shards on k + m members, `False` as
+        replicas; `None`: as the node was opened (`Node(..., erasure=(4, 2))`)."""
     def get(self, key: str) -> bytes:
         """The value of `key`. Raises NotFoundError, IntegrityError or WrongKeyError."""
     def delete(self, key: str) -> None:
@@ -240,7 +265,14 @@ class Node:
         them a page at a time (see `list`)."""
     def size(self, key: str) -> int:
         """The size in bytes of the value of `key`. Raises NotFoundError."""
-    def store_file(self, key: str, path: _Path, encrypt: bool = True) -> int:
+    def store_file(
+        self,
+        key: str,
+        path: _Path,
+        encrypt: bool = True,
+        *,
+        erasure: Union[Tuple[int, int], Literal[False], None] = None,
+    ) -> int:
         """Stores the file at `path` under `key`, streaming; returns the bytes stored.
         A missing file raises StorageIOError (an OSError) with errno ENOENT."""
     def get_file(self, key: str, path: _Path) -> int:
