@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dstore_core::{Config, Node, StoreOptions};
+use dstore_core::{Config, Node, Redundancy, StoreOptions};
 
-use super::{large, row, small, Args, Limits, Memory, Source};
+use super::{large, median, row, small, Args, Limits, Memory, Source, MIB};
 use crate::procs::{fast, spawn_node, Processes, FAST};
 use crate::AnyResult;
 
@@ -278,4 +278,195 @@ async fn missing_key_reads(client: &Node, when: &str) -> AnyResult {
         ),
     );
     Ok(())
+}
+
+/// Erasure coding against replicas, each in a cluster of its own: 7 node processes and a
+/// client that keeps values as 3 replicas, then as 4+2 (both survive two lost members).
+/// Per policy: store and get of `reps` values of up to 256 MiB, the bytes the roots grew by
+/// per byte stored, gets with 2 of the 7 nodes stopped (SIGSTOP), and repair after one node
+/// is lost for good (time, and bytes read and sent to restore it).
+pub(crate) async fn erasure(args: &Args, reps: usize, dir: &Path) -> AnyResult {
+    let len = args.large_mib.min(256) << 20;
+    let policies = [
+        ("replicas 3", Redundancy::Replicas),
+        ("erasure 4+2", Redundancy::Erasure("4+2".parse()?)),
+    ];
+    for (p, (name, redundancy)) in policies.into_iter().enumerate() {
+        let dir = dir.join(format!("policy-{p}"));
+        let secret = hex::encode(dstore_core::crypto::random_bytes::<32>());
+        let key = dstore_core::crypto::random_bytes::<32>();
+        let key_hex = hex::encode(key);
+        let mut procs = Processes(Vec::new());
+        let first = spawn_node(&dir.join("node-1"), None, &secret, &key_hex, &FAST)?;
+        let seed = first.1.clone();
+        procs.0.push(first);
+        for i in 2..=7 {
+            let root = dir.join(format!("node-{i}"));
+            procs
+                .0
+                .push(spawn_node(&root, Some(&seed), &secret, &key_hex, &FAST)?);
+        }
+        let mut c = Config::new(dir.join("client"));
+        c.client = true;
+        c.peers = vec![seed.clone()];
+        c.secret = Some(secret.clone().into_bytes());
+        c.data_key = Some(key);
+        fast(&mut c);
+        let client = Node::open(c).await?;
+        live(&client, 7).await?;
+        println!(
+            "\n== 7 node processes, a client, {name}: {reps} values of {} MiB, encrypted ==",
+            len >> 20
+        );
+        let roots: Vec<_> = (1..=7).map(|i| dir.join(format!("node-{i}"))).collect();
+        let before = roots.iter().map(|r| dir_bytes(r)).sum::<u64>();
+        let (mut puts, mut gets) = (Vec::new(), Vec::new());
+        for rep in 0..reps {
+            let key = format!("ec/{rep}");
+            let source = Source::numbered_from(len, ((p as u64) << 48) | ((rep as u64) << 32));
+            let opts = StoreOptions {
+                encrypt: true,
+                redundancy,
+            };
+            let t = Instant::now();
+            client.store_reader(&key, source, opts).await?;
+            puts.push(len as f64 / MIB / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let n = client.get_writer(&key, tokio::io::sink()).await?;
+            gets.push(n as f64 / MIB / t.elapsed().as_secs_f64());
+        }
+        // The copies beyond the write quorum finish in the background.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let grown = roots.iter().map(|r| dir_bytes(r)).sum::<u64>() - before;
+        row("store", format!("{:.0} MB/s", median(puts)), String::new());
+        row("get", format!("{:.0} MB/s", median(gets)), String::new());
+        row(
+            "bytes on disk per byte stored",
+            format!("{:.2}", grown as f64 / (reps as u64 * len) as f64),
+            "all 7 roots, catalogs included".into(),
+        );
+
+        // Two nodes stopped: reads go to the others once the stopped ones are slow to answer.
+        let stopped: Vec<u32> = procs.0[5..].iter().map(|(c, _)| c.id()).collect();
+        signal(&stopped, "-STOP")?;
+        let mut degraded = Vec::new();
+        for rep in 0..reps {
+            let t = Instant::now();
+            let n = client
+                .get_writer(&format!("ec/{rep}"), tokio::io::sink())
+                .await;
+            degraded.push((n, t.elapsed()));
+        }
+        signal(&stopped, "-CONT")?;
+        let mut rates = Vec::new();
+        for (n, took) in degraded {
+            rates.push(n? as f64 / MIB / took.as_secs_f64());
+        }
+        row(
+            "get, 2 of 7 nodes stopped",
+            format!("{:.0} MB/s", median(rates)),
+            "SIGSTOP: no answers, no closed connections".into(),
+        );
+        live(&client, 7).await?;
+
+        // One node lost for good: back to what the cluster held, counted object by object.
+        let totals = |stats: &[(dstore_core::Peer, Option<dstore_core::Stats>)]| {
+            stats.iter().fold((0, 0, 0, 0, 0), |t, (_, s)| match s {
+                Some(s) => (
+                    t.0 + s.chunks,
+                    t.1 + s.keys,
+                    t.2 + s.repair.bytes_pushed,
+                    t.3 + s.repair.rebuild_bytes_read,
+                    t.4 + s.repair.shards_rebuilt,
+                ),
+                None => t,
+            })
+        };
+        let held = totals(&client.member_stats().await);
+        // Every chunk's copies (or shards) and every manifest's 3 copies. (What members hold
+        // at the kill may include a copy more, on its way to its owner.)
+        let per_chunk = if p == 0 { 3 } else { 6 };
+        let whole = (reps as u64 * (len >> 20) * per_chunk, 3 * reps as u64);
+        let (mut lost, _) = procs.0.remove(0);
+        let _ = lost.kill();
+        let _ = lost.wait();
+        let lost_bytes = dir_bytes(&roots[0]);
+        std::fs::remove_dir_all(&roots[0])?;
+        let killed = Instant::now();
+        let repaired = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let stats = client.member_stats().await;
+            let now = totals(&stats);
+            if stats.len() == 6 && now.0 >= whole.0 && now.1 >= whole.1 {
+                break (killed.elapsed(), now);
+            }
+            if killed.elapsed() > Duration::from_secs(600) {
+                return Err(format!(
+                    "{name}: repair did not finish within 10 minutes: {} objects held of {}, \
+                     {} manifests of {}, {} members",
+                    now.0,
+                    whole.0,
+                    now.1,
+                    whole.1,
+                    stats.len()
+                )
+                .into());
+            }
+        };
+        let (took, now) = repaired;
+        let mib = |b: u64| b as f64 / MIB;
+        row(
+            "one node lost: back to full redundancy",
+            format!("{:.1} s after the kill", took.as_secs_f64()),
+            format!(
+                "its root held {:.0} MiB; {:.0} MiB sent, {:.0} MiB read to rebuild {} shards",
+                mib(lost_bytes),
+                mib(now.2 - held.2),
+                mib(now.3 - held.3),
+                now.4 - held.4
+            ),
+        );
+        let _ = client.close().await;
+        drop(procs);
+    }
+    Ok(())
+}
+
+/// Waits (up to 30 s) until `client` sees `n` live members.
+async fn live(client: &Node, n: usize) -> AnyResult {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.peers().len() != n {
+        if Instant::now() > deadline {
+            return Err(format!("{} of {n} members live after 30 s", client.peers().len()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Sends a signal (`-STOP`, `-CONT`) to processes.
+fn signal(pids: &[u32], which: &str) -> AnyResult {
+    let status = std::process::Command::new("kill")
+        .arg(which)
+        .args(pids.iter().map(|p| p.to_string()))
+        .status()?;
+    if !status.success() {
+        return Err(format!("kill {which} failed").into());
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `path`.
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -39,8 +39,9 @@ pub struct Args {
     dir: Option<std::path::PathBuf>,
     /// Run only one part: `local` (one node, its own store), `cluster` (3 node processes),
     /// `repair` (4 node processes, one lost for good) or `churn` (a member in this process
-    /// that closes and leaves; reads of missing keys).
-    #[arg(long, value_parser = ["local", "cluster", "repair", "churn"])]
+    /// that closes and leaves; reads of missing keys) or `erasure` (7 node processes, 4+2
+    /// against 3 replicas).
+    #[arg(long, value_parser = ["local", "cluster", "repair", "churn", "erasure"])]
     only: Option<String>,
 }
 
@@ -256,6 +257,9 @@ pub async fn run(args: Args) -> AnyResult {
     }
     if part("churn") {
         cluster::churn(&args, &base.join("churn")).await?;
+    }
+    if part("erasure") {
+        cluster::erasure(&args, reps, &base.join("erasure")).await?;
     }
     Ok(())
 }
