@@ -504,6 +504,20 @@ dstore_status dstore_store(dstore_node *node,
 dstore_status dstore_get(dstore_node *node, const char *key, uint8_t **out, size_t *out_len);
 
 /**
+ * Reads bytes `offset` to `offset + length` of the value of `key` (fewer if the value ends
+ * first, none if it ends at or before `offset`), fetching only the chunks that cover them and
+ * checking every byte. On success `*out` points to `*out_len` bytes that the caller owns and
+ * frees with dstore_bytes_free(*out, *out_len); `*out` is not NULL even for an empty range.
+ * On failure neither is written. Errors as for dstore_get.
+ */
+dstore_status dstore_get_range(dstore_node *node,
+                               const char *key,
+                               uint64_t offset,
+                               uint64_t length,
+                               uint8_t **out,
+                               size_t *out_len);
+
+/**
  * Sets `*out` to whether `key` has a value. A missing key is not an error: `*out` is false.
  */
 dstore_status dstore_has(dstore_node *node, const char *key, bool *out);

@@ -333,6 +333,16 @@ public:
         return std::string(reinterpret_cast<const char*>(buffer.data), buffer.len);
     }
 
+    // Bytes `offset` to `offset + length` of the value of `key` (fewer if it ends first);
+    // only the chunks covering them are fetched. Throws NotFound if it has none.
+    std::vector<std::uint8_t> get_range(const std::string& key, std::uint64_t offset,
+                                        std::uint64_t length) {
+        Buffer buffer;
+        detail::check(dstore_get_range(node_, detail::c_str(key, "key"), offset, length,
+                                       &buffer.data, &buffer.len));
+        return std::vector<std::uint8_t>(buffer.data, buffer.data + buffer.len);
+    }
+
     // Deletes `key`; throws NotFound if it has no value.
     void remove(const std::string& key) {
         detail::check(dstore_delete(node_, detail::c_str(key, "key")));

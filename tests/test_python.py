@@ -12,6 +12,7 @@ another Python thread runs while it is in progress; a watchdog turns a hang into
 import array
 import errno
 import faulthandler
+import io
 import os
 import pickle
 import random
@@ -1132,3 +1133,55 @@ def test_quickstart_runs(tmp_path, with_root):
     if with_root:
         assert (tmp_path / "root" / "node.key").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == (["root"] if with_root else [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranges and file objects
+
+
+def test_get_range_reads_any_span_cut_at_the_end(node):
+    data = payload(5 * CHUNK + 17)
+    node.store("r", data)
+    n = len(data)
+    for offset, length in [(0, 0), (0, 1), (CHUNK - 1, 2), (CHUNK + 7, 3 * CHUNK), (n - 1, 10),
+                           (n, 5), (n + 100, 5), (0, 2**64 - 1)]:
+        assert node.get_range("r", offset, length) == data[offset:offset + length]
+    with pytest.raises(dstore.NotFoundError):
+        node.get_range("missing", 0, 1)
+    with pytest.raises(OverflowError):
+        node.get_range("r", -1, 1)
+
+
+def test_open_gives_a_seekable_binary_file(node):
+    data = payload(5 * CHUNK + 17, seed=1)
+    node.store("f", data)
+    with node.open("f") as f:
+        assert isinstance(f, io.BufferedReader) and isinstance(f.raw, io.RawIOBase)
+        assert f.readable() and f.seekable() and not f.writable()
+        assert f.raw.size == len(data) and f.name == "f"
+        assert f.read(10) == data[:10]
+        assert f.seek(CHUNK - 3) == CHUNK - 3 and f.tell() == CHUNK - 3
+        assert f.read(6) == data[CHUNK - 3:CHUNK + 3]
+        assert f.seek(-5, io.SEEK_END) == len(data) - 5
+        assert f.read() == data[-5:]
+        assert f.read() == b""
+        f.seek(0)
+        assert f.read() == data
+        f.seek(2 * CHUNK)
+        buf = bytearray(100)
+        assert f.readinto(buf) == 100 and bytes(buf) == data[2 * CHUNK:2 * CHUNK + 100]
+        with pytest.raises((ValueError, OSError)):
+            f.seek(-1)
+    assert f.closed
+    with pytest.raises(ValueError):
+        f.read()
+    with pytest.raises(dstore.NotFoundError):
+        node.open("missing")
+    # A small (inline) value, and an empty one.
+    node.store("tiny", b"hello, world")
+    with node.open("tiny") as f:
+        f.seek(7)
+        assert f.read() == b"world"
+    node.store("empty", b"")
+    with node.open("empty") as f:
+        assert f.read() == b""

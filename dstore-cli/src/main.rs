@@ -119,8 +119,16 @@ enum Command {
         #[command(flatten)]
         target: Target,
         key: String,
+        /// Write the value to this file (atomically: it never holds part of the value)
+        /// instead of to stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Start this many bytes into the value.
+        #[arg(long, value_name = "BYTES")]
+        offset: Option<u64>,
+        /// Read at most this many bytes (fewer if the value ends first).
+        #[arg(long, value_name = "BYTES")]
+        length: Option<u64>,
     },
     /// Delete KEY.
     Rm {
@@ -297,11 +305,23 @@ async fn run(command: Command) -> AnyResult {
             target,
             key,
             output,
+            offset,
+            length,
         } => {
             let (node, _scratch) = open(&target, false).await?;
-            let progress = Progress::start(format!("get {key}"), node.size(&key).await.ok());
+            let range = (offset.is_some() || length.is_some())
+                .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
+            let size = node.size(&key).await.ok();
+            let total = match (size, range) {
+                (Some(n), Some((at, len))) => Some(n.saturating_sub(at).min(len)),
+                (n, _) => n,
+            };
+            let progress = Progress::start(format!("get {key}"), total);
             let result = match &output {
-                Some(path) => node.get_file(&key, path).await,
+                Some(path) => {
+                    let (at, len) = range.unwrap_or((0, u64::MAX));
+                    node.get_range_file(&key, at, len, path).await
+                }
                 None if std::io::stdout().is_terminal() => {
                     progress.finish();
                     return Err(
@@ -309,8 +329,11 @@ async fn run(command: Command) -> AnyResult {
                     );
                 }
                 None => {
-                    node.get_writer(&key, progress.writer(tokio::io::stdout()))
-                        .await
+                    let out = progress.writer(tokio::io::stdout());
+                    match range {
+                        Some((at, len)) => node.get_range_writer(&key, at, len, out).await,
+                        None => node.get_writer(&key, out).await,
+                    }
                 }
             };
             progress.finish();

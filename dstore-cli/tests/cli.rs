@@ -68,6 +68,31 @@ fn put_get_ls_rm_status() {
     let piped = dstore(&["get", "--root", root, "plain.bin"], &[]);
     assert!(piped.status.success());
     assert_eq!(piped.stdout, data);
+    // Ranges: to a pipe and to a file; a length past the end is cut off.
+    let range = dstore(
+        &[
+            "get", "--root", root, "a/b.bin", "--offset", "1048570", "--length", "20",
+        ],
+        &[],
+    );
+    assert!(range.status.success());
+    assert_eq!(range.stdout, data[1_048_570..1_048_590]);
+    ok(dstore(
+        &[
+            "get",
+            "--root",
+            root,
+            "plain.bin",
+            "--offset",
+            "2999990",
+            "--length",
+            "1000",
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert_eq!(std::fs::read(&output).unwrap(), data[2_999_990..]);
 
     let status = ok(dstore(&["status", "--root", root], &[]));
     assert!(status.contains("keys     2"), "{status}");

@@ -148,7 +148,7 @@ async fn four_plus_two_survives_two_lost_members_twice_with_repair_between() {
 }
 
 /// Replicated and erasure-coded values side by side; a value rewritten from replicas to
-/// erasure coding and back reads right each time, and what the old version kept is collected;
+/// erasure coding and back reads right each time (a range across two chunks too), and what the old version kept is collected;
 /// a value too small for worthwhile shards is replicated; deleting the last value lets every
 /// shard go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +169,10 @@ async fn mixed_policies_rewrites_and_collection_of_shards() {
         writer.store("flip", &value, opts).await.unwrap();
         assert_eq!(nodes[4].get("flip").await.unwrap(), value);
         assert_eq!(client.get("flip").await.unwrap(), value);
+        let range = client
+            .get_range("flip", CHUNK as u64 + 5, CHUNK as u64)
+            .await;
+        assert_eq!(range.unwrap(), value[CHUNK + 5..2 * CHUNK + 5]);
         eventually("only the current version's objects are kept", || {
             held(&nodes) == objects
         })

@@ -742,3 +742,104 @@ async fn deleting_most_chunked_values_gives_their_segment_space_back() {
         assert_eq!(ChunkId::of(&copy.bytes()), id);
     }
 }
+
+/// Ranges: every span of a value of several chunks (and of an inline one) reads as the same
+/// span of the whole, cut at the end; a reader seeks and reads the same bytes; and a range
+/// touches only the chunks under it: with every other chunk rotten it still reads, while the
+/// whole value is an integrity error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_read_only_the_chunks_under_them() {
+    use std::io::SeekFrom;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    let c = CHUNK as u64;
+    for (i, (size, opts)) in [(10 * CHUNK + 123, ENC), (10 * CHUNK, PLAIN), (100, ENC)]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("r{i}");
+        let data = pattern(40 + i as u64, size);
+        node.store(&key, &data, opts).await.unwrap();
+        let n = size as u64;
+        let spans = [
+            (0, 0),
+            (0, 1),
+            (c - 1, 2),
+            (c, c),
+            (c + 7, 3 * c),
+            (n - 1, 10),
+            (n, 5),
+            (n + 100, 5),
+            (0, u64::MAX),
+            (u64::MAX, u64::MAX),
+        ];
+        for (offset, len) in spans {
+            let from = offset.min(n) as usize;
+            let to = offset.saturating_add(len).min(n) as usize;
+            let got = node.get_range(&key, offset, len).await.unwrap();
+            assert_eq!(got, data[from..to], "{key}: {len} bytes at {offset}");
+            let mut out = Vec::new();
+            let written = node.get_range_writer(&key, offset, len, &mut out).await;
+            assert_eq!((written.unwrap(), out), ((to - from) as u64, got));
+        }
+        let mut reader = node.reader(&key).await.unwrap();
+        assert_eq!(reader.size(), n);
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, data);
+        for (to, expect) in [
+            (SeekFrom::Start(c + 5), c + 5),
+            (SeekFrom::End(-3), n - 3),
+            (SeekFrom::Current(-(n as i64) + 3), 3),
+            (SeekFrom::End(10), n + 10),
+        ] {
+            assert_eq!(reader.seek(to).await.unwrap(), expect);
+            let mut piece = vec![0; 300];
+            let mut got = 0;
+            // Reads stop at a chunk's end; an empty one at the value's end (or a full buffer).
+            loop {
+                let k = reader.read(&mut piece[got..]).await.unwrap();
+                if k == 0 {
+                    break;
+                }
+                got += k;
+            }
+            let from = (expect as usize).min(size);
+            assert_eq!(piece[..got], data[from..(from + 300).min(size)]);
+        }
+        assert!(reader
+            .seek(SeekFrom::Current(-(n as i64) - 11))
+            .await
+            .is_err());
+    }
+    // Rot in every chunk of "r1" (plain, so a chunk's id is the hash of its bytes) except
+    // chunks 3 and 4.
+    let data = pattern(41, 10 * CHUNK);
+    let keep: Vec<ChunkId> = (3..5)
+        .map(|i| ChunkId::of(&data[i * CHUNK..(i + 1) * CHUNK]))
+        .collect();
+    node.close().await.unwrap();
+    let mut rotten = 0;
+    for (id, copy) in live_copies(dir.path()) {
+        let ours = (0..10).any(|i| ChunkId::of(&data[i * CHUNK..(i + 1) * CHUNK]) == id);
+        if ours && !keep.contains(&id) {
+            copy.flip(9);
+            rotten += 1;
+        }
+    }
+    assert_eq!(rotten, 8);
+    let node = open(dir.path(), CHUNK).await;
+    let middle = node.get_range("r1", 3 * c + 10, 2 * c - 10).await.unwrap();
+    assert_eq!(middle, data[3 * CHUNK + 10..5 * CHUNK]);
+    assert!(matches!(node.get("r1").await, Err(Error::Integrity(_))));
+    assert!(matches!(
+        node.get_range("missing", 0, 1).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        node.reader("missing").await,
+        Err(Error::NotFound(_))
+    ));
+    node.close().await.unwrap();
+}

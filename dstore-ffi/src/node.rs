@@ -224,6 +224,32 @@ pub unsafe extern "C" fn dstore_get(
     })
 }
 
+/// Reads bytes `offset` to `offset + length` of the value of `key` (fewer if the value ends
+/// first, none if it ends at or before `offset`), fetching only the chunks that cover them and
+/// checking every byte. On success `*out` points to `*out_len` bytes that the caller owns and
+/// frees with dstore_bytes_free(*out, *out_len); `*out` is not NULL even for an empty range.
+/// On failure neither is written. Errors as for dstore_get.
+#[no_mangle]
+pub unsafe extern "C" fn dstore_get_range(
+    node: *mut dstore_node,
+    key: *const c_char,
+    offset: u64,
+    length: u64,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+) -> dstore_status {
+    boundary("dstore_get_range", || -> Result {
+        let node = unsafe { handle(node, "node") }?;
+        let key = unsafe { args::string(key, "key") }?;
+        let (out, out_len) = unsafe { (output(out, "out")?, output(out_len, "out_len")?) };
+        let value = node.run(node.node.get_range(key, offset, length))?;
+        let (ptr, len) = buffers::bytes_to_c(value);
+        out.write(ptr);
+        out_len.write(len);
+        Ok(())
+    })
+}
+
 /// Sets `*out` to whether `key` has a value. A missing key is not an error: `*out` is false.
 #[no_mangle]
 pub unsafe extern "C" fn dstore_has(

@@ -38,6 +38,7 @@ fn _dstore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("INLINE_MAX", dstore_core::INLINE_MAX)?;
     m.add_class::<node::PyNode>()?;
     m.add_class::<node::KeyIter>()?;
+    m.add_class::<node::Reader>()?;
     m.add_function(wrap_pyfunction!(client_credential, m)?)?;
     errors::register(m)?;
     Ok(())

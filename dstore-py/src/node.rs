@@ -53,6 +53,61 @@ impl KeyIter {
     }
 }
 
+/// The raw reader behind `Node.open()`, wrapped by `dstore._io.ValueFile` (an
+/// `io.RawIOBase`); see `dstore_core::ValueReader`.
+#[pyclass(frozen, module = "dstore", name = "ValueReader")]
+pub struct Reader {
+    inner: std::sync::Mutex<dstore_core::ValueReader>,
+}
+
+#[pymethods]
+impl Reader {
+    /// The value's size in bytes.
+    #[getter]
+    fn size(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).size()
+    }
+
+    /// Up to `n` bytes from the position on (at most to the end of the chunk under it);
+    /// empty at the end of the value.
+    fn read<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let mut reader = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let reader = &mut *reader;
+        let bytes = block_on(py, reader.read_some(n))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Moves the position as `io.IOBase.seek` does (`whence` 0, 1 or 2); returns it.
+    #[pyo3(signature = (offset, whence=0))]
+    fn seek(&self, py: Python<'_>, offset: i64, whence: i32) -> PyResult<u64> {
+        let to = match whence {
+            0 => u64::try_from(offset)
+                .map(std::io::SeekFrom::Start)
+                .map_err(|_| {
+                    errors::invalid_argument(py, format!("negative seek position {offset}"))
+                })?,
+            1 => std::io::SeekFrom::Current(offset),
+            2 => std::io::SeekFrom::End(offset),
+            _ => {
+                return Err(errors::invalid_argument(
+                    py,
+                    format!("whence must be 0, 1 or 2, not {whence}"),
+                ))
+            }
+        };
+        let mut reader = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        reader.seek_to(to).map_err(|e| errors::to_py(py, e))
+    }
+
+    /// The position the next read starts at.
+    fn tell(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .position()
+    }
+}
+
 /// A dstore node: one storage root, opened for the life of this object or until `close()`.
 /// Safe to share between threads; calls release the GIL and run in parallel.
 #[pyclass(frozen, module = "dstore", name = "Node")]
@@ -260,6 +315,36 @@ impl PyNode {
     fn get<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyBytes>> {
         let value = block_on(py, self.node.get(&key))?;
         Ok(PyBytes::new(py, &value))
+    }
+
+    /// Bytes `offset` to `offset + length` of the value of `key`: fewer if the value ends
+    /// first, empty if it ends at or before `offset`. Only the chunks covering the range are
+    /// fetched.
+    fn get_range<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        offset: u64,
+        length: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let value = block_on(py, self.node.get_range(&key, offset, length))?;
+        Ok(PyBytes::new(py, &value))
+    }
+
+    /// The value of `key` as a read-only binary file (`io.BufferedReader` over an
+    /// `io.RawIOBase`): seekable, a context manager; reads fetch only the chunks they need.
+    /// It reads the version current when opened.
+    fn open<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let reader = block_on(py, self.node.reader(&key))?;
+        let raw = Bound::new(
+            py,
+            Reader {
+                inner: std::sync::Mutex::new(reader),
+            },
+        )?;
+        py.import("dstore._io")?
+            .getattr("open_value")?
+            .call1((raw, key))
     }
 
     /// Deletes `key`; raises NotFoundError if it has no live value.

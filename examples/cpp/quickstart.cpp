@@ -45,6 +45,8 @@ void run(const std::string& root) {
     expect(node.get_string("notes/secret") == "meet at noon", "notes/secret reads back");
     std::vector<std::uint8_t> bytes = node.get("public/notice");
     expect(std::string(bytes.begin(), bytes.end()) == "hello, world", "public/notice reads back");
+    std::vector<std::uint8_t> part = node.get_range("public/notice", 7, 100);
+    expect(std::string(part.begin(), part.end()) == "world", "a range of public/notice reads back");
 
     // 3. Keys, in byte order.
     std::vector<std::string> keys = node.keys();

@@ -455,6 +455,47 @@ static void test_values(dstore_node *node) {
     EXPECT(dstore_list(node, "", "", 10, NULL, &count), DSTORE_INVALID_ARGUMENT);
 }
 
+/* ---- ranges ----------------------------------------------------------------------------- */
+
+static void test_ranges(void) {
+    /* 50,000 bytes over 4 KiB chunks: spans within one chunk, across several and past the
+     * end, which is cut off. */
+    char root[4096];
+    path_in_scratch(root, sizeof root, "ranges");
+    dstore_options *opts = dstore_options_new();
+    CHECK(opts != NULL);
+    EXPECT(dstore_options_set_root(opts, root), DSTORE_OK);
+    EXPECT(dstore_options_set_chunk_size(opts, 4096), DSTORE_OK);
+    dstore_node *node = NULL;
+    EXPECT(dstore_new(opts, &node), DSTORE_OK);
+    dstore_options_free(opts);
+    static uint8_t value[50000];
+    for (size_t i = 0; i < sizeof value; i++) value[i] = (uint8_t)(i * 7 + i / 251);
+    EXPECT(dstore_store(node, "ranged", value, sizeof value, true), DSTORE_OK);
+    const struct { uint64_t offset, length; size_t want; } spans[] = {
+        {0, 10, 10}, {4000, 100, 100}, {4090, 20000, 20000}, {49990, 100, 10},
+        {50000, 1, 0}, {UINT64_MAX, UINT64_MAX, 0}, {0, UINT64_MAX, 50000},
+    };
+    for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++) {
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        EXPECT(dstore_get_range(node, "ranged", spans[i].offset, spans[i].length, &out, &out_len),
+               DSTORE_OK);
+        CHECK(out != NULL && out_len == spans[i].want);
+        if (out_len) CHECK(memcmp(out, value + spans[i].offset, out_len) == 0);
+        dstore_bytes_free(out, out_len);
+    }
+    uint8_t sentinel = 0, *out = &sentinel;
+    size_t out_len = 77;
+    EXPECT(dstore_get_range(node, "missing", 0, 1, &out, &out_len), DSTORE_NOT_FOUND);
+    CHECK(out == &sentinel && out_len == 77);
+    EXPECT(dstore_get_range(NULL, "ranged", 0, 1, &out, &out_len), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_range(node, NULL, 0, 1, &out, &out_len), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_range(node, "ranged", 0, 1, NULL, &out_len), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_get_range(node, "ranged", 0, 1, &out, NULL), DSTORE_INVALID_ARGUMENT);
+    dstore_free(node);
+}
+
 /* ---- files ---------------------------------------------------------------------------- */
 
 static void test_files(dstore_node *node) {
@@ -697,6 +738,7 @@ int main(int argc, char **argv) {
     dstore_node *node = open_node("main", NULL, DSTORE_OK);
     test_arguments(node);
     test_values(node);
+    test_ranges();
     test_files(node);
     test_wrong_key();
     test_integrity();

@@ -32,6 +32,7 @@ mod write;
 
 use config::change_window;
 pub use config::*;
+pub use read::ValueReader;
 
 /// The largest page `Node::list` returns.
 pub const MAX_LIST: usize = 100_000;

@@ -3,12 +3,17 @@
 //! order.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::io::SeekFrom;
+use std::ops::Range;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::task::JoinHandle;
 
 use super::{blocking, join, Node, Op};
@@ -104,15 +109,28 @@ impl Node {
                 "{key:?} ({size} bytes) does not fit in memory; use get_file"
             ))
         })?;
-        self.read_chunks(&op.store, &manifest, &mut out).await?;
+        self.read_chunks(&op.store, &manifest, 0..manifest.body.size, &mut out)
+            .await?;
         Ok(out)
     }
 
     /// Writes the value of `key` to `path`, via a temp file renamed into place, so the path
     /// never holds a partial or unverified value.
     pub async fn get_file(&self, key: &str, path: impl AsRef<Path>) -> Result<u64> {
+        self.get_range_file(key, 0, u64::MAX, path).await
+    }
+
+    /// `get_range` into the file at `path`, as `get_file` writes a whole value.
+    pub async fn get_range_file(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        path: impl AsRef<Path>,
+    ) -> Result<u64> {
         let path = path.as_ref();
         let (op, manifest) = self.live_manifest(key).await?;
+        let span = clamp(&manifest, offset, len);
         let name = path.file_name().ok_or_else(|| {
             Error::InvalidArgument(format!("{} is not a file path", path.display()))
         })?;
@@ -125,7 +143,9 @@ impl Node {
             let mut file = tokio::fs::File::create(&partial)
                 .await
                 .context(|| format!("creating {}", partial.display()))?;
-            let n = self.read_chunks(&op.store, &manifest, &mut file).await?;
+            let n = self
+                .read_chunks(&op.store, &manifest, span, &mut file)
+                .await?;
             file.sync_all()
                 .await
                 .context(|| format!("syncing {}", partial.display()))?;
@@ -145,21 +165,67 @@ impl Node {
     /// value in `writer` (each chunk is verified before it is written).
     pub async fn get_writer<W: AsyncWrite + Unpin>(&self, key: &str, mut writer: W) -> Result<u64> {
         let (op, manifest) = self.live_manifest(key).await?;
-        self.read_chunks(&op.store, &manifest, &mut writer).await
+        self.read_chunks(&op.store, &manifest, 0..manifest.body.size, &mut writer)
+            .await
     }
 
-    /// Reads, verifies and decrypts the chunks of `manifest`, several at once, writing them
-    /// to `out` in order.
-    async fn read_chunks<W: AsyncWrite + Unpin>(
+    /// The bytes `offset .. offset + len` of the value of `key`: fewer if the value ends
+    /// first, none if it ends before `offset`. Only the chunks (or their shards) that cover
+    /// the range are fetched.
+    pub async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let (op, manifest) = self.live_manifest(key).await?;
+        let span = clamp(&manifest, offset, len);
+        let want = usize::try_from(span.end - span.start).map_err(|_| {
+            Error::InvalidArgument(format!("a range of {len} bytes does not fit in memory"))
+        })?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(want).map_err(|_| {
+            Error::InvalidArgument(format!("a range of {want} bytes does not fit in memory"))
+        })?;
+        self.read_chunks(&op.store, &manifest, span, &mut out)
+            .await?;
+        Ok(out)
+    }
+
+    /// `get_range` into `writer`, streaming: memory stays a few chunks whatever the range.
+    pub async fn get_range_writer<W: AsyncWrite + Unpin>(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        mut writer: W,
+    ) -> Result<u64> {
+        let (op, manifest) = self.live_manifest(key).await?;
+        let span = clamp(&manifest, offset, len);
+        self.read_chunks(&op.store, &manifest, span, &mut writer)
+            .await
+    }
+
+    /// A reader of the value of `key` as it is now (`AsyncRead + AsyncSeek`): it fetches
+    /// the chunk under its position when read, so a seek costs nothing and a read touches
+    /// only the chunks it covers. It holds the manifest, not the node open: `close` does not
+    /// wait for it, and a read after `close` fails with `Closed`. If the value is replaced
+    /// or deleted meanwhile, the reader goes on reading the version it opened until that
+    /// version's chunks are collected (at once on a standalone node), then fails.
+    pub async fn reader(&self, key: &str) -> Result<ValueReader> {
+        let (_op, manifest) = self.live_manifest(key).await?;
+        Ok(ValueReader {
+            node: self.clone(),
+            manifest: Arc::new(manifest),
+            pos: 0,
+            chunk: None,
+            pending: None,
+        })
+    }
+
+    /// Starts fetching piece `index` of `manifest` (its inline value, or chunk `index`): its
+    /// plaintext, verified and decrypted.
+    fn fetch_piece(
         &self,
         store: &Arc<Store>,
         manifest: &Manifest,
-        out: &mut W,
-    ) -> Result<u64> {
-        let mut inflight: VecDeque<JoinHandle<Result<Vec<u8>>>> = VecDeque::new();
-        let mut next = 0;
-        let mut written = 0u64;
-        let chunks = &manifest.body.chunks;
+        index: usize,
+    ) -> JoinHandle<Result<Vec<u8>>> {
         let encrypted = manifest.body.encrypted;
         if let Some(stored) = &manifest.inline {
             let what = format!("the inline value of {:?}", manifest.body.key);
@@ -170,51 +236,71 @@ impl Node {
                 stored.clone(),
                 manifest.body.size,
                 &what,
-            )?;
-            // Goes out through the loop below, like a chunk read.
-            inflight.push_back(tokio::spawn(async move { Ok(plain) }));
+            );
+            return tokio::spawn(async move { plain });
+        }
+        let (store, data_key, id) = (
+            store.clone(),
+            self.inner.data_key.clone(),
+            manifest.body.chunks[index],
+        );
+        let expected_len = manifest.chunk_len(index);
+        let open = move |stored: Vec<u8>| {
+            let what = format!("chunk {id}");
+            open_stored(data_key.as_ref(), encrypted, stored, expected_len, &what)
+        };
+        // Under erasure coding: the chunk's shards, and its stored length.
+        let sharded = manifest.shards_of(index).map(|ids| {
+            let sealed = if encrypted { crypto::IV_LEN as u64 } else { 0 };
+            (ids.to_vec(), (expected_len + sealed) as usize)
+        });
+        let (data, parity) = match &manifest.body.policy {
+            Policy::Erasure { data, parity, .. } => (usize::from(*data), usize::from(*parity)),
+            Policy::Replicas(_) => (0, 0),
+        };
+        match &self.inner.remote {
+            None => tokio::task::spawn_blocking(move || open(store.chunk(&id)?)),
+            Some(_) => {
+                let node = self.clone();
+                tokio::spawn(async move {
+                    let remote = node.inner.remote.as_ref().expect("cluster node");
+                    let stored = match sharded {
+                        Some((ids, len)) => {
+                            remote
+                                .get_sharded(&store, id, len, data, parity, &ids)
+                                .await?
+                        }
+                        None => remote.get_chunk(&store, id).await?,
+                    };
+                    blocking(move || open(stored)).await
+                })
+            }
+        }
+    }
+
+    /// Reads, verifies and decrypts the chunks of `manifest` that cover `span` (within the
+    /// value), several at once, writing the bytes of `span` to `out` in order.
+    async fn read_chunks<W: AsyncWrite + Unpin>(
+        &self,
+        store: &Arc<Store>,
+        manifest: &Manifest,
+        span: Range<u64>,
+        out: &mut W,
+    ) -> Result<u64> {
+        let cs = u64::from(manifest.body.chunk_size);
+        let mut inflight: VecDeque<(u64, JoinHandle<Result<Vec<u8>>>)> = VecDeque::new();
+        let mut written = 0u64;
+        // Pieces `next ..= last` cover the span (an inline value is one piece).
+        let (mut next, last) = (span.start / cs, span.end.saturating_sub(1) / cs);
+        if span.is_empty() {
+            next = last + 1;
         }
         loop {
-            while inflight.len() < self.parallelism() && next < chunks.len() {
-                let (store, data_key, id) =
-                    (store.clone(), self.inner.data_key.clone(), chunks[next]);
-                let expected_len = manifest.chunk_len(next);
-                let open = move |stored: Vec<u8>| {
-                    let what = format!("chunk {id}");
-                    open_stored(data_key.as_ref(), encrypted, stored, expected_len, &what)
-                };
-                // Under erasure coding: the chunk's shards, and its stored length.
-                let sharded = manifest.shards_of(next).map(|ids| {
-                    let sealed = if encrypted { crypto::IV_LEN as u64 } else { 0 };
-                    (ids.to_vec(), (expected_len + sealed) as usize)
-                });
-                let (data, parity) = match &manifest.body.policy {
-                    Policy::Erasure { data, parity, .. } => {
-                        (usize::from(*data), usize::from(*parity))
-                    }
-                    Policy::Replicas(_) => (0, 0),
-                };
-                inflight.push_back(match &self.inner.remote {
-                    None => tokio::task::spawn_blocking(move || open(store.chunk(&id)?)),
-                    Some(_) => {
-                        let node = self.clone();
-                        tokio::spawn(async move {
-                            let remote = node.inner.remote.as_ref().expect("cluster node");
-                            let stored = match sharded {
-                                Some((ids, len)) => {
-                                    remote
-                                        .get_sharded(&store, id, len, data, parity, &ids)
-                                        .await?
-                                }
-                                None => remote.get_chunk(&store, id).await?,
-                            };
-                            blocking(move || open(stored)).await
-                        })
-                    }
-                });
+            while inflight.len() < self.parallelism() && next <= last {
+                inflight.push_back((next, self.fetch_piece(store, manifest, next as usize)));
                 next += 1;
             }
-            let Some(handle) = inflight.pop_front() else {
+            let Some((index, handle)) = inflight.pop_front() else {
                 break;
             };
             let plain = match join(handle).await {
@@ -222,16 +308,20 @@ impl Node {
                 Err(e) => {
                     // Let the reads already started finish: each holds the store, and a
                     // caller that closes the node after this error expects the root free.
-                    for handle in inflight {
+                    for (_, handle) in inflight {
                         let _ = handle.await;
                     }
                     return Err(e);
                 }
             };
-            out.write_all(&plain)
+            // The piece's part of the span (its length was checked against the manifest).
+            let at = index * cs;
+            let from = span.start.saturating_sub(at) as usize;
+            let to = ((span.end - at) as usize).min(plain.len());
+            out.write_all(&plain[from..to])
                 .await
                 .context(|| "writing the value out".to_owned())?;
-            written += plain.len() as u64;
+            written += (to - from) as u64;
         }
         out.flush()
             .await
@@ -260,5 +350,127 @@ impl Node {
             .filter(|m| !m.body.deleted)
             .map(|m| m.body.size)
             .ok_or_else(|| Error::NotFound(key.to_owned()))
+    }
+}
+
+/// `offset .. offset + len` of `manifest`'s value, cut at its end.
+fn clamp(manifest: &Manifest, offset: u64, len: u64) -> Range<u64> {
+    let size = manifest.body.size;
+    offset.min(size)..offset.saturating_add(len).min(size)
+}
+
+type Fetch = Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send>>;
+
+/// A value read piece by piece, from `Node::reader`: `AsyncRead + AsyncSeek`, and the same
+/// as `read_some` and `seek_to` with dstore's errors.
+pub struct ValueReader {
+    node: Node,
+    manifest: Arc<Manifest>,
+    pos: u64,
+    /// The last chunk read (its index and plaintext): reads within it fetch nothing.
+    chunk: Option<(u64, Vec<u8>)>,
+    /// The chunk being fetched.
+    pending: Option<(u64, Fetch)>,
+}
+
+impl ValueReader {
+    /// The value's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.manifest.body.size
+    }
+
+    /// The position the next read starts at.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Moves the position. Any position from 0 on is allowed; reads past the end give no
+    /// bytes. Returns the new position.
+    pub fn seek_to(&mut self, to: SeekFrom) -> Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "a seek to {to:?} from {} lands before the start of the value",
+                self.pos
+            ))
+        })?;
+        Ok(self.pos)
+    }
+
+    /// Up to `max` bytes from the position on (at most to the end of the chunk under it):
+    /// none at the end of the value.
+    pub async fn read_some(&mut self, max: usize) -> Result<Vec<u8>> {
+        let left = self.size().saturating_sub(self.pos);
+        let cs = u64::from(self.manifest.body.chunk_size);
+        let mut out = vec![0; (max as u64).min(left).min(cs) as usize];
+        let mut buf = ReadBuf::new(&mut out);
+        std::future::poll_fn(|cx| self.poll_fill(cx, &mut buf)).await?;
+        let n = buf.filled().len();
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Fills `buf` from the chunk under the position, fetching it first if needed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<Result<()>> {
+        let cs = u64::from(self.manifest.body.chunk_size);
+        loop {
+            if self.pos >= self.size() || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let index = self.pos / cs;
+            if let Some((i, plain)) = &self.chunk {
+                if *i == index {
+                    // Its length was checked against the manifest, so `from` is within it.
+                    let from = (self.pos - index * cs) as usize;
+                    let n = buf.remaining().min(plain.len() - from);
+                    buf.put_slice(&plain[from..from + n]);
+                    self.pos += n as u64;
+                    let read = &self.node.inner.counters.bytes_read;
+                    read.fetch_add(n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if self.pending.as_ref().map(|(i, _)| *i) != Some(index) {
+                let (node, manifest) = (self.node.clone(), self.manifest.clone());
+                let fetch: Fetch = Box::pin(async move {
+                    let op = node.begin().await?;
+                    join(node.fetch_piece(&op.store, &manifest, index as usize)).await
+                });
+                self.pending = Some((index, fetch));
+            }
+            let (_, fetch) = self.pending.as_mut().expect("set above");
+            let plain = std::task::ready!(fetch.as_mut().poll(cx));
+            self.pending = None;
+            self.chunk = Some((index, plain?));
+        }
+    }
+}
+
+impl AsyncRead for ValueReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.get_mut()
+            .poll_fill(cx, buf)
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl AsyncSeek for ValueReader {
+    fn start_seek(self: Pin<&mut Self>, to: SeekFrom) -> std::io::Result<()> {
+        self.get_mut()
+            .seek_to(to)
+            .map(drop)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        Poll::Ready(Ok(self.pos))
     }
 }

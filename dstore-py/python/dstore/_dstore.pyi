@@ -1,5 +1,6 @@
 # Stubs for the Rust extension module dstore._dstore (dstore-py/src), re-exported by dstore.
 # Checked against the built module by `python -m mypy.stubtest dstore` (see tests/test_python.py).
+import io
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "Node",
     "NotFoundError",
     "StorageIOError",
+    "ValueReader",
     "WrongKeyError",
     "__version__",
     "client_credential",
@@ -148,6 +150,21 @@ class Peer(TypedDict):
     """The address it is reached at."""
     zone: Optional[str]
     """Its zone label, if any."""
+
+@final
+class ValueReader:
+    """The raw reader under `Node.open()` (wrapped by `dstore._io.ValueFile`)."""
+
+    @property
+    def size(self) -> int:
+        """The value's size in bytes."""
+    def read(self, n: int) -> bytes:
+        """Up to `n` bytes from the position on (at most to the end of a chunk); empty at
+        the end of the value."""
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Moves the position as `io.IOBase.seek` does; returns it."""
+    def tell(self) -> int:
+        """The position the next read starts at."""
 
 @final
 class KeyIterator(Iterator[str]):
@@ -250,6 +267,13 @@ class Node:
         replicas; `None`: as the node was opened (`Node(..., erasure=(4, 2))`)."""
     def get(self, key: str) -> bytes:
         """The value of `key`. Raises NotFoundError, IntegrityError or WrongKeyError."""
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Bytes `offset` to `offset + length` of the value of `key`: fewer if the value
+        ends first, empty if it ends at or before `offset`. Only the chunks covering the
+        range are fetched. Raises as `get` does."""
+    def open(self, key: str) -> io.BufferedReader:
+        """The value of `key` as a read-only, seekable binary file (a context manager);
+        reads fetch only the chunks they need, from the version current when opened."""
     def delete(self, key: str) -> None:
         """Deletes `key`. Raises NotFoundError if it has no live value."""
     def has(self, key: str) -> bool:
