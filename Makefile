@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 VENV   ?= $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help demo test lint rust-test build python py-test bench header fuzz clean
+.PHONY: help demo test lint rust-test build install python py-test bench header fuzz clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,32 @@ rust-test: ## cargo tests of the core, the C ABI and the command.
 
 build: ## Build libdstore (.so and .a) and the dstore command.
 	cargo build --release -p dstore-ffi -p dstore-cli
+
+# Where `make install` puts things; DESTDIR stages them elsewhere (for packagers).
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR      := $(firstword $(subst ., ,$(VERSION)))
+RELEASE    := $(CARGO_TARGET_DIR)/release
+SUBST      := sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g'
+
+install: build ## Install libdstore (.so with SONAME, .a), headers, pkg-config, CMake files, dstore.
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/dstore \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(RELEASE)/libdstore.so $(DESTDIR)$(LIBDIR)/libdstore.so.$(VERSION)
+	ln -sf libdstore.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdstore.so.$(MAJOR)
+	ln -sf libdstore.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libdstore.so
+	install -m 644 $(RELEASE)/libdstore.a $(DESTDIR)$(LIBDIR)/libdstore.a
+	strip --strip-debug $(DESTDIR)$(LIBDIR)/libdstore.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdstore.a
+	install -m 644 include/dstore.h include/dstore.hpp $(DESTDIR)$(INCLUDEDIR)/
+	$(SUBST) dstore-ffi/pkg/dstore.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/dstore.pc
+	$(SUBST) dstore-ffi/pkg/dstoreConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/dstore/dstoreConfig.cmake
+	$(SUBST) dstore-ffi/pkg/dstoreConfigVersion.cmake.in \
+		> $(DESTDIR)$(LIBDIR)/cmake/dstore/dstoreConfigVersion.cmake
+	install -m 755 -s $(RELEASE)/dstore $(DESTDIR)$(BINDIR)/dstore
 
 $(VENV)/.ready: tests/requirements.txt
 	python3 -m venv $(VENV)

@@ -124,6 +124,20 @@ typedef struct dstore_node dstore_node;
 typedef struct dstore_options dstore_options;
 
 /**
+ * A value being read, from dstore_reader_open(); free it with dstore_reader_free().
+ *
+ * One thread at a time: calls on one reader from several threads at once are serialised.
+ */
+typedef struct dstore_reader dstore_reader;
+
+/**
+ * A value being written, from dstore_writer_open(); free it with dstore_writer_free().
+ *
+ * One thread at a time: calls on one writer from several threads at once are serialised.
+ */
+typedef struct dstore_writer dstore_writer;
+
+/**
  * One live member of the cluster, as listed by dstore_peers().
  */
 typedef struct {
@@ -611,6 +625,71 @@ void dstore_peers_free(dstore_peer *peers, size_t count);
  * peer refused this node's cluster secret.
  */
 dstore_status dstore_settle(dstore_node *node, uint32_t timeout_ms, size_t *out_peers);
+
+/**
+ * Opens the value of `key` for reading: the version current now, read with
+ * dstore_reader_read() from the start, or from where dstore_reader_seek() puts it. Only the
+ * chunks read are fetched. On success `*out` receives a reader that the caller frees with
+ * dstore_reader_free(); on failure it is left unchanged. DSTORE_NOT_FOUND: no such key.
+ */
+dstore_status dstore_reader_open(dstore_node *node, const char *key, dstore_reader **out);
+
+/**
+ * Sets `*size` to the size in bytes of the value `reader` reads.
+ */
+dstore_status dstore_reader_size(const dstore_reader *reader, uint64_t *size);
+
+/**
+ * Reads up to `capacity` bytes into `buf` from the reader's position, and moves it on;
+ * `*read` receives how many: fewer than asked at the end of a chunk, 0 only at the end of
+ * the value. Every byte is checked before it is given. On failure `*read` is left unchanged.
+ */
+dstore_status dstore_reader_read(dstore_reader *reader,
+                                 uint8_t *buf,
+                                 size_t capacity,
+                                 size_t *read);
+
+/**
+ * Moves the reader to `offset` bytes from the start of the value; reads past its end give
+ * 0 bytes.
+ */
+dstore_status dstore_reader_seek(dstore_reader *reader, uint64_t offset);
+
+/**
+ * Frees a reader. NULL is ignored.
+ */
+void dstore_reader_free(dstore_reader *reader);
+
+/**
+ * Starts a new value of `key`, given with dstore_writer_write() in pieces, in order, and
+ * stored by dstore_writer_finish(); `encrypt` as for dstore_store. The pieces are written
+ * while they come, and nothing is stored unless dstore_writer_finish() succeeds: a writer
+ * freed before, or whose node closes meanwhile, stores nothing. On success `*out` receives
+ * a writer that the caller frees with dstore_writer_free(); on failure it is left unchanged.
+ */
+dstore_status dstore_writer_open(dstore_node *node,
+                                 const char *key,
+                                 bool encrypt,
+                                 dstore_writer **out);
+
+/**
+ * Gives the next `len` bytes of the value (`data` may be NULL when `len` is 0). A failure
+ * means the write failed, says why, and stores nothing; every later call on the writer
+ * fails too.
+ */
+dstore_status dstore_writer_write(dstore_writer *writer, const uint8_t *data, size_t len);
+
+/**
+ * Ends the value and stores it; returns once it is durable, with its size in `*stored`
+ * (which may be NULL). The writer still needs dstore_writer_free(); every other call on it
+ * fails from now on.
+ */
+dstore_status dstore_writer_finish(dstore_writer *writer, uint64_t *stored);
+
+/**
+ * Frees a writer; one not finished stores nothing. NULL is ignored.
+ */
+void dstore_writer_free(dstore_writer *writer);
 
 /**
  * Fills `*out` with the node's statistics. `stats_size` must be sizeof(dstore_stats) as the

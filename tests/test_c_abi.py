@@ -34,23 +34,22 @@ RUN_TIMEOUT = 300  # seconds; the programs take well under a second
 
 
 @pytest.fixture(scope="session")
-def libdir() -> Path:
-    """The directory holding libdstore.so (and libdstore.a), freshly built."""
-    for tool in ("cargo", "gcc", "g++"):
+def libdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lib directory of a fresh `make install` (libdstore.so with its SONAME links,
+    libdstore.a, pkg-config and CMake files; headers in ../include): what a C user links."""
+    for tool in ("cargo", "gcc", "g++", "make"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is needed to build and run the C tests, and is not installed")
+    prefix = tmp_path_factory.mktemp("prefix")
     subprocess.run(
-        ["cargo", "build", "--release", "-p", "dstore-ffi"],
+        ["make", "-s", "install", f"PREFIX={prefix}"],
         cwd=REPO,
         check=True,
         timeout=1800,
     )
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    if not target.is_absolute():
-        target = REPO / target  # cargo reads it relative to where it ran
-    release = target / "release"
-    assert (release / "libdstore.so").is_file(), f"no libdstore.so in {release}"
-    return release
+    lib = prefix / "lib"
+    assert (lib / "libdstore.so").is_file(), f"no libdstore.so in {lib}"
+    return lib
 
 
 def compile_program(
@@ -265,6 +264,96 @@ def test_static_library_links_with_the_documented_flags(libdir: Path, tmp_path: 
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
     run = subprocess.run(
         [str(program), str(tmp_path / "root")], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert run.returncode == 0, run.stderr
+    assert_lines(run.stdout, "all done")
+
+
+# ---- an install, as a C or C++ user finds it ----------------------------------------------
+
+
+def workspace_version() -> str:
+    for line in (REPO / "Cargo.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise AssertionError("no version in Cargo.toml")
+
+
+def test_the_install_is_a_versioned_library_with_its_links(libdir: Path) -> None:
+    version = workspace_version()
+    major = version.split(".")[0]
+    real = libdir / f"libdstore.so.{version}"
+    assert real.is_file() and not real.is_symlink()
+    assert os.readlink(libdir / f"libdstore.so.{major}") == real.name
+    assert os.readlink(libdir / "libdstore.so") == f"libdstore.so.{major}"
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(real)], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"Library soname: [libdstore.so.{major}]" in dynamic
+    sections = subprocess.run(
+        ["readelf", "-S", "-W", str(real)], capture_output=True, text=True, check=True
+    ).stdout
+    assert ".debug_" not in sections, "the installed library keeps its debug info"
+    include = libdir.parent / "include"
+    assert (include / "dstore.h").read_bytes() == (INCLUDE / "dstore.h").read_bytes()
+    assert (include / "dstore.hpp").read_bytes() == (INCLUDE / "dstore.hpp").read_bytes()
+    assert subprocess.run(
+        [str(libdir.parent / "bin/dstore"), "--version"], capture_output=True, text=True
+    ).stdout.split() == ["dstore", version]
+
+
+def test_a_program_builds_against_the_install_with_pkg_config_alone(
+    libdir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PKG_CONFIG_PATH": str(libdir / "pkgconfig")}
+    pkg = ["pkg-config", "--cflags", "--libs", "dstore"]
+    flags = subprocess.run(pkg, env=env, capture_output=True, text=True, check=True).stdout
+    modversion = subprocess.run(
+        ["pkg-config", "--modversion", "dstore"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    assert modversion == workspace_version()
+    program = tmp_path / "quickstart"
+    cmd = ["gcc", "-std=c11", *WARNINGS, str(REPO / "examples/c/quickstart.c"), "-o",
+           str(program), *flags.split()]
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, f"{' '.join(cmd)}\n{built.stderr}"
+    run = subprocess.run(
+        [str(program), str(tmp_path / "root")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LD_LIBRARY_PATH": str(libdir)},
+        timeout=RUN_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr
+    assert_lines(run.stdout, "all done")
+
+
+def test_a_cmake_project_finds_the_install(libdir: Path, tmp_path: Path) -> None:
+    if shutil.which("cmake") is None:
+        pytest.fail("cmake is needed for this test (.ci/run installs it)")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\n"
+        "project(uses_dstore CXX)\n"
+        "set(CMAKE_CXX_STANDARD 17)\n"
+        f"find_package(dstore {workspace_version()} REQUIRED)\n"
+        f"add_executable(quickstart {REPO / 'examples/cpp/quickstart.cpp'})\n"
+        "target_link_libraries(quickstart dstore::dstore)\n"
+    )
+    build = tmp_path / "build"
+    for cmd in (
+        ["cmake", "-S", str(project), "-B", str(build), f"-DCMAKE_PREFIX_PATH={libdir.parent}"],
+        ["cmake", "--build", str(build)],
+    ):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
+    run = subprocess.run(
+        [str(build / "quickstart"), str(tmp_path / "root")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LD_LIBRARY_PATH": str(libdir)},
+        timeout=RUN_TIMEOUT,
     )
     assert run.returncode == 0, run.stderr
     assert_lines(run.stdout, "all done")

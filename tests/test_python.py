@@ -141,7 +141,8 @@ def test_typing_files_ship_with_the_package():
 
 def test_stubs_match_the_module(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mypy.stubtest", "dstore"],
+        [sys.executable, "-m", "mypy.stubtest", "dstore",
+         "--allowlist", str(REPO / "tests/stubtest-allowlist.txt")],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # mypy's cache goes there, not into the work tree
@@ -1185,3 +1186,85 @@ def test_open_gives_a_seekable_binary_file(node):
     node.store("empty", b"")
     with node.open("empty") as f:
         assert f.read() == b""
+
+
+def test_files_stream_through_file_objects(node, tmp_path):
+    data = payload(3 * 1024 * 1024 + 5, seed=2)  # more than one piece of 1 MiB
+    assert node.store_file("s", io.BytesIO(data)) == len(data)
+    assert node.get("s") == data
+    out = io.BytesIO()
+    assert node.get_file("s", out) == len(data)
+    assert out.getvalue() == data
+    # Real files opened in binary mode, and a raw (unbuffered) one.
+    src = tmp_path / "in.bin"
+    src.write_bytes(data[:100_000])
+    with open(src, "rb") as f:
+        node.store_file("t", f, encrypt=False)
+    with open(tmp_path / "out.bin", "wb", buffering=0) as f:
+        assert node.get_file("t", f) == 100_000
+    assert (tmp_path / "out.bin").read_bytes() == data[:100_000]
+    # Paths still work, as str, bytes and PathLike.
+    node.store_file("u", str(src))
+    node.get_file("u", os.fsencode(tmp_path / "u.bin"))
+    assert (tmp_path / "u.bin").read_bytes() == data[:100_000]
+
+    # A source that fails part way stores nothing, and the old value stays.
+    class Failing(io.RawIOBase):
+        def __init__(self):
+            self.calls = 0
+
+        def readable(self):
+            return True
+
+        def read(self, n=-1):
+            self.calls += 1
+            if self.calls > 2:
+                raise OSError("disk went away")
+            return data[:n]
+
+    with pytest.raises(OSError, match="disk went away"):
+        node.store_file("s", Failing())
+    assert node.get("s") == data
+    # Text objects and other types are refused with TypeError.
+    with pytest.raises(TypeError):
+        node.store_file("v", io.StringIO("text"))
+    with pytest.raises(TypeError):
+        node.store_file("v", 42)
+    with pytest.raises(TypeError):
+        node.get_file("s", 42)
+    assert not node.has("v")
+
+
+def test_asyncio_calls_do_not_block_the_loop(root):
+    import asyncio
+
+    import dstore.aio
+
+    async def main():
+        async with await dstore.aio.Node.open(root, chunk_size=CHUNK) as node:
+            data = payload(3 * CHUNK, seed=3)
+            # Many stores at once, while a ticker shows the loop keeps running.
+            ticks = 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.001)
+
+            tick = asyncio.create_task(ticker())
+            await asyncio.gather(*(node.store(f"a/{i}", data) for i in range(20)))
+            tick.cancel()
+            assert ticks > 0
+            assert await node.get("a/7") == data
+            assert await node.get_range("a/7", CHUNK - 1, 2) == data[CHUNK - 1:CHUNK + 1]
+            assert (await node.info("a/7"))["size"] == len(data)
+            assert [k async for k in node.keys("a/")] == sorted(f"a/{i}" for i in range(20))
+            assert await node.has("a/0") and not await node.has("b")
+            await node.delete("a/0")
+            with pytest.raises(dstore.NotFoundError):
+                await node.get("a/0")
+            assert (await node.stats())["keys"] == 19
+        assert node.sync.closed
+
+    asyncio.run(main())

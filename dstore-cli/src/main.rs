@@ -13,12 +13,13 @@ mod progress;
 mod status;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dstore_core::{Config, Ended, Node, Redundancy, StoreOptions};
+use tokio::io::AsyncRead;
 
 use config::{FileConfig, SecretArgs, Tuning};
 use progress::Progress;
@@ -91,6 +92,9 @@ struct Target {
     replicas: Option<usize>,
     #[command(flatten)]
     secrets: SecretArgs,
+    /// Give up after this many seconds (exit status 5) [default: wait; for `leave`, 3600].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
     /// Shift this client's clock by MS milliseconds (may be negative): for tests of clock skew.
     #[arg(long, hide = true, allow_negative_numbers = true, default_value_t = 0)]
     clock_offset_ms: i64,
@@ -104,7 +108,9 @@ enum Command {
     Put {
         #[command(flatten)]
         target: Target,
+        /// The key: 1 to 1024 bytes of UTF-8, no NUL.
         key: String,
+        /// The file to store; `-` reads standard input.
         file: PathBuf,
         /// Store without encryption (still authenticated and hash-checked).
         #[arg(long)]
@@ -118,6 +124,7 @@ enum Command {
     Get {
         #[command(flatten)]
         target: Target,
+        /// The key to read.
         key: String,
         /// Write the value to this file (atomically: it never holds part of the value)
         /// instead of to stdout.
@@ -134,6 +141,7 @@ enum Command {
     Rm {
         #[command(flatten)]
         target: Target,
+        /// The key to delete.
         key: String,
     },
     /// List the keys.
@@ -141,6 +149,10 @@ enum Command {
         /// Only keys starting with this.
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Print a JSON array of objects (key, size, version, writer, modified_ms, encrypted,
+        /// redundancy) instead of one key per line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -158,9 +170,6 @@ enum Command {
     Leave {
         #[command(flatten)]
         target: Target,
-        /// Give up waiting after this many seconds (the member goes on leaving).
-        #[arg(long, default_value_t = 3600)]
-        timeout: u64,
     },
     /// Print the client credential of the cluster (from DSTORE_SECRET or --secret-file):
     /// what client machines use instead of the secret. It lets them read and write, but not
@@ -169,6 +178,14 @@ enum Command {
         #[command(flatten)]
         secrets: config::SecretArgs,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) to
+    /// standard output, e.g. `dstore completions bash > /etc/bash_completion.d/dstore`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output, e.g. `dstore man | man -l -`.
+    Man,
     /// Start a local cluster and show, in plain words, what dstore does.
     Demo,
     /// Measure store and get throughput against this machine's limits.
@@ -184,9 +201,51 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dstore: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(e.as_ref()))
         }
     }
+}
+
+/// The exit status of a failed command (the README's table): scripts tell apart what they
+/// can act on. Usage errors are 2, as clap's own are.
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    use dstore_core::Error as E;
+    if let Some(e) = e.downcast_ref::<E>() {
+        return match e {
+            E::InvalidArgument(_) => EXIT_USAGE,
+            E::NotFound(_) => 3,
+            E::WrongKey(_) => 4,
+            E::Unavailable(why) if why.starts_with(dstore_core::REFUSED) => 4,
+            E::Unavailable(_) | E::Closed => 5,
+            E::Integrity(_) => 6,
+            E::Io { .. } | E::Locked(_) => 7,
+        };
+    }
+    if e.downcast_ref::<std::io::Error>().is_some() {
+        return 7;
+    }
+    if e.downcast_ref::<Usage>().is_some() {
+        return EXIT_USAGE;
+    }
+    1
+}
+
+const EXIT_USAGE: u8 = 2;
+
+/// A command given what it cannot work with (exit status 2).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(message: impl Into<String>) -> Box<dyn std::error::Error> {
+    Box::new(Usage(message.into()))
 }
 
 /// glibc gives each thread that allocates under contention an arena of its own, up to 8 per
@@ -233,24 +292,25 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
     let data_key = config::data_key(&target.secrets, &file)?;
     let secret = config::secret(&target.secrets, &file)?;
     if peers.is_empty() {
-        let root = target
-            .root
-            .clone()
-            .or(file.root)
-            .unwrap_or_else(|| PathBuf::from("./dstore-data"));
+        let root = target.root.clone().or(file.root).ok_or_else(|| {
+            usage(
+                "no storage root and no cluster: give --root (or DSTORE_ROOT, or root in \
+                 --config) for a local root, or --peer for a cluster",
+            )
+        })?;
         let mut c = Config::new(root);
         c.data_key = data_key;
         c.secret = secret;
         c.accept_unsealed = target.secrets.accept_unsealed;
         return Ok((Node::open(c).await?, None));
     }
-    let secret =
-        secret.ok_or("joining a cluster needs its secret: set DSTORE_SECRET or --secret-file")?;
+    let secret = secret.ok_or_else(|| {
+        usage("joining a cluster needs its secret: set DSTORE_SECRET or --secret-file")
+    })?;
     if needs_key && data_key.is_none() {
-        return Err(
-            "encrypting needs the data key: set DSTORE_KEY or --key-file (or store with --plain)"
-                .into(),
-        );
+        return Err(usage(
+            "encrypting needs the data key: set DSTORE_KEY or --key-file (or store with --plain)",
+        ));
     }
     let scratch = tempfile::tempdir()?;
     let mut c = Config::new(scratch.path());
@@ -267,7 +327,34 @@ async fn open(target: &Target, needs_key: bool) -> AnyResult<(Node, Option<tempf
     Ok((node, Some(scratch)))
 }
 
+/// Runs `command`, within its `--timeout` if it has one.
 async fn run(command: Command) -> AnyResult {
+    let limit = match &command {
+        Command::Put { target, .. }
+        | Command::Get { target, .. }
+        | Command::Rm { target, .. }
+        | Command::Ls { target, .. }
+        | Command::Status { target, .. } => target.timeout,
+        Command::Leave { target } => Some(target.timeout.unwrap_or(3600.0)),
+        _ => None,
+    };
+    let Some(seconds) = limit else {
+        return run_command(command).await;
+    };
+    let limit = Duration::try_from_secs_f64(seconds).map_err(|_| {
+        usage(format!(
+            "--timeout must be a number of seconds, not {seconds}"
+        ))
+    })?;
+    match tokio::time::timeout(limit, run_command(command)).await {
+        Ok(done) => done,
+        Err(_) => Err(Box::new(dstore_core::Error::Unavailable(format!(
+            "gave up after --timeout {seconds} s"
+        )))),
+    }
+}
+
+async fn run_command(command: Command) -> AnyResult {
     match command {
         Command::Node(args) => run_node(*args).await?,
         Command::Put {
@@ -282,10 +369,15 @@ async fn run(command: Command) -> AnyResult {
                 None => Redundancy::Default,
             };
             let (node, _scratch) = open(&target, !plain).await?;
-            let input = tokio::fs::File::open(&file)
-                .await
-                .map_err(|e| format!("opening {}: {e}", file.display()))?;
-            let total = input.metadata().await.ok().map(|m| m.len());
+            let (input, total): (Box<dyn AsyncRead + Unpin + Send>, _) = if file == Path::new("-") {
+                (Box::new(tokio::io::stdin()), None)
+            } else {
+                let input = tokio::fs::File::open(&file).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("opening {}: {e}", file.display()))
+                })?;
+                let total = input.metadata().await.ok().map(|m| m.len());
+                (Box::new(input), total)
+            };
             let progress = Progress::start(format!("put {key}"), total);
             let n = node
                 .store_reader(
@@ -316,17 +408,25 @@ async fn run(command: Command) -> AnyResult {
                 (Some(n), Some((at, len))) => Some(n.saturating_sub(at).min(len)),
                 (n, _) => n,
             };
-            let progress = Progress::start(format!("get {key}"), total);
+            let mut progress = Progress::start(format!("get {key}"), total);
             let result = match &output {
                 Some(path) => {
                     let (at, len) = range.unwrap_or((0, u64::MAX));
+                    // The core writes the file; its count of bytes read is the progress.
+                    let from = node.stats().map_or(0, |s| s.bytes_read);
+                    let counter = node.clone();
+                    progress.follow(move || {
+                        counter
+                            .stats()
+                            .map_or(0, |s| s.bytes_read.saturating_sub(from))
+                    });
                     node.get_range_file(&key, at, len, path).await
                 }
                 None if std::io::stdout().is_terminal() => {
                     progress.finish();
-                    return Err(
-                        "refusing to write a value to a terminal; use -o FILE or a pipe".into(),
-                    );
+                    return Err(usage(
+                        "refusing to write a value to a terminal; use -o FILE or a pipe",
+                    ));
                 }
                 None => {
                     let out = progress.writer(tokio::io::stdout());
@@ -349,19 +449,50 @@ async fn run(command: Command) -> AnyResult {
             eprintln!("deleted {key}");
             node.close().await?;
         }
-        Command::Ls { prefix, target } => {
+        Command::Ls {
+            prefix,
+            json,
+            target,
+        } => {
             let (node, _scratch) = open(&target, false).await?;
             // A page at a time, printed as it comes: any number of keys in bounded memory.
             let mut after = String::new();
+            let mut first = true;
+            if json {
+                println!("[");
+            }
             loop {
                 let page = node.list(&prefix, &after, LS_PAGE).await?;
                 for key in &page {
-                    println!("{}", printable(key));
+                    if !json {
+                        println!("{}", printable(key));
+                        continue;
+                    }
+                    let info = match node.info(key).await {
+                        Ok(info) => info,
+                        Err(dstore_core::Error::NotFound(_)) => continue, // deleted meanwhile
+                        Err(e) => return Err(e.into()),
+                    };
+                    let entry = serde_json::json!({
+                        "key": key,
+                        "size": info.size,
+                        "version": info.version,
+                        "writer": info.writer.to_string(),
+                        "modified_ms": info.modified_ms,
+                        "encrypted": info.encrypted,
+                        "redundancy": info.erasure.map_or("replicas".to_owned(), |e| e.to_string()),
+                    });
+                    let comma = if first { "" } else { "," };
+                    println!("{comma}{entry}");
+                    first = false;
                 }
                 match page.last() {
                     Some(last) if page.len() == LS_PAGE => after = last.clone(),
                     _ => break,
                 }
+            }
+            if json {
+                println!("]");
             }
             node.close().await?;
         }
@@ -377,21 +508,26 @@ async fn run(command: Command) -> AnyResult {
         }
         Command::ClientCredential { secrets } => {
             let secret = config::secret(&secrets, &FileConfig::default())?
-                .ok_or("set DSTORE_SECRET or --secret-file to the cluster secret")?;
+                .ok_or_else(|| usage("set DSTORE_SECRET or --secret-file to the cluster secret"))?;
             if secret.starts_with(dstore_core::crypto::CLIENT_CREDENTIAL_PREFIX.as_bytes()) {
-                return Err("that is a client credential already, not the cluster secret".into());
+                return Err(usage(
+                    "that is a client credential already, not the cluster secret",
+                ));
             }
             println!(
                 "{}",
                 dstore_core::crypto::ClusterKey::new(&secret).client_credential()
             );
         }
-        Command::Leave { target, timeout } => {
+        Command::Leave { target } => {
             let [addr] = target.peers.as_slice() else {
-                return Err("leave needs exactly one --peer: the member that leaves".into());
+                return Err(usage(
+                    "leave needs exactly one --peer: the member that leaves",
+                ));
             };
             let (node, _scratch) = open(&target, false).await?;
-            let asked = node.ask_to_leave(addr, Duration::from_secs(timeout));
+            let wait = Duration::from_secs_f64(target.timeout.unwrap_or(3600.0).max(0.0));
+            let asked = node.ask_to_leave(addr, wait);
             tokio::pin!(asked);
             // Progress from the member's stats while it hands off.
             let show = std::io::stderr().is_terminal();
@@ -415,6 +551,14 @@ async fn run(command: Command) -> AnyResult {
             result?;
             eprintln!("{addr} has left the cluster; its root can be deleted");
             node.close().await?;
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "dstore", &mut std::io::stdout());
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
         }
         Command::Demo => demo::run().await?,
         Command::Bench(args) => bench::run(args).await?,
@@ -444,7 +588,7 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     let root = args
         .root
         .or(file.root.clone())
-        .ok_or("a node needs --root (or root in --config)")?;
+        .ok_or_else(|| usage("a node needs --root (or root in --config)"))?;
     let mut c = Config::new(root);
     c.listen = Some(
         args.listen
@@ -465,10 +609,9 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     c.leave_on_request = true; // `dstore leave --peer` is how an operator retires a node
     c.data_key = config::data_key(&args.secrets, &file)?;
     c.accept_unsealed = args.secrets.accept_unsealed;
-    c.secret = Some(
-        config::secret(&args.secrets, &file)?
-            .ok_or("a node needs the cluster secret: set DSTORE_SECRET or --secret-file")?,
-    );
+    c.secret = Some(config::secret(&args.secrets, &file)?.ok_or_else(|| {
+        usage("a node needs the cluster secret: set DSTORE_SECRET or --secret-file")
+    })?);
     let node = Node::open(c).await?;
     // One line on stdout, for scripts and tests that start nodes on port 0.
     println!(
@@ -498,4 +641,32 @@ async fn run_node(args: NodeArgs) -> AnyResult {
         Ended::Incomplete(why) => return Err(format!("dstore node stopped: {why}").into()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `dstore help` and the man page explain every argument and command.
+    #[test]
+    fn every_argument_and_command_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+                if !arg.is_hide_set() && !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "dstore", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+    }
 }

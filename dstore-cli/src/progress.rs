@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Progress {
     done: Arc<AtomicU64>,
     painter: Option<tokio::task::JoinHandle<()>>,
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -37,7 +38,11 @@ impl Progress {
                 }
             })
         });
-        Self { done, painter }
+        Self {
+            done,
+            painter,
+            follower: None,
+        }
     }
 
     pub fn reader<R>(&self, inner: R) -> Counted<R> {
@@ -54,7 +59,25 @@ impl Progress {
         }
     }
 
+    /// Counts what `count` says, asked every 100 ms, instead of wrapped reads or writes: for
+    /// work done inside the core (a file it writes). Stops with `finish`.
+    pub fn follow(&mut self, count: impl Fn() -> u64 + Send + 'static) {
+        if self.painter.is_none() {
+            return;
+        }
+        let done = self.done.clone();
+        self.follower = Some(tokio::spawn(async move {
+            loop {
+                done.store(count(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+
     pub fn finish(self) {
+        if let Some(f) = self.follower {
+            f.abort();
+        }
         if let Some(p) = self.painter {
             p.abort();
             eprintln!();

@@ -229,3 +229,96 @@ fn node_refuses_settings_that_break_the_rules() {
         );
     }
 }
+
+/// What scripts rely on: stdin as input, a listing in JSON, distinct exit statuses, no root
+/// made up when none is given, and a timeout.
+#[test]
+fn scripts_get_stdin_json_exit_codes_and_timeouts() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut put = Command::new(env!("CARGO_BIN_EXE_dstore"))
+        .args(["put", "--root", root, "from/stdin", "-"])
+        .env_remove("DSTORE_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin.take().unwrap().write_all(&data).unwrap();
+    assert!(put.wait().unwrap().success());
+    let got = dstore(&["get", "--root", root, "from/stdin"], &[]);
+    assert_eq!(got.stdout, data);
+    ok(dstore(
+        &["put", "--root", root, "--plain", "tiny", "-"],
+        &[],
+    ));
+
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(dstore(&["ls", "--root", root, "--json"], &[]))).unwrap();
+    let entries = listing.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["key"], "from/stdin");
+    assert_eq!(entries[0]["size"], 200_000);
+    assert_eq!(entries[0]["encrypted"], true);
+    assert_eq!(entries[0]["redundancy"], "replicas");
+    assert_eq!(entries[1]["key"], "tiny");
+    assert_eq!(entries[1]["size"], 0);
+    assert!(entries[1]["version"].as_u64().unwrap() > entries[0]["version"].as_u64().unwrap());
+    let empty = ok(dstore(
+        &["ls", "--root", root, "--json", "--prefix", "nothing/"],
+        &[],
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&empty).unwrap(),
+        serde_json::json!([])
+    );
+
+    let code = |out: Output| {
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, stderr) = code(dstore(&["get", "--root", root, "missing"], &[]));
+    assert_eq!(status, Some(3), "{stderr}");
+    let (status, stderr) = code(dstore(&["ls"], &[]));
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("--root"), "{stderr}");
+    assert!(!std::path::Path::new("dstore-data").exists());
+    let (status, _) = code(dstore(&["get", "--root", root, ""], &[]));
+    assert_eq!(status, Some(2));
+    let (status, _) = code(dstore(&["put", "--root", root, "k", "/no/such/file"], &[]));
+    assert_eq!(status, Some(7));
+    let (status, _) = code(dstore(&["nonsense"], &[]));
+    assert_eq!(status, Some(2));
+    // Another data key: 4.
+    let other = "11".repeat(32);
+    let (status, stderr) = code(dstore(
+        &["get", "--root", root, "from/stdin"],
+        &[("DSTORE_KEY", &other)],
+    ));
+    assert_eq!(status, Some(4), "{stderr}");
+    // Nobody answers at that address: unavailable (5) within the timeout, not the default wait.
+    let started = std::time::Instant::now();
+    let (status, stderr) = code(dstore(
+        &["ls", "--peer", "127.0.0.1:9", "--timeout", "1"],
+        &[("DSTORE_SECRET", "s")],
+    ));
+    assert_eq!(status, Some(5), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}
+
+#[test]
+fn completions_and_a_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(dstore(&["completions", shell], &[]));
+        assert!(
+            script.contains("dstore") && script.contains("offset"),
+            "{shell}"
+        );
+    }
+    let man = ok(dstore(&["man"], &[]));
+    assert!(man.contains(".TH dstore"), "{man}");
+}

@@ -41,9 +41,9 @@ pub use ids::{ChunkId, KeyId, NodeId};
 pub use manifest::{validate_key, INLINE_MAX, MAX_KEY_LEN};
 pub use net::message::{MemberInfo as Peer, MAX_PAGE};
 pub use node::{
-    Config, Ended, Erasure, Maintenance, Node, Redundancy, StoreOptions, ValueReader,
-    DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_MAX, ERASURE_MIN_SHARD, MAX_CHUNK_SIZE, MAX_LIST,
-    MAX_SEGMENT_MAX, MIN_CHUNK_SIZE,
+    Config, Ended, Erasure, Maintenance, Node, Redundancy, StoreOptions, ValueInfo, ValueReader,
+    ValueWriter, DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_MAX, ERASURE_MIN_SHARD, MAX_CHUNK_SIZE,
+    MAX_LIST, MAX_SEGMENT_MAX, MIN_CHUNK_SIZE, REFUSED,
 };
 pub use stats::{DrainStats, GcStats, RepairStats, ScrubStats, Stats};
 pub use version::Clock;

@@ -843,3 +843,47 @@ async fn ranges_read_only_the_chunks_under_them() {
     ));
     node.close().await.unwrap();
 }
+
+/// A value written in pieces is stored by `finish` and only then: a writer dropped part way
+/// stores nothing (the old value stays), and one left waiting for its next piece does not
+/// hold up `close`, which makes it fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_written_in_pieces_is_stored_only_when_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), CHUNK).await;
+    let data = pattern(50, 10 * CHUNK + 5);
+    let mut writer = node.writer("w", ENC).await.unwrap();
+    for piece in data.chunks(3000) {
+        writer.write(piece).await.unwrap();
+    }
+    writer.write(&[]).await.unwrap();
+    assert_eq!(writer.finish().await.unwrap(), data.len() as u64);
+    assert_eq!(node.get("w").await.unwrap(), data);
+
+    let mut dropped = node.writer("w", PLAIN).await.unwrap();
+    dropped.write(&data[..5000]).await.unwrap();
+    drop(dropped);
+    let mut tiny = node.writer("new", PLAIN).await.unwrap();
+    tiny.write(b"x").await.unwrap();
+    drop(tiny);
+    // The dropped writers' stores fail as soon as they see the end; then nothing changed.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(node.get("w").await.unwrap(), data);
+    assert!(!node.has("new").await.unwrap());
+    assert!(matches!(
+        node.writer("", ENC).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    let mut waiting = node.writer("late", ENC).await.unwrap();
+    waiting.write(&data[..100]).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), node.close())
+        .await
+        .expect("close does not wait for a writer's caller")
+        .unwrap();
+    assert!(waiting.write(b"more").await.is_err());
+    let node = open(dir.path(), CHUNK).await;
+    assert!(!node.has("late").await.unwrap());
+    assert_eq!(node.get("w").await.unwrap(), data);
+    node.close().await.unwrap();
+}

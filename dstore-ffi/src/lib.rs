@@ -39,6 +39,8 @@ mod buffers;
 
 mod cluster;
 
+mod stream;
+
 mod stats;
 
 // Internals: argument checks, the panic boundary and the runtimes.
@@ -53,9 +55,9 @@ pub use buffers::{dstore_bytes_free, dstore_keys_free};
 pub use cluster::{dstore_node_addr, dstore_peer, dstore_peers, dstore_peers_free, dstore_settle};
 pub use last_error::dstore_last_error;
 pub use node::{
-    dstore_close, dstore_delete, dstore_free, dstore_get, dstore_get_file, dstore_has, dstore_keys,
-    dstore_leave, dstore_list, dstore_new, dstore_node, dstore_node_id, dstore_store,
-    dstore_store_file,
+    dstore_close, dstore_delete, dstore_free, dstore_get, dstore_get_file, dstore_get_range,
+    dstore_has, dstore_keys, dstore_leave, dstore_list, dstore_new, dstore_node, dstore_node_id,
+    dstore_store, dstore_store_file,
 };
 pub use options::{
     dstore_options, dstore_options_add_peer, dstore_options_free, dstore_options_new,
@@ -69,6 +71,11 @@ pub use options::{
 };
 pub use stats::{dstore_node_stats, dstore_stats};
 pub use status::{dstore_status, dstore_status_name};
+pub use stream::{
+    dstore_reader, dstore_reader_free, dstore_reader_open, dstore_reader_read, dstore_reader_seek,
+    dstore_reader_size, dstore_writer, dstore_writer_finish, dstore_writer_free,
+    dstore_writer_open, dstore_writer_write,
+};
 
 use std::ffi::{c_char, CStr};
 

@@ -2,6 +2,7 @@
 //! core call on the shared runtime, and writes its outputs only if that call succeeded.
 
 use std::ffi::c_char;
+use std::sync::Arc;
 
 use dstore_core::{Node, Redundancy, StoreOptions};
 
@@ -25,7 +26,8 @@ pub struct dstore_node {
     /// them) in dstore_free; see runtime.rs. `None` for a standalone node, which has no
     /// background tasks and uses the shared runtime. Declared after `node`, so that dropping
     /// the handle drops the node before stopping its runtime.
-    own_runtime: Option<Runtime>,
+    /// Shared with the node's readers and writers (stream.rs), which may outlive the handle.
+    own_runtime: Option<Arc<Runtime>>,
 }
 
 impl dstore_node {
@@ -34,10 +36,12 @@ impl dstore_node {
         &self,
         call: impl std::future::Future<Output = dstore_core::Result<T>>,
     ) -> Result<T> {
-        match &self.own_runtime {
-            Some(own) => own.run(call),
-            None => runtime::shared()?.run(call),
-        }
+        runtime::run_on(self.own_runtime.as_deref(), call)
+    }
+
+    /// What runs this node's calls: its own runtime, or `None` for the shared one.
+    pub(crate) fn own_runtime(&self) -> Option<Arc<Runtime>> {
+        self.own_runtime.clone()
     }
 }
 
@@ -72,7 +76,7 @@ pub unsafe extern "C" fn dstore_new(
         let out = unsafe { output(out, "out") }?;
         let clustered = config.listen.is_some() || config.client || !config.peers.is_empty();
         let own_runtime = if clustered {
-            Some(Runtime::for_cluster_node()?)
+            Some(Arc::new(Runtime::for_cluster_node()?))
         } else {
             None
         };

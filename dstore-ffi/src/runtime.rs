@@ -15,6 +15,17 @@ use tokio::runtime::{Builder, Handle};
 
 use crate::status::{dstore_status, Failure, Result};
 
+/// Runs one core call on `own` (a cluster node's runtime), or on the shared one.
+pub(crate) fn run_on<T>(
+    own: Option<&Runtime>,
+    call: impl Future<Output = dstore_core::Result<T>>,
+) -> Result<T> {
+    match own {
+        Some(own) => own.run(call),
+        None => shared()?.run(call),
+    }
+}
+
 /// A tokio runtime, and the process that made it.
 pub(crate) struct Runtime {
     /// Multi-thread, so that calls from many C threads run at once. `None` only inside `drop`.

@@ -383,19 +383,37 @@ impl PyNode {
         }
     }
 
+    /// What is known of the value of `key` without reading it: a dict with `size` (bytes),
+    /// `version` (its hybrid-clock reading: a later write has a greater one), `writer` (the
+    /// writing node's id), `modified` (seconds since the epoch, the writer's clock),
+    /// `encrypted`, and `erasure` (`(k, m)`, or None for replicas).
+    fn info<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyDict>> {
+        let i = block_on(py, self.node.info(&key))?;
+        let dict = PyDict::new(py);
+        dict.set_item("size", i.size)?;
+        dict.set_item("version", i.version)?;
+        dict.set_item("writer", i.writer.to_string())?;
+        dict.set_item("modified", i.modified_ms as f64 / 1000.0)?;
+        dict.set_item("encrypted", i.encrypted)?;
+        dict.set_item("erasure", i.erasure.map(|e| (e.k(), e.m())))?;
+        Ok(dict)
+    }
+
     /// The size in bytes of the value of `key`.
     fn size(&self, py: Python<'_>, key: String) -> PyResult<u64> {
         block_on(py, self.node.size(&key))
     }
 
-    /// Stores the contents of the file at `path` under `key`, streaming (memory use is a few
-    /// chunks whatever the size). Returns the number of bytes stored.
-    #[pyo3(signature = (key, path, encrypt=true, *, erasure=None))]
+    /// Stores under `key` the contents of `src`: a path (str or os.PathLike), or a binary
+    /// file object read with `src.read(n)` until it returns b"" (memory use is a few chunks
+    /// whatever the size). Nothing is stored if reading `src` fails. Returns the number of
+    /// bytes stored.
+    #[pyo3(signature = (key, src, encrypt=true, *, erasure=None))]
     fn store_file(
         &self,
         py: Python<'_>,
         key: String,
-        path: PathBuf,
+        src: &Bound<'_, PyAny>,
         encrypt: bool,
         erasure: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
@@ -403,13 +421,67 @@ impl PyNode {
             encrypt,
             redundancy: redundancy(py, erasure)?,
         };
-        block_on(py, self.node.store_file(&key, &path, opts))
+        if let Some(path) = file_path(src)? {
+            return block_on(py, self.node.store_file(&key, &path, opts));
+        }
+        if !src.hasattr("read")? {
+            return Err(PyTypeError::new_err(format!(
+                "src must be a path or a binary file object with read(), not {}",
+                type_name(src)
+            )));
+        }
+        let mut writer = block_on(py, self.node.writer(&key, opts))?;
+        loop {
+            let piece = src.call_method1("read", (PIECE,))?;
+            let piece = bytes_like(&piece, "what src.read() returned")?;
+            if piece.is_empty() {
+                break;
+            }
+            block_on(py, writer.write(&piece))?;
+        }
+        block_on(py, writer.finish())
     }
 
-    /// Writes the value of `key` to the file at `path`, replacing it atomically: `path` never
-    /// holds a partial value. Returns the number of bytes written.
-    fn get_file(&self, py: Python<'_>, key: String, path: PathBuf) -> PyResult<u64> {
-        block_on(py, self.node.get_file(&key, &path))
+    /// Writes the value of `key` to `dst`: a path (str or os.PathLike), replaced atomically
+    /// so that it never holds a partial value, or a binary file object, given the value with
+    /// `dst.write(b)` a piece at a time, each verified before it is written (a failure part
+    /// way leaves a prefix of the value written). Returns the number of bytes written.
+    fn get_file(&self, py: Python<'_>, key: String, dst: &Bound<'_, PyAny>) -> PyResult<u64> {
+        if let Some(path) = file_path(dst)? {
+            return block_on(py, self.node.get_file(&key, &path));
+        }
+        if !dst.hasattr("write")? {
+            return Err(PyTypeError::new_err(format!(
+                "dst must be a path or a binary file object with write(), not {}",
+                type_name(dst)
+            )));
+        }
+        let mut reader = block_on(py, self.node.reader(&key))?;
+        let mut written = 0u64;
+        loop {
+            let piece = block_on(py, reader.read_some(PIECE))?;
+            if piece.is_empty() {
+                return Ok(written);
+            }
+            // A raw file object may take fewer bytes than it is given.
+            let mut at = 0;
+            while at < piece.len() {
+                let n = dst.call_method1("write", (PyBytes::new(py, &piece[at..]),))?;
+                let n: usize = if n.is_none() {
+                    piece.len() - at
+                } else {
+                    n.extract()?
+                };
+                if n == 0 || n > piece.len() - at {
+                    return Err(pyo3::exceptions::PyOSError::new_err(format!(
+                        "dst.write() took {n} of {} bytes",
+                        piece.len() - at
+                    )));
+                }
+                at += n;
+            }
+            written += piece.len() as u64;
+        }
     }
 
     /// Counters: live keys and distinct chunks held, bytes stored and read through this
@@ -545,6 +617,28 @@ fn seconds(py: Python<'_>, name: &str, secs: f64) -> PyResult<Duration> {
 /// any other object with the buffer protocol (memoryview, array.array, NumPy arrays, ...) is
 /// copied through `memoryview(obj).tobytes()`, which also accepts non-contiguous views (their
 /// bytes in C order, like `bytes(view)`). The abi3-py39 limited API has no direct buffer access.
+/// The pieces `store_file` and `get_file` move between a Python file object and the core.
+const PIECE: usize = 1 << 20;
+
+/// `obj` as a file path, if it is one (str or os.PathLike); `None` for anything else.
+fn file_path(obj: &Bound<'_, PyAny>) -> PyResult<Option<PathBuf>> {
+    if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
+        return obj.extract().map(Some);
+    }
+    if obj.is_instance_of::<PyBytes>() {
+        // A bytes path, decoded as the file system does (`os.fsdecode`).
+        let decoded = obj.py().import("os")?.call_method1("fsdecode", (obj,))?;
+        return decoded.extract().map(Some);
+    }
+    Ok(None)
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}
+
 pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok(bytes.as_bytes().to_vec());
@@ -554,12 +648,9 @@ pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>
     }
     let view = PyMemoryView::from(obj).map_err(|e| {
         if e.is_instance_of::<PyTypeError>(obj.py()) {
-            let type_name = obj
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
             PyTypeError::new_err(format!(
-                "{what} must be a bytes-like object (bytes, bytearray, memoryview), not {type_name}"
+                "{what} must be a bytes-like object (bytes, bytearray, memoryview), not {}",
+                type_name(obj)
             ))
         } else {
             e

@@ -496,6 +496,91 @@ static void test_ranges(void) {
     dstore_free(node);
 }
 
+/* ---- streams: readers and writers -------------------------------------------------------- */
+
+static void test_streams(void) {
+    char root[4096];
+    path_in_scratch(root, sizeof root, "streams");
+    dstore_options *opts = dstore_options_new();
+    CHECK(opts != NULL);
+    EXPECT(dstore_options_set_root(opts, root), DSTORE_OK);
+    EXPECT(dstore_options_set_chunk_size(opts, 4096), DSTORE_OK);
+    dstore_node *node = NULL;
+    EXPECT(dstore_new(opts, &node), DSTORE_OK);
+    dstore_options_free(opts);
+    static uint8_t value[90000];
+    for (size_t i = 0; i < sizeof value; i++) value[i] = (uint8_t)(i * 13 + i / 509);
+
+    /* Written in three pieces (and an empty one), stored by finish. */
+    dstore_writer *w = NULL;
+    EXPECT(dstore_writer_open(node, "streamed", true, &w), DSTORE_OK);
+    EXPECT(dstore_writer_write(w, value, 30000), DSTORE_OK);
+    EXPECT(dstore_writer_write(w, NULL, 0), DSTORE_OK);
+    EXPECT(dstore_writer_write(w, value + 30000, 30000), DSTORE_OK);
+    EXPECT(dstore_writer_write(w, value + 60000, 30000), DSTORE_OK);
+    uint64_t stored = 0;
+    EXPECT(dstore_writer_finish(w, &stored), DSTORE_OK);
+    CHECK(stored == sizeof value);
+    EXPECT(dstore_writer_write(w, value, 1), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_writer_finish(w, NULL), DSTORE_INVALID_ARGUMENT);
+    dstore_writer_free(w);
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    EXPECT(dstore_get(node, "streamed", &out, &out_len), DSTORE_OK);
+    CHECK(out_len == sizeof value && memcmp(out, value, out_len) == 0);
+    dstore_bytes_free(out, out_len);
+
+    /* A writer freed before finishing stores nothing. */
+    EXPECT(dstore_writer_open(node, "abandoned", false, &w), DSTORE_OK);
+    EXPECT(dstore_writer_write(w, value, 20000), DSTORE_OK);
+    dstore_writer_free(w);
+    bool has = true;
+    EXPECT(dstore_has(node, "abandoned", &has), DSTORE_OK);
+    CHECK(!has);
+
+    /* Read back in pieces of 1,000 bytes (a piece never crosses a chunk's end), then from a
+     * position. */
+    dstore_reader *r = NULL;
+    EXPECT(dstore_reader_open(node, "streamed", &r), DSTORE_OK);
+    uint64_t size = 0;
+    EXPECT(dstore_reader_size(r, &size), DSTORE_OK);
+    CHECK(size == sizeof value);
+    static uint8_t back[sizeof value];
+    size_t at = 0, n = 1;
+    while (n != 0) {
+        EXPECT(dstore_reader_read(r, back + at, at + 1000 <= sizeof back ? 1000 : sizeof back - at, &n),
+               DSTORE_OK);
+        CHECK(n <= 1000);
+        at += n;
+        if (at == sizeof back) break;
+    }
+    CHECK(at == sizeof value && memcmp(back, value, at) == 0);
+    EXPECT(dstore_reader_read(r, back, sizeof back, &n), DSTORE_OK);
+    CHECK(n == 0);
+    EXPECT(dstore_reader_seek(r, 50000), DSTORE_OK);
+    EXPECT(dstore_reader_read(r, back, 100, &n), DSTORE_OK);
+    CHECK(n == 100 && memcmp(back, value + 50000, 100) == 0);
+    EXPECT(dstore_reader_seek(r, UINT64_MAX), DSTORE_OK);
+    EXPECT(dstore_reader_read(r, back, 100, &n), DSTORE_OK);
+    CHECK(n == 0);
+    EXPECT(dstore_reader_read(r, NULL, 100, &n), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_reader_read(r, back, 100, NULL), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_reader_read(NULL, back, 100, &n), DSTORE_INVALID_ARGUMENT);
+    EXPECT(dstore_reader_open(node, "missing", &r), DSTORE_NOT_FOUND);
+
+    /* Streams that outlive their node fail cleanly. */
+    dstore_writer *late = NULL;
+    EXPECT(dstore_writer_open(node, "late", true, &late), DSTORE_OK);
+    dstore_free(node);
+    EXPECT(dstore_reader_seek(r, 0), DSTORE_OK); /* a chunk it has not read: fetched */
+    EXPECT(dstore_reader_read(r, back, 100, &n), DSTORE_CLOSED);
+    CHECK(dstore_writer_write(late, value, 10) != DSTORE_OK);
+    dstore_reader_free(r);
+    dstore_writer_free(late);
+    dstore_reader_free(NULL);
+    dstore_writer_free(NULL);
+}
+
 /* ---- files ---------------------------------------------------------------------------- */
 
 static void test_files(dstore_node *node) {
@@ -739,6 +824,7 @@ int main(int argc, char **argv) {
     test_arguments(node);
     test_values(node);
     test_ranges();
+    test_streams();
     test_files(node);
     test_wrong_key();
     test_integrity();

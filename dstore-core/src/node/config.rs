@@ -268,6 +268,11 @@ impl Erasure {
         usize::from(self.data)
     }
 
+    /// Parity shards.
+    pub fn m(&self) -> usize {
+        usize::from(self.parity)
+    }
+
     pub fn n(&self) -> usize {
         usize::from(self.data) + usize::from(self.parity)
     }

@@ -32,7 +32,12 @@ mod write;
 
 use config::change_window;
 pub use config::*;
-pub use read::ValueReader;
+pub use read::{ValueInfo, ValueReader};
+pub use write::ValueWriter;
+
+/// How an `Unavailable` error from a cluster that refused this node's secret (or client
+/// credential) starts: `dstore` tells it apart by its exit status.
+pub const REFUSED: &str = "refused by the cluster";
 
 /// The largest page `Node::list` returns.
 pub const MAX_LIST: usize = 100_000;
@@ -337,7 +342,7 @@ impl Node {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             if let Some(why) = remote.cluster.refused_by_all() {
-                return Err(Error::Unavailable(format!("refused by the cluster: {why}")));
+                return Err(Error::Unavailable(format!("{REFUSED}: {why}")));
             }
             let now = remote.cluster.known_and_live();
             calm = if now.1 > 0 && now == last {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::task::JoinHandle;
 
-use super::{blocking, join, Node, Op};
+use super::{blocking, join, Erasure, Node, Op};
 use crate::crypto::{self, DataKey};
 use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
@@ -322,14 +322,13 @@ impl Node {
                 .await
                 .context(|| "writing the value out".to_owned())?;
             written += (to - from) as u64;
+            // Counted as it goes: `stats()` shows a long read's progress.
+            let read = &self.inner.counters.bytes_read;
+            read.fetch_add((to - from) as u64, Ordering::Relaxed);
         }
         out.flush()
             .await
             .context(|| "writing the value out".to_owned())?;
-        self.inner
-            .counters
-            .bytes_read
-            .fetch_add(written, Ordering::Relaxed);
         Ok(written)
     }
 
@@ -338,6 +337,30 @@ impl Node {
         let op = self.begin().await?;
         let found = self.find_manifest(&op.store, key).await?;
         Ok(found.is_some_and(|m| !m.body.deleted))
+    }
+
+    /// What the manifest of the live value of `key` says of it, without reading the value.
+    pub async fn info(&self, key: &str) -> Result<ValueInfo> {
+        validate_key(key)?;
+        let op = self.begin().await?;
+        let found = self.find_manifest(&op.store, key).await?;
+        let m = found
+            .filter(|m| !m.body.deleted)
+            .ok_or_else(|| Error::NotFound(key.to_owned()))?;
+        let b = &m.body;
+        Ok(ValueInfo {
+            size: b.size,
+            version: b.version.time,
+            writer: b.version.node,
+            modified_ms: b.version.time >> 16,
+            encrypted: b.encrypted,
+            erasure: match b.policy {
+                Policy::Erasure { data, parity, .. } => {
+                    Some(Erasure::new(data.into(), parity.into())?)
+                }
+                Policy::Replicas(_) => None,
+            },
+        })
     }
 
     /// Size in bytes of the live value of `key`.
@@ -351,6 +374,23 @@ impl Node {
             .map(|m| m.body.size)
             .ok_or_else(|| Error::NotFound(key.to_owned()))
     }
+}
+
+/// What `Node::info` tells of a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueInfo {
+    /// In bytes.
+    pub size: u64,
+    /// The version's hybrid logical clock reading: a later write of the key has a greater
+    /// one (ties broken by `writer`).
+    pub version: u64,
+    /// The node that wrote it.
+    pub writer: crate::ids::NodeId,
+    /// When it was written, in milliseconds since the Unix epoch (the writer's clock).
+    pub modified_ms: u64,
+    pub encrypted: bool,
+    /// `None` for replicas.
+    pub erasure: Option<Erasure>,
 }
 
 /// `offset .. offset + len` of `manifest`'s value, cut at its end.

@@ -378,3 +378,143 @@ impl Node {
         Ok(())
     }
 }
+
+impl Node {
+    /// A writer of a new value of `key`, for a caller that has its bytes a piece at a time
+    /// (a C caller, a Python file object): `write` the pieces in order, then `finish`, which
+    /// stores them as one value, as `store_reader` does, and returns its size. The value is
+    /// written while the pieces come (memory stays a few chunks), and nothing is stored unless
+    /// `finish` succeeds: a writer dropped before it, or one whose node starts closing while
+    /// it waits for a piece, fails and stores nothing (its chunks are collected like those of
+    /// any write that failed).
+    pub async fn writer(&self, key: &str, opts: StoreOptions) -> Result<ValueWriter> {
+        validate_key(key)?;
+        let (pieces, rx) = tokio::sync::mpsc::channel(2);
+        let source = Pieces {
+            rx,
+            closing: self.inner.closing.clone(),
+            piece: Vec::new(),
+            at: 0,
+            ended: false,
+            tick: Box::pin(tokio::time::sleep(CLOSING_CHECK)),
+        };
+        let (node, key) = (self.clone(), key.to_owned());
+        let store = tokio::spawn(async move { node.store_reader(&key, source, opts).await });
+        Ok(ValueWriter {
+            pieces: Some(pieces),
+            store: Some(store),
+        })
+    }
+}
+
+/// How often a writer waiting for its caller's next piece checks whether its node is closing
+/// (`close` waits for calls under way, and a caller may never send the piece).
+const CLOSING_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+enum Piece {
+    Bytes(Vec<u8>),
+    End,
+}
+
+/// A value written piece by piece, from `Node::writer`.
+pub struct ValueWriter {
+    pieces: Option<tokio::sync::mpsc::Sender<Piece>>,
+    store: Option<JoinHandle<Result<u64>>>,
+}
+
+impl ValueWriter {
+    /// Sends the next piece. An error means the write failed (and says why); nothing will
+    /// be stored, and every later call fails.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        let Some(pieces) = &self.pieces else {
+            return Err(self.ended().await);
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        if pieces.send(Piece::Bytes(data.to_vec())).await.is_err() {
+            return Err(self.ended().await);
+        }
+        Ok(())
+    }
+
+    /// Ends the value and stores it; returns its size once it is durable.
+    pub async fn finish(mut self) -> Result<u64> {
+        let Some(pieces) = self.pieces.take() else {
+            return Err(self.ended().await);
+        };
+        // If the store has ended already, awaiting it below says why.
+        let _ = pieces.send(Piece::End).await;
+        match self.store.take() {
+            Some(store) => join(store).await,
+            None => Err(self.ended().await),
+        }
+    }
+
+    /// Why the write ended before its end (the store task's error).
+    async fn ended(&mut self) -> Error {
+        self.pieces = None;
+        match self.store.take() {
+            Some(store) => match join(store).await {
+                Err(e) => e,
+                Ok(_) => Error::InvalidArgument("the writer ended before its end".into()),
+            },
+            None => Error::InvalidArgument("this writer has failed or finished already".into()),
+        }
+    }
+}
+
+/// The pieces a `ValueWriter` sends, read by `store_reader`: end of input only at
+/// `Piece::End`. A writer dropped without it, or a node closing, is an error instead, so a
+/// value cut short is never stored.
+struct Pieces {
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    piece: Vec<u8>,
+    at: usize,
+    ended: bool,
+    tick: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl AsyncRead for Pieces {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.at < this.piece.len() {
+                let n = buf.remaining().min(this.piece.len() - this.at);
+                buf.put_slice(&this.piece[this.at..this.at + n]);
+                this.at += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(Piece::Bytes(bytes))) => (this.piece, this.at) = (bytes, 0),
+                Poll::Ready(Some(Piece::End)) => this.ended = true,
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "the writer was dropped before it finished; nothing is stored",
+                    )))
+                }
+                Poll::Pending => {
+                    if this.closing.load(Ordering::Acquire) {
+                        return Poll::Ready(Err(std::io::Error::other(
+                            "the node is closing; the unfinished value is not stored",
+                        )));
+                    }
+                    if std::future::Future::poll(this.tick.as_mut(), cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let next = tokio::time::Instant::now() + CLOSING_CHECK;
+                    this.tick.as_mut().reset(next);
+                }
+            }
+        }
+    }
+}

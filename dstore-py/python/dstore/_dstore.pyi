@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 from types import TracebackType
 from typing import (
+    Any,
     Final,
     Iterator,
     List,
     Literal,
     Optional,
+    Protocol,
     Tuple,
     Type,
     TypedDict,
@@ -31,6 +33,14 @@ else:
 
 #: A file path: str, bytes or os.PathLike.
 _Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+@type_check_only
+class _Readable(Protocol):
+    def read(self, n: int, /) -> Buffer: ...
+
+@type_check_only
+class _Writable(Protocol):
+    def write(self, b: bytes, /) -> Any: ...
 
 __all__ = [
     "ClosedError",
@@ -151,6 +161,20 @@ class Peer(TypedDict):
     zone: Optional[str]
     """Its zone label, if any."""
 
+@type_check_only
+class ValueInfo(TypedDict):
+    size: int
+    """In bytes."""
+    version: int
+    """Its hybrid-clock reading: a later write of the key has a greater one."""
+    writer: str
+    """The id of the node that wrote it."""
+    modified: float
+    """When it was written, in seconds since the epoch (the writer's clock)."""
+    encrypted: bool
+    erasure: Optional[Tuple[int, int]]
+    """(k, m) for an erasure-coded value, None for replicas."""
+
 @final
 class ValueReader:
     """The raw reader under `Node.open()` (wrapped by `dstore._io.ValueFile`)."""
@@ -267,6 +291,8 @@ class Node:
         replicas; `None`: as the node was opened (`Node(..., erasure=(4, 2))`)."""
     def get(self, key: str) -> bytes:
         """The value of `key`. Raises NotFoundError, IntegrityError or WrongKeyError."""
+    def info(self, key: str) -> ValueInfo:
+        """What is known of the value of `key` without reading it. Raises NotFoundError."""
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         """Bytes `offset` to `offset + length` of the value of `key`: fewer if the value
         ends first, empty if it ends at or before `offset`. Only the chunks covering the
@@ -292,16 +318,19 @@ class Node:
     def store_file(
         self,
         key: str,
-        path: _Path,
+        src: Union[_Path, _Readable],
         encrypt: bool = True,
         *,
         erasure: Union[Tuple[int, int], Literal[False], None] = None,
     ) -> int:
-        """Stores the file at `path` under `key`, streaming; returns the bytes stored.
-        A missing file raises StorageIOError (an OSError) with errno ENOENT."""
-    def get_file(self, key: str, path: _Path) -> int:
-        """Writes the value of `key` to `path` atomically; returns the bytes written. On
-        failure nothing is left at `path`."""
+        """Stores under `key` the file at path `src`, or what binary file object `src`
+        gives with `read(n)` until b"", streaming; returns the bytes stored. Nothing is
+        stored if reading fails. A missing file raises StorageIOError (an OSError) with
+        errno ENOENT."""
+    def get_file(self, key: str, dst: Union[_Path, _Writable]) -> int:
+        """Writes the value of `key` to path `dst` atomically (on failure nothing is left
+        there), or to binary file object `dst` with `write(b)`, a verified piece at a time;
+        returns the bytes written."""
     def stats(self) -> Stats:
         """Counters: keys, chunks, bytes_stored, bytes_read, and the dicts repair, scrub
         and gc of a member's background work."""
