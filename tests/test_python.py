@@ -1268,3 +1268,16 @@ def test_asyncio_calls_do_not_block_the_loop(root):
         assert node.sync.closed
 
     asyncio.run(main())
+
+
+def test_core_logs_go_to_python_logging(root, caplog):
+    with dstore.Node(root, chunk_size=CHUNK) as n:
+        n.store("k", payload(3 * CHUNK), encrypt=False)
+        chunk_copies(root)[1].flip(100)
+        with caplog.at_level("WARNING", logger="dstore_core"):
+            with pytest.raises(dstore.IntegrityError):
+                n.get("k")
+    records = [r for r in caplog.records if r.name.startswith("dstore_core.")]
+    assert any("corrupt chunk" in r.getMessage() and r.levelname == "WARNING" for r in records), [
+        (r.name, r.getMessage()) for r in caplog.records
+    ]

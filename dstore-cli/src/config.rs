@@ -22,6 +22,8 @@ pub struct FileConfig {
     /// The erasure-coding policy of values stored without one of their own, `"4+2"`.
     pub erasure: Option<String>,
     pub zone: Option<String>,
+    /// Where `/metrics` and `/health` are served over HTTP, HOST:PORT.
+    pub metrics_listen: Option<String>,
     pub key_file: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
     /// The `[tuning]` table: the same settings as the tuning flags.

@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod procs;
 mod progress;
+mod serve_metrics;
 mod status;
 
 use std::io::IsTerminal;
@@ -60,8 +61,12 @@ struct NodeArgs {
     /// The address peers should dial, if not the listen address.
     #[arg(long)]
     advertise: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /health
+    /// (200 while serving, 503 once closing).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
     /// A TOML file with any of: root, listen, advertise, peers, replicas, erasure, zone,
-    /// key_file, secret_file, and a [tuning] table. Flags override it.
+    /// metrics_listen, key_file, secret_file, and a [tuning] table. Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -612,15 +617,38 @@ async fn run_node(args: NodeArgs) -> AnyResult {
     c.secret = Some(config::secret(&args.secrets, &file)?.ok_or_else(|| {
         usage("a node needs the cluster secret: set DSTORE_SECRET or --secret-file")
     })?);
+    let metrics_listen = args.metrics_listen.or(file.metrics_listen.clone());
     let node = Node::open(c).await?;
-    // One line on stdout, for scripts and tests that start nodes on port 0.
-    println!(
-        "dstore node {} listening on {}",
+    // Bound before the ready line, so that a script that reads it can scrape at once.
+    let metrics = match metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}"))
+            })?;
+            let bound = listener.local_addr()?;
+            let server = tokio::spawn(serve_metrics::serve(listener, node.clone()));
+            Some((bound, server))
+        }
+        None => None,
+    };
+    // One line on stdout, for scripts and tests that start nodes on port 0; a second with the
+    // metrics address, when served. Written at once, and a reader that closes the pipe after
+    // the first line is not an error: the node serves on.
+    let mut ready = format!(
+        "dstore node {} listening on {}\n",
         node.id(),
         node.addr().unwrap_or_default()
     );
-    use std::io::Write;
-    std::io::stdout().flush()?;
+    if let Some((addr, _)) = &metrics {
+        ready.push_str(&format!("dstore node metrics on http://{addr}/metrics\n"));
+    }
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(ready.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ended = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
@@ -635,6 +663,9 @@ async fn run_node(args: NodeArgs) -> AnyResult {
             node.closed().await
         }
     };
+    if let Some((_, server)) = metrics {
+        server.abort();
+    }
     match ended {
         Ended::Closed => eprintln!("dstore node stopped"),
         Ended::Left => eprintln!("dstore node left the cluster; its root can be deleted"),

@@ -29,6 +29,15 @@ fn client_credential(py: Python<'_>, secret: &Bound<'_, PyAny>) -> PyResult<Stri
 
 #[pymodule]
 fn _dstore(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The core's logs go to Python's `logging`, under loggers named by Rust module
+    // (`dstore_core.cluster.maintain`): info and above, each level asked of Python when a
+    // record comes (records are rare at those levels). They are the core's tracing events,
+    // which become `log` records while no tracing subscriber is installed; DSTORE_LOG installs
+    // one that writes to stderr instead (runtime.rs). If another extension already set the
+    // process's `log` logger, that one stays.
+    let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
+        .filter(log::LevelFilter::Info)
+        .install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_KEY_LEN", dstore_core::MAX_KEY_LEN)?;
     m.add("DEFAULT_CHUNK_SIZE", dstore_core::DEFAULT_CHUNK_SIZE)?;

@@ -399,6 +399,14 @@ impl PyNode {
         Ok(dict)
     }
 
+    /// This node's metrics in the OpenMetrics text format (what `dstore node
+    /// --metrics-listen` serves at /metrics): requests answered by kind and outcome, their
+    /// latency, object bytes in and out, members by health, and the counters of `stats()`.
+    fn metrics(&self, py: Python<'_>) -> PyResult<String> {
+        let node = &self.node;
+        block_on(py, node.metrics_text())
+    }
+
     /// The size in bytes of the value of `key`.
     fn size(&self, py: Python<'_>, key: String) -> PyResult<u64> {
         block_on(py, self.node.size(&key))

@@ -27,7 +27,8 @@ static RUNTIME: Lazy<Result<Owned, String>> = Lazy::new(|| {
 });
 
 /// With `DSTORE_LOG` set (e.g. `DSTORE_LOG=debug`), dstore's logs go to stderr. Without it
-/// nothing is installed: logging belongs to the application.
+/// they go to Python's `logging` (see the module's init in lib.rs), which the application
+/// configures.
 fn init_logging() {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("DSTORE_LOG") {
         let _ = tracing_subscriber::fmt()

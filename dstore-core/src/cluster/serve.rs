@@ -10,6 +10,7 @@ use crate::engine::store::Store;
 use crate::error::Error;
 use crate::ids::ChunkId;
 use crate::manifest::Manifest;
+use crate::metrics::Metrics;
 use crate::net::conn::{BoxFuture, Handler};
 use crate::net::handshake::Hello;
 use crate::net::message::{FailureKind, Request, Response, MAX_BATCH, MAX_PAGE};
@@ -24,6 +25,7 @@ pub(crate) type LeaveHook = OnceLock<mpsc::UnboundedSender<oneshot::Sender<Resul
 pub(crate) struct Serve {
     pub store: Arc<RwLock<Option<Arc<Store>>>>,
     pub counters: Arc<Counters>,
+    pub metrics: Arc<Metrics>,
     pub leave: Arc<LeaveHook>,
     /// Set while the node closes or leaves: it takes no more copies and answers no repair
     /// questions, so that a member handing off does not count it as a holder that stays.
@@ -34,6 +36,19 @@ pub(crate) struct Serve {
 
 impl Handler for Serve {
     fn handle(&self, from: &Hello, request: Request) -> BoxFuture<Response> {
+        let (kind, data_in) = (request.kind(), request.data_len());
+        let (metrics, started) = (self.metrics.clone(), std::time::Instant::now());
+        let answer = self.respond(from, request);
+        Box::pin(async move {
+            let response = answer.await;
+            metrics.answered(kind, data_in, &response, started.elapsed());
+            response
+        })
+    }
+}
+
+impl Serve {
+    fn respond(&self, from: &Hello, request: Request) -> BoxFuture<Response> {
         // What a client may not ask (see README, "Security model"): questions that drive
         // repair and garbage collection come from members, and only a holder of the cluster
         // secret may ask a member to leave.

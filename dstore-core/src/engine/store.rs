@@ -183,6 +183,12 @@ pub struct StoreStats {
 }
 
 impl Store {
+    /// Bytes of the files in the root (chunks, segments, the catalog, quarantine): a walk
+    /// of the root, for metrics.
+    pub fn disk_bytes(&self) -> u64 {
+        fsutil::bytes_under(&self.root)
+    }
+
     /// Opens the root, taking its lock before anything else is read. `secret` is the
     /// cluster secret; `None` uses the one kept in the root, made on first open.
     pub fn open(

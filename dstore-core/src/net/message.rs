@@ -90,6 +90,36 @@ pub enum Request {
     Leave,
 }
 
+impl Request {
+    /// The request's kind, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::PutChunk { .. } => "put_chunk",
+            Request::GetChunk { .. } => "get_chunk",
+            Request::PutShard { .. } => "put_shard",
+            Request::PutManifest { .. } => "put_manifest",
+            Request::GetManifest { .. } => "get_manifest",
+            Request::List { .. } => "list",
+            Request::Versions { .. } => "versions",
+            Request::HasChunks { .. } => "has_chunks",
+            Request::Referenced { .. } => "referenced",
+            Request::Stats => "stats",
+            Request::Depart { .. } => "depart",
+            Request::Leave => "leave",
+        }
+    }
+
+    /// Bytes of object data the request brings (chunks and shards to keep).
+    pub fn data_len(&self) -> usize {
+        match self {
+            Request::PutChunk { data, .. } | Request::PutShard { data, .. } => data.len(),
+            Request::PutManifest { manifest } => manifest.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// At most this many ids or keys in one repair or collection request.
 pub const MAX_BATCH: usize = 1024;
 /// At most this many keys in one page of a listing: 1,000 keys of 1 KiB fit a frame easily.

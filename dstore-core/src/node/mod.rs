@@ -22,6 +22,7 @@ use crate::crypto::{self, ClusterKey, DataKey, KEY_LEN};
 use crate::engine::store::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::ids::{ChunkId, NodeId};
+use crate::metrics::Metrics;
 use crate::net::message::{MemberInfo as Peer, MAX_PAGE};
 use crate::stats::{Counters, Stats};
 use crate::version::Clock;
@@ -63,6 +64,8 @@ struct Inner {
     /// calls under way without making peers' requests (which read `store`) wait behind it.
     ops: Arc<Semaphore>,
     counters: Arc<Counters>,
+    /// What this node answered peers and clients, for `metrics_text`.
+    metrics: Arc<Metrics>,
     /// The cluster, for a node that is part of one.
     remote: Option<Arc<Remote>>,
     /// Stops the background repair and scrubbing of a member; `close` awaits `background`.
@@ -171,6 +174,7 @@ impl Node {
         clock.observe(newest);
         let store = Arc::new(RwLock::new(Some(Arc::new(store))));
         let counters = Arc::new(Counters::default());
+        let metrics = Arc::new(Metrics::new());
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut background = Vec::new();
         let mut maintain_ctx = None;
@@ -188,6 +192,7 @@ impl Node {
             let serve = Arc::new(Serve {
                 store: store.clone(),
                 counters: counters.clone(),
+                metrics: metrics.clone(),
                 leave: leave_hook.clone(),
                 closing: closing.clone(),
                 clock: clock.clone(),
@@ -242,6 +247,7 @@ impl Node {
                 store,
                 ops: Arc::new(Semaphore::new(OPS as usize)),
                 counters,
+                metrics,
                 remote,
                 stop,
                 background: Mutex::new(background),
@@ -716,6 +722,26 @@ impl Node {
                 return Ok(all);
             }
         }
+    }
+
+    /// This node's metrics in the OpenMetrics text format (see `crate::metrics`): what
+    /// Prometheus scrapes from `dstore node --metrics-listen`.
+    /// The bytes of the root are counted by walking it, on each call.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let stats = self.stats()?;
+        let members = self
+            .inner
+            .remote
+            .as_ref()
+            .map(|r| r.cluster.known_and_live());
+        let store = self.inner.store.read().await.clone().ok_or(Error::Closed)?;
+        let disk = blocking(move || Ok(store.disk_bytes())).await?;
+        Ok(self.inner.metrics.encode(&stats, members, disk))
+    }
+
+    /// Whether the node serves: open, and not closing or leaving (`/health`).
+    pub fn is_serving(&self) -> bool {
+        !self.inner.closing.load(Ordering::Acquire)
     }
 
     /// The stats of every live member other than this node, asked now; `None` for a member

@@ -23,7 +23,14 @@ A wrong argument type raises ``TypeError``. Calls release the GIL, so threads sh
 node run in parallel.
 """
 
-from ._dstore import (
+import logging as _logging
+
+# The core's log records arrive under "dstore_core.*" (see the README). As a library should,
+# dstore gives them a NullHandler: an application that configured no logging sees nothing
+# (instead of logging's last-resort output to stderr); one that did gets them as usual.
+_logging.getLogger("dstore_core").addHandler(_logging.NullHandler())
+
+from ._dstore import (  # noqa: E402
     DEFAULT_CHUNK_SIZE,
     INLINE_MAX,
     MAX_CHUNK_SIZE,

@@ -291,6 +291,8 @@ class Node:
         replicas; `None`: as the node was opened (`Node(..., erasure=(4, 2))`)."""
     def get(self, key: str) -> bytes:
         """The value of `key`. Raises NotFoundError, IntegrityError or WrongKeyError."""
+    def metrics(self) -> str:
+        """This node's metrics in the OpenMetrics text format (as /metrics serves them)."""
     def info(self, key: str) -> ValueInfo:
         """What is known of the value of `key` without reading it. Raises NotFoundError."""
     def get_range(self, key: str, offset: int, length: int) -> bytes:
