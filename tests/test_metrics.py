@@ -26,6 +26,8 @@ FAMILIES = {
     "dstore_scrub_passes": "counter",
     "dstore_gc_chunks_collected": "counter",
     "dstore_shards_rebuilt": "counter",
+    "dstore_compactions": "counter",
+    "dstore_compaction_bytes_freed": "counter",
 }
 
 

@@ -27,7 +27,7 @@ pub mod fuzzing;
 mod ids;
 #[doc(hidden)] // for tests that forge manifests; not part of the API
 pub mod manifest;
-pub mod metrics;
+mod metrics;
 pub mod net;
 mod node;
 mod stats;

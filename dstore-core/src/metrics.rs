@@ -1,7 +1,7 @@
 //! What a node tells a Prometheus scraper: the requests it answers for peers and clients (by
 //! kind and outcome, with latency histograms and the object bytes in and out), and, read when
-//! scraped, its members by health, the bytes of its root, and the counters of `stats()`
-//! (repair, scrubbing, garbage collection). Encoded as the
+//! scraped, its members by health, the bytes of its root, compactions, and the counters of
+//! `stats()` (repair, scrubbing, garbage collection). Encoded as the
 //! OpenMetrics text format, which Prometheus reads; `dstore node --metrics-listen` serves it.
 
 use std::fmt::Write;
@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::net::message::{FailureKind, Response};
-use crate::stats::Stats;
+use crate::stats::{Counters, Stats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Call {
@@ -88,7 +88,13 @@ impl Metrics {
 
     /// The OpenMetrics text of these metrics, `stats`, `members` (known, live), and the
     /// `disk` bytes of the root.
-    pub fn encode(&self, stats: &Stats, members: Option<(usize, usize)>, disk: u64) -> String {
+    pub fn encode(
+        &self,
+        stats: &Stats,
+        counters: &Counters,
+        members: Option<(usize, usize)>,
+        disk: u64,
+    ) -> String {
         let mut registry = Registry::with_prefix("dstore");
         registry.register(
             "requests",
@@ -217,6 +223,25 @@ impl Metrics {
             "Tombstones collected",
             g.tombstones_collected,
         );
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let compactions = Family::<CompactionLabel, Counter>::default();
+        compactions
+            .get_or_create(&CompactionLabel { what: "catalog" })
+            .inc_by(get(&counters.catalog_compactions));
+        compactions
+            .get_or_create(&CompactionLabel { what: "segments" })
+            .inc_by(get(&counters.segment_compactions));
+        registry.register(
+            "compactions",
+            "Compactions that gave space back, of the catalog or of segments",
+            compactions,
+        );
+        counter(
+            &mut registry,
+            "compaction_bytes_freed",
+            "Bytes given back to the file system by compactions",
+            get(&counters.compaction_bytes_freed),
+        );
         counter(
             &mut registry,
             "bytes_stored",
@@ -245,6 +270,11 @@ impl Metrics {
         }
         out
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CompactionLabel {
+    what: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

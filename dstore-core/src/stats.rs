@@ -105,6 +105,11 @@ pub(crate) struct Counters {
     pub scrub_restored: AtomicU64,
     pub chunks_collected: AtomicU64,
     pub tombstones_collected: AtomicU64,
+    /// Compactions between scrub passes that gave space back (catalog rewrites, segment
+    /// compactions) and the bytes they gave back: for metrics only, not part of `Stats`.
+    pub catalog_compactions: AtomicU64,
+    pub segment_compactions: AtomicU64,
+    pub compaction_bytes_freed: AtomicU64,
     pub drain_running: AtomicBool,
     pub drain_objects: AtomicU64,
     pub drain_checked: AtomicU64,

@@ -374,6 +374,7 @@ pub(crate) async fn large(
     for (encrypt, store_limit, get_limit) in modes {
         let mode = if encrypt { "encrypted" } else { "plain" };
         let (mut puts, mut gets, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ranges = Vec::new();
         for rep in 0..reps {
             let key = format!("large/{mode}/{rep}");
             memory.reset();
@@ -390,7 +391,15 @@ pub(crate) async fn large(
             puts.push(len as f64 / MIB / t.elapsed().as_secs_f64());
             let t = Instant::now();
             let n = node.get_writer(&key, tokio::io::sink()).await?;
-            gets.push(n as f64 / MIB / t.elapsed().as_secs_f64());
+            let whole = t.elapsed().as_secs_f64();
+            gets.push(n as f64 / MIB / whole);
+            // 1 MiB from the middle, across a chunk boundary: two chunks fetched, not all.
+            let t = Instant::now();
+            let part = node.get_range(&key, len / 2 + 12_345, 1 << 20).await?;
+            ranges.push((t.elapsed().as_secs_f64(), whole));
+            if part.len() != 1 << 20 {
+                return Err(format!("a range read gave {} bytes, not 1 MiB", part.len()).into());
+            }
             peaks = memory
                 .peaks()
                 .into_iter()
@@ -409,6 +418,18 @@ pub(crate) async fn large(
             &format!("get, {mode}"),
             format!("{get:.0} MB/s"),
             format!("{:.2}x", get / get_limit),
+        );
+        let range = median(ranges.iter().map(|r| r.0).collect());
+        let whole = median(ranges.iter().map(|r| r.1).collect());
+        row(
+            &format!("get_range, 1 MiB from the middle, {mode}"),
+            format!("{:.1} ms", range * 1e3),
+            format!(
+                "2 of {} chunks fetched; the whole get took {:.0} ms ({:.0}x)",
+                len.div_ceil(1 << 20),
+                whole * 1e3,
+                whole / range
+            ),
         );
         let shown: Vec<String> = peaks.iter().map(|p| format!("{p:.0}")).collect();
         row(

@@ -825,11 +825,21 @@ async fn scrub_loop(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
         }
         add(&ctx.counters.scrub_passes, 1);
         // Space freed by deletes and collection goes back to the file system between passes.
-        if let Some(Err(e)) = ctx.with_store(|s| s.compact_catalog()).await {
-            tracing::warn!(error = %e, "could not compact the catalog");
+        match ctx.with_store(|s| s.compact_catalog()).await {
+            Some(Err(e)) => tracing::warn!(error = %e, "could not compact the catalog"),
+            Some(Ok(freed)) if freed > 0 => {
+                add(&ctx.counters.catalog_compactions, 1);
+                add(&ctx.counters.compaction_bytes_freed, freed);
+            }
+            _ => {}
         }
-        if let Some(Err(e)) = ctx.with_store(|s| s.compact_segments()).await {
-            tracing::warn!(error = %e, "could not compact the segments");
+        match ctx.with_store(|s| s.compact_segments()).await {
+            Some(Err(e)) => tracing::warn!(error = %e, "could not compact the segments"),
+            Some(Ok(freed)) if freed > 0 => {
+                add(&ctx.counters.segment_compactions, 1);
+                add(&ctx.counters.compaction_bytes_freed, freed);
+            }
+            _ => {}
         }
         let wait = ctx
             .settings

@@ -736,7 +736,8 @@ impl Node {
             .map(|r| r.cluster.known_and_live());
         let store = self.inner.store.read().await.clone().ok_or(Error::Closed)?;
         let disk = blocking(move || Ok(store.disk_bytes())).await?;
-        Ok(self.inner.metrics.encode(&stats, members, disk))
+        let counters = &self.inner.counters;
+        Ok(self.inner.metrics.encode(&stats, counters, members, disk))
     }
 
     /// Whether the node serves: open, and not closing or leaving (`/health`).
